@@ -1,0 +1,1 @@
+"""Mailbox connectors (POP3, IMAP, Exchange, folder); see docs/connectors.md."""

@@ -1,0 +1,3 @@
+"""mailgate: turns email into service-desk work."""
+
+__version__ = "0.1.0"
