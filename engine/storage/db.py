@@ -1,0 +1,82 @@
+"""Opening the database, creating the schema, and handing out item numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from engine.errors import MailgateError
+from engine.storage import models
+from engine.storage.models import NumberSequence
+
+_NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
+    "call": models.Call,
+    "request": models.Request,
+    "task": models.Task,
+}
+
+
+class DatabaseError(MailgateError):
+    """The database could not be opened or its schema created."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_database(url: str) -> Engine:
+    """Open (and create the schema of) the database at a SQLAlchemy URL."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError for junk
+        raise DatabaseError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed)
+    if parsed.drivername.startswith("sqlite"):
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        SQLModel.metadata.create_all(engine)
+    except Exception as exc:
+        raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc}") from None
+    return engine
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """A session whose work is committed on success and rolled back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def next_number(session: Session, name: str) -> int:
+    """Reserve the next available number for a new call, request or task (inside the caller's transaction)."""
+    table = _NUMBERED[name]
+    seq = session.exec(select(NumberSequence).where(NumberSequence.name == name).with_for_update()).first()
+    highest = session.exec(select(func.max(table.number))).one() or 0
+    if seq is None:
+        seq = NumberSequence(name=name, next_value=highest + 1)
+    number = max(seq.next_value, highest + 1)
+    seq.next_value = number + 1
+    session.add(seq)
+    session.flush()
+    return number

@@ -1,0 +1,110 @@
+"""Reading YAML with ruamel.yaml so that every mapping and list keeps its line and column.
+
+Validators walk the loaded tree and report mistakes through a ``Problems`` collector, which
+turns a node (plus an optional key or index) back into ``file:line:col``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from engine.errors import ConfigError, Problem
+
+
+def load_yaml_file(path: Path) -> Any:
+    """Parse a YAML file, keeping positions; a syntax error becomes a ConfigError at its line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), 1, 1, f"cannot read file: {exc.strerror or exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), 1, 1, f"not UTF-8 text: {exc.reason}")]) from None
+    return load_yaml_text(text, str(path))
+
+
+def load_yaml_text(text: str, filename: str) -> Any:
+    """Parse YAML text (see ``load_yaml_file``)."""
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError([Problem(filename, line, col, f"invalid YAML: {message}")]) from None
+    except YAMLError as exc:
+        raise ConfigError([Problem(filename, 1, 1, f"invalid YAML: {exc}")]) from None
+
+
+def position(node: Any, key: Any = None) -> tuple[int, int]:
+    """1-based (line, col) of a node, or of the value at ``key`` inside a mapping or list."""
+    try:
+        if key is not None and isinstance(node, CommentedMap) and key in node:
+            line, col = node.lc.value(key)
+            return line + 1, col + 1
+        if key is not None and isinstance(node, CommentedSeq) and isinstance(key, int):
+            line, col = node.lc.item(key)
+            return line + 1, col + 1
+        if isinstance(node, CommentedMap | CommentedSeq):
+            return node.lc.line + 1, node.lc.col + 1
+    except (AttributeError, KeyError, IndexError, TypeError):
+        pass
+    return 1, 1
+
+
+def key_position(node: Any, key: Any) -> tuple[int, int]:
+    """1-based (line, col) of a mapping's key itself (for 'unknown key' messages)."""
+    try:
+        if isinstance(node, CommentedMap) and key in node:
+            line, col = node.lc.key(key)
+            return line + 1, col + 1
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return position(node)
+
+
+@dataclass
+class Problems:
+    """Collects every mistake in one file so that all of them are reported together."""
+
+    filename: str
+    items: list[Problem] = field(default_factory=list)
+
+    def at(self, node: Any, key: Any, message: str) -> None:
+        """Record a problem at the value of ``key`` in ``node`` (or at ``node`` if key is None)."""
+        line, col = position(node, key)
+        self.items.append(Problem(self.filename, line, col, message))
+
+    def at_key(self, node: Any, key: Any, message: str) -> None:
+        """Record a problem at the key ``key`` of mapping ``node``."""
+        line, col = key_position(node, key)
+        self.items.append(Problem(self.filename, line, col, message))
+
+    def raise_if_any(self) -> None:
+        """Raise ConfigError with everything collected, if anything was."""
+        if self.items:
+            raise ConfigError(self.items)
+
+    def __iter__(self) -> Iterator[Problem]:
+        return iter(self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def is_mapping(node: Any) -> bool:
+    """True for a YAML mapping."""
+    return isinstance(node, dict)
+
+
+def is_sequence(node: Any) -> bool:
+    """True for a YAML list."""
+    return isinstance(node, list)
