@@ -1,0 +1,95 @@
+"""Shared pytest fixtures for the whole suite.
+
+Database fixtures
+-----------------
+- ``db_url``: runs a test twice, against a fresh SQLite file and against a fresh, uniquely named
+  PostgreSQL database (marked ``postgres``). The server defaults to
+  ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; override with env ``MAILGATE_TEST_PG_URL``.
+  When the server cannot be reached the PostgreSQL case is skipped, or fails when env ``CI=true``.
+- ``sqlite_url``: a fresh SQLite file only, for tests that need not run on both databases.
+- ``engine``: ``open_database(db_url)`` (schema created), disposed after the test.
+
+Other shared fixtures go below the database section, each with a short comment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine.url import make_url
+
+from engine.storage.db import open_database
+
+DEFAULT_PG_SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+# --- databases ------------------------------------------------------------------------------------
+
+
+def _pg_server_url() -> str:
+    return os.environ.get("MAILGATE_TEST_PG_URL") or DEFAULT_PG_SERVER_URL
+
+
+@pytest.fixture(scope="session")
+def pg_admin_engine() -> Iterator[Engine]:
+    """An autocommit connection pool to the PostgreSQL server, used to create and drop test databases."""
+    url = make_url(_pg_server_url())
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:
+        admin.dispose()
+        where = url.render_as_string(hide_password=True)
+        message = f"PostgreSQL server {where} is not reachable: {exc}".strip()
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true, so the PostgreSQL tests must run)")
+        pytest.skip(f"{message} (set MAILGATE_TEST_PG_URL to point at a server)")
+    yield admin
+    admin.dispose()
+
+
+def _fresh_postgres_database(admin: Engine) -> Iterator[str]:
+    name = f"mailgate_t_{secrets.token_hex(6)}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailgate.sqlite"
+        return
+    admin: Engine = request.getfixturevalue("pg_admin_engine")
+    yield from _fresh_postgres_database(admin)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of an empty SQLite database file (for tests that need only one database)."""
+    return f"sqlite:///{tmp_path}/mailgate.sqlite"
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """The opened database (schema created) at ``db_url``; disposed after the test."""
+    opened = open_database(db_url)
+    yield opened
+    opened.dispose()
+
+
+# --- other shared fixtures (add below, each with a one-line docstring) ------------------------------
