@@ -1,0 +1,198 @@
+"""The action interface, the per-message context actions work in, and the registry of action names.
+
+An action is a small frozen dataclass whose fields are exactly its YAML parameters. The rule-pack
+loader builds it from ``- do: NAME`` plus the other keys of the step, checks the parameter types,
+and calls ``check`` so that a mistake is refused at load. Third-party packages add actions through
+the ``mailgate.actions`` entry-point group (``name = "package.module:ActionClass"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlmodel import Session
+
+from engine.config import AccountConfig, Config
+from engine.mail import IncomingMessage
+from engine.rules.facts import FactValue
+from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow
+from engine.subject import ParsedSubject
+
+if TYPE_CHECKING:
+    from engine.rules.pack import RulePack
+
+log = logging.getLogger(__name__)
+
+Item = Call | Request | Task
+
+
+@dataclass
+class ActionContext:
+    """Everything one message's actions may read, and what they report back.
+
+    Built fresh for each message and thrown away afterwards; actions write only through
+    ``session`` (inside the message's single transaction) and never commit.
+    """
+
+    session: Session
+    config: Config
+    account: AccountConfig
+    pack: RulePack
+    message: IncomingMessage
+    subject: ParsedSubject
+    facts: Mapping[str, FactValue]
+    sender: Person | None
+    target: Item | None
+    target_entity: str | None
+    now: datetime = field(default_factory=utcnow)
+    item: Item | None = None
+    entity: str | None = None
+    number: int | None = None
+    replies: list[OutboxMessage] = field(default_factory=list)
+    notifications: list[OutboxMessage] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.target is not None:
+            self.item, self.entity, self.number = self.target, self.target_entity, self.target.number
+
+    def flag(self, name: str) -> bool:
+        """An account flag's value."""
+        return bool(getattr(self.account.flags, name))
+
+
+class Action:
+    """Base of every action.
+
+    Contract: subclasses are ``@dataclass(frozen=True)``; each field is a YAML parameter with a
+    plain type (str, int, bool, str | None, or a Literal of strings) and a default when optional.
+    ``run`` performs the effect through ``ctx.session`` only; it must not commit, must not send
+    mail itself (it queues into the outbox), and must leave the database consistent if it raises
+    (the pipeline rolls the whole message back and quarantines it). ``check`` returns the
+    mistakes that only the pack can reveal (e.g. a template that does not exist).
+    """
+
+    name: ClassVar[str] = ""
+
+    def run(self, ctx: ActionContext) -> None:
+        """Perform the action for one message."""
+        raise NotImplementedError
+
+    def check(self, pack: RulePack) -> list[str]:
+        """Problems with this step that depend on the pack (none by default)."""
+        return []
+
+
+_REGISTRY: dict[str, type[Action]] = {}
+_ENTRY_POINT_GROUP = "mailgate.actions"
+_entry_points_loaded = False
+
+
+def register_action(cls: type[Action]) -> type[Action]:
+    """Class decorator: make an action available to rule packs under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=_ENTRY_POINT_GROUP):
+        if ep.name in _REGISTRY:
+            continue
+        try:
+            loaded = ep.load()
+        except Exception as exc:  # a broken plugin must not stop mailgate
+            log.warning("action plugin %s (%s) failed to load: %s", ep.name, ep.value, exc)
+            continue
+        if isinstance(loaded, type) and issubclass(loaded, Action):
+            _REGISTRY[ep.name] = loaded
+
+
+def action_names() -> list[str]:
+    """Every registered action name (built-in and from entry points)."""
+    _load_builtin()
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def action_class(name: str) -> type[Action] | None:
+    """The class registered under ``name``, or None."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        _load_entry_points()
+    return _REGISTRY.get(name)
+
+
+def _load_builtin() -> None:
+    if not _REGISTRY:
+        import engine.actions.items  # noqa: F401
+        import engine.actions.messages  # noqa: F401
+        import engine.actions.tasks  # noqa: F401
+
+
+def build_action(cls: type[Action], params: Mapping[str, Any]) -> tuple[Action | None, list[tuple[str | None, str]]]:
+    """Construct an action from YAML parameters; returns it or a list of (param, message) mistakes."""
+    mistakes: list[tuple[str | None, str]] = []
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    from engine.errors import did_you_mean
+
+    values: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in known:
+            mistakes.append((key, f"action {cls.name!r} has no parameter {key!r}{did_you_mean(key, known)}"))
+            continue
+        error = _type_error(hints[key], value)
+        if error:
+            mistakes.append((key, f"{cls.name}.{key} {error}"))
+            continue
+        values[key] = value
+    for name, fld in known.items():
+        missing = fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING
+        if missing and name not in params:
+            mistakes.append((None, f"action {cls.name!r} needs the parameter {name!r}"))
+    if mistakes:
+        return None, mistakes
+    try:
+        return cls(**values), []
+    except (TypeError, ValueError) as exc:
+        return None, [(None, f"action {cls.name!r}: {exc}")]
+
+
+def _type_error(hint: Any, value: Any) -> str | None:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        return None if value in choices else f"must be one of {', '.join(map(str, choices))}, not {value!r}"
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = [_type_error(a, value) for a in args if a is not type(None)]
+        return None if any(e is None for e in errors) else errors[0]
+    if hint is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"must be a whole number, not {value!r}"
+    if hint is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"must be a number, not {value!r}"
+    if hint is str:
+        return None if isinstance(value, str) else f"must be a string, not {value!r}"
+    return None
+
+
+ActionFactory = Callable[[Mapping[str, Any]], Action]

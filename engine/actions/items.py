@@ -1,0 +1,210 @@
+"""Actions on calls and their kin: log, update history, attach, mark, close, reopen."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.actions.base import Action, ActionContext, Item, register_action
+from engine.errors import MailgateError
+from engine.mail import reply_portion
+from engine.storage.db import next_number
+from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
+from engine.storage.queries import find_group, find_person
+
+
+class ActionError(MailgateError):
+    """An action could not do its work (the message is rolled back and quarantined)."""
+
+
+def _item(ctx: ActionContext) -> Item:
+    if ctx.item is None:
+        raise ActionError("no item to act on: the rule runs an item action where the subject names none")
+    return ctx.item
+
+
+def _entity(ctx: ActionContext) -> str:
+    return ctx.entity or "call"
+
+
+def add_history(ctx: ActionContext, kind: str, text: str, security_profile: str = "Unspecified") -> None:
+    """Append a history entry to the item in hand."""
+    item = _item(ctx)
+    assert item.id is not None
+    author = ctx.sender.id if ctx.sender else None
+    ctx.session.add(
+        HistoryEntry(
+            entity=_entity(ctx),
+            entity_id=item.id,
+            kind=kind,
+            text=text,
+            security_profile=security_profile,
+            author_id=author,
+            created_at=ctx.now,
+        )
+    )
+    item.updated_at = ctx.now
+    ctx.session.add(item)
+
+
+def _ensure_sender(ctx: ActionContext) -> Person:
+    if ctx.sender is None:
+        ctx.sender = Person(
+            email=ctx.message.from_address, name=ctx.message.from_name, is_user=True, is_analyst=False
+        )
+        ctx.session.add(ctx.sender)
+        ctx.session.flush()
+    return ctx.sender
+
+
+@register_action
+@dataclass(frozen=True)
+class LogCall(Action):
+    """Log a new call from the account's call template; the body becomes its description."""
+
+    name = "log_call"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Create the call, the sender if unknown, and its first history entry."""
+        sender = _ensure_sender(ctx)
+        template = ctx.account.call_template
+        logging_analyst: Person | None = None
+        if ctx.account.flags.use_linked_analyst and sender.is_analyst:
+            logging_analyst = sender
+        if logging_analyst is None:
+            logging_analyst = find_person(ctx.session, ctx.account.default_logging_analyst)
+        if logging_analyst is None:
+            logging_analyst = sender
+        analyst = find_person(ctx.session, template.assigned_analyst)
+        group = find_group(ctx.session, template.assigned_group)
+        call = Call(
+            number=next_number(ctx.session, "call"),
+            status="open",
+            summary=ctx.message.subject.strip()[:250] or "(no subject)",
+            description=ctx.message.body,
+            user_id=sender.id,
+            assigned_analyst_id=analyst.id if analyst else None,
+            assigned_group_id=group.id if group else None,
+            logging_analyst_id=logging_analyst.id,
+            partition=template.partition,
+            screen_set=template.screen_set,
+            ipk_status=template.ipk_status,
+            ipk_stream=template.ipk_stream,
+            account=ctx.account.name,
+            created_at=ctx.now,
+            updated_at=ctx.now,
+        )
+        ctx.session.add(call)
+        ctx.session.flush()
+        ctx.item, ctx.entity, ctx.number = call, "call", call.number
+        add_history(ctx, "logged", f"Logged from email by {sender.email}: {call.summary}")
+
+
+@register_action
+@dataclass(frozen=True)
+class AppendHistory(Action):
+    """Add the mail's text to the item's history (only the reply portion when truncation applies)."""
+
+    name = "append_history"
+    kind: Literal["email_update", "note"] = "email_update"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Write the history entry."""
+        body = ctx.message.body
+        if ctx.account.flags.truncate_incoming_emails and ctx.facts.get("message.is_reply_to_us"):
+            body = reply_portion(body)
+        header = f"Email from {ctx.message.from_address}: {ctx.message.subject}".strip()
+        add_history(ctx, self.kind, f"{header}\n\n{body}".rstrip())
+
+
+@register_action
+@dataclass(frozen=True)
+class AttachFiles(Action):
+    """Attach the mail's attachments to the item, each with a history entry under the same profile."""
+
+    name = "attach_files"
+    security_profile: str = "Unspecified"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Store every attachment."""
+        item = _item(ctx)
+        assert item.id is not None
+        for attachment in ctx.message.attachments:
+            ctx.session.add(
+                AttachedObject(
+                    entity=_entity(ctx),
+                    entity_id=item.id,
+                    filename=attachment.filename,
+                    content_type=attachment.content_type,
+                    size=attachment.size,
+                    sha256=hashlib.sha256(attachment.data).hexdigest(),
+                    data=attachment.data,
+                    security_profile=self.security_profile,
+                    created_at=ctx.now,
+                )
+            )
+            text = f"Attached {attachment.filename} ({attachment.size} bytes) from email"
+            add_history(ctx, "attachment", text, self.security_profile)
+
+
+@register_action
+@dataclass(frozen=True)
+class MarkUpdatedByEmail(Action):
+    """Set the item's "updated by email" mark."""
+
+    name = "mark_updated_by_email"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Set the mark."""
+        item = _item(ctx)
+        item.updated_by_email = True
+        item.updated_at = ctx.now
+        ctx.session.add(item)
+
+
+def _call(ctx: ActionContext) -> Call:
+    item = _item(ctx)
+    if not isinstance(item, Call):
+        raise ActionError(f"this action works on calls, not on a {ctx.entity}")
+    return item
+
+
+@register_action
+@dataclass(frozen=True)
+class CloseCall(Action):
+    """Close the call."""
+
+    name = "close_call"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Set the call closed and record who closed it."""
+        call = _call(ctx)
+        call.status, call.closed_at = "closed", ctx.now
+        call.last_analyst_id = call.assigned_analyst_id or call.last_analyst_id
+        add_history(ctx, "closed", f"Closed by email from {ctx.message.from_address}")
+
+
+@register_action
+@dataclass(frozen=True)
+class ReopenCall(Action):
+    """Reopen a closed call, assigned as the account's ``reopen_assign_to`` says."""
+
+    name = "reopen_call"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Set the call open again and assign it."""
+        call = _call(ctx)
+        call.status, call.closed_at = "open", None
+        if ctx.account.reopen_assign_to == "template_group":
+            group = find_group(ctx.session, ctx.account.call_template.assigned_group)
+            call.assigned_group_id = group.id if group else call.assigned_group_id
+            call.assigned_analyst_id = None
+            where = f"group {group.name}" if group else "its group"
+        else:
+            call.assigned_analyst_id = call.last_analyst_id or call.assigned_analyst_id
+            where = "its last analyst"
+        add_history(ctx, "reopened", f"Reopened by email from {ctx.message.from_address}; assigned to {where}")
+
+
+__all__ = ["ActionError", "add_history"]

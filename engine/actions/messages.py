@@ -1,0 +1,232 @@
+"""Actions that write to the outbox: replies to the sender, notifications, and summaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import or_
+from sqlmodel import select
+
+from engine.actions.base import Action, ActionContext, register_action
+from engine.outbox import entity_tag, queue_message
+from engine.storage.models import Call, Forward, Person, Request, Task
+from engine.storage.queries import group_ids_of, group_members
+
+if TYPE_CHECKING:
+    from engine.rules.pack import RulePack
+
+SAMPLE_VARIABLES: dict[str, Any] = {
+    "product_name": "mailgate",
+    "account": "helpdesk",
+    "entity": "call",
+    "number": 12,
+    "status": "open",
+    "summary": "Printer on floor 3 is jammed",
+    "sender_name": "Ada Lovelace",
+    "sender_email": "ada@example.com",
+    "incoming_subject": "Re: [CALL#12] Printer",
+    "items": [{"number": 12, "status": "open", "summary": "Printer on floor 3 is jammed", "updated_at": "2026-01-01 10:00"}],
+    "item_kind": "calls",
+}
+
+
+def template_variables(ctx: ActionContext, **extra: Any) -> dict[str, Any]:
+    """The variables every message template may use."""
+    item = ctx.item
+    variables: dict[str, Any] = {
+        "product_name": ctx.config.product_name,
+        "account": ctx.account.name,
+        "entity": ctx.entity,
+        "number": ctx.number,
+        "status": getattr(item, "status", None),
+        "summary": getattr(item, "summary", ""),
+        "sender_name": ctx.message.from_name or ctx.message.from_address,
+        "sender_email": ctx.message.from_address,
+        "incoming_subject": ctx.message.subject,
+        "items": [],
+        "item_kind": "",
+    }
+    variables.update(extra)
+    return variables
+
+
+def _tag(ctx: ActionContext) -> str | None:
+    if ctx.entity is None or ctx.number is None:
+        return None
+    slot = {"call": "call_tag", "request": "request_tag", "task": "task_tag"}[ctx.entity]
+    return entity_tag(getattr(ctx.pack.keywords, slot)[0], ctx.number)
+
+
+def _with_tag(subject: str, tag: str | None) -> str:
+    if tag is None or tag.lower() in subject.lower():
+        return subject
+    return f"{tag} {subject}"
+
+
+def _check_template(pack: RulePack, name: str) -> list[str]:
+    template = pack.templates.get(name)
+    if template is None:
+        from engine.errors import did_you_mean
+
+        return [f"no template {name!r} in the pack{did_you_mean(name, pack.templates)}"]
+    from engine.rules.templates import TemplateError
+
+    try:
+        template.render(SAMPLE_VARIABLES)
+    except TemplateError as exc:
+        return [str(exc)]
+    return []
+
+
+def may_answer(ctx: ActionContext) -> bool:
+    """Never answer machines: auto-submitted mail and bounces get no automatic message."""
+    return not (ctx.message.auto_submitted or ctx.message.is_bounce)
+
+
+@register_action
+@dataclass(frozen=True)
+class Reply(Action):
+    """Answer the sender with a template; threads to their mail and tags the item in the subject."""
+
+    name = "reply"
+    template: str
+
+    def check(self, pack: RulePack) -> list[str]:
+        """The template must exist and render."""
+        return _check_template(pack, self.template)
+
+    def run(self, ctx: ActionContext) -> None:
+        """Queue the reply (unless the mail came from a machine)."""
+        if not may_answer(ctx):
+            return
+        subject, body = ctx.pack.templates[self.template].render(template_variables(ctx))
+        ctx.replies.append(
+            queue_message(
+                ctx.session,
+                ctx.config,
+                type=self.template,
+                to=ctx.message.from_address,
+                subject=_with_tag(subject, _tag(ctx)),
+                body=body,
+                account=ctx.account.name,
+                answering=ctx.message,
+                auto_submitted="auto-replied",
+                entity=ctx.entity,
+                number=ctx.number,
+            )
+        )
+
+
+@register_action
+@dataclass(frozen=True)
+class NotifyAssignee(Action):
+    """Tell the item's assigned analyst (or, if none, its group's members) that email updated it."""
+
+    name = "notify_assignee"
+    template: str = "notify_updated_via_email"
+
+    def check(self, pack: RulePack) -> list[str]:
+        """The template must exist and render."""
+        return _check_template(pack, self.template)
+
+    def run(self, ctx: ActionContext) -> None:
+        """Queue one notification per recipient (never to the sender themself)."""
+        item = ctx.item
+        if item is None:
+            return
+        recipients: list[Person] = []
+        analyst_id = getattr(item, "assigned_analyst_id", None)
+        if analyst_id is not None:
+            analyst = ctx.session.get(Person, analyst_id)
+            recipients = [analyst] if analyst else []
+        elif getattr(item, "assigned_group_id", None) is not None:
+            recipients = group_members(ctx.session, item.assigned_group_id)  # type: ignore[union-attr]
+        subject, body = ctx.pack.templates[self.template].render(template_variables(ctx))
+        for person in recipients:
+            if person.email.lower() == ctx.message.from_address:
+                continue
+            ctx.notifications.append(
+                queue_message(
+                    ctx.session,
+                    ctx.config,
+                    type=self.template,
+                    to=person.email,
+                    subject=_with_tag(subject, _tag(ctx)),
+                    body=body,
+                    account=ctx.account.name,
+                    answering=None,
+                    auto_submitted="auto-generated",
+                    entity=ctx.entity,
+                    number=ctx.number,
+                )
+            )
+
+
+@register_action
+@dataclass(frozen=True)
+class SendSummary(Action):
+    """Mail the identified sender a list of the open items they work on."""
+
+    name = "send_summary"
+    items: Literal["calls", "requests", "tasks", "approvals"]
+    template: str
+
+    def check(self, pack: RulePack) -> list[str]:
+        """The template must exist and render."""
+        return _check_template(pack, self.template)
+
+    def run(self, ctx: ActionContext) -> None:
+        """Collect the items and queue the summary to the person on record."""
+        person = ctx.sender
+        if person is None or not may_answer(ctx):
+            return
+        rows = [
+            {
+                "number": row.number,
+                "status": row.status,
+                "summary": row.summary,
+                "updated_at": row.updated_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for row in self._collect(ctx, person)
+        ]
+        variables = template_variables(ctx, items=rows, item_kind=self.items, entity=None, number=None)
+        subject, body = ctx.pack.templates[self.template].render(variables)
+        ctx.replies.append(
+            queue_message(
+                ctx.session,
+                ctx.config,
+                type=self.template,
+                to=person.email,
+                subject=subject,
+                body=body,
+                account=ctx.account.name,
+                answering=ctx.message,
+                auto_submitted="auto-replied",
+            )
+        )
+
+    def _collect(self, ctx: ActionContext, person: Person) -> list[Call] | list[Request] | list[Task]:
+        session = ctx.session
+        if self.items == "calls":
+            forwarded = select(Forward.call_id).where(
+                or_(Forward.forwarded_by_id == person.id, Forward.forwarded_to_id == person.id)  # type: ignore[arg-type]
+            )
+            stmt = select(Call).where(
+                Call.status == "open",
+                or_(Call.assigned_analyst_id == person.id, Call.id.in_(forwarded)),  # type: ignore[union-attr]
+            )
+            return list(session.exec(stmt.order_by(Call.number)))  # type: ignore[arg-type]
+        if self.items == "requests":
+            stmt_r = select(Request).where(Request.status == "open", Request.assigned_analyst_id == person.id)
+            return list(session.exec(stmt_r.order_by(Request.number)))  # type: ignore[arg-type]
+        if self.items == "tasks":
+            stmt_t = select(Task).where(Task.status == "open", Task.kind == "task", Task.assigned_analyst_id == person.id)
+            return list(session.exec(stmt_t.order_by(Task.number)))  # type: ignore[arg-type]
+        groups = group_ids_of(session, person)
+        stmt_a = select(Task).where(
+            Task.status == "open",
+            Task.kind.in_(("approval", "user_approval")),  # type: ignore[attr-defined]
+            or_(Task.approver_person_id == person.id, Task.approver_group_id.in_(groups or {-1})),  # type: ignore[arg-type,union-attr]
+        )
+        return list(session.exec(stmt_a.order_by(Task.number)))  # type: ignore[arg-type]

@@ -1,0 +1,88 @@
+"""Actions on approval tasks: approve or reject, and let the request's workflow go on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from engine.actions.base import Action, ActionContext, register_action
+from engine.actions.items import ActionError, add_history
+from engine.storage.models import HistoryEntry, Request, Task
+
+
+def _task(ctx: ActionContext) -> Task:
+    if not isinstance(ctx.item, Task):
+        raise ActionError(f"this action works on tasks, not on a {ctx.entity}")
+    return ctx.item
+
+
+def _request_history(ctx: ActionContext, request: Request, kind: str, text: str) -> None:
+    assert request.id is not None
+    ctx.session.add(HistoryEntry(entity="request", entity_id=request.id, kind=kind, text=text, created_at=ctx.now))
+    request.updated_at = ctx.now
+    ctx.session.add(request)
+
+
+def _siblings(ctx: ActionContext, task: Task) -> list[Task]:
+    stmt = select(Task).where(Task.request_id == task.request_id, Task.id != task.id).order_by(Task.sequence, Task.number)  # type: ignore[arg-type]
+    return list(ctx.session.exec(stmt))
+
+
+@register_action
+@dataclass(frozen=True)
+class ApproveTask(Action):
+    """Approve the task; when its stage is complete, open the request's next tasks by sequence."""
+
+    name = "approve_task"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Mark approved and advance the workflow."""
+        task = _task(ctx)
+        task.status = "approved"
+        add_history(ctx, "approved", f"Approved by email from {ctx.message.from_address}")
+        if task.request_id is None:
+            return
+        request = ctx.session.get(Request, task.request_id)
+        siblings = _siblings(ctx, task)
+        stage_open = any(t.status == "open" and t.sequence <= task.sequence for t in siblings)
+        if request is not None:
+            _request_history(ctx, request, "approved", f"Task {task.number} approved by {ctx.message.from_address}")
+        if stage_open:
+            return
+        pending = [t for t in siblings if t.status == "pending"]
+        if not pending:
+            return
+        next_sequence = min(t.sequence for t in pending)
+        for sibling in pending:
+            if sibling.sequence == next_sequence:
+                sibling.status = "open"
+                sibling.updated_at = ctx.now
+                ctx.session.add(sibling)
+                if request is not None:
+                    _request_history(ctx, request, "task_opened", f"Task {sibling.number} opened")
+
+
+@register_action
+@dataclass(frozen=True)
+class RejectTask(Action):
+    """Reject the task; cancel the request's pending and open tasks and mark the request rejected."""
+
+    name = "reject_task"
+
+    def run(self, ctx: ActionContext) -> None:
+        """Mark rejected and stop the workflow."""
+        task = _task(ctx)
+        task.status = "rejected"
+        add_history(ctx, "rejected", f"Rejected by email from {ctx.message.from_address}")
+        if task.request_id is None:
+            return
+        for sibling in _siblings(ctx, task):
+            if sibling.status in ("open", "pending"):
+                sibling.status = "cancelled"
+                sibling.updated_at = ctx.now
+                ctx.session.add(sibling)
+        request = ctx.session.get(Request, task.request_id)
+        if request is not None:
+            request.status = "rejected"
+            _request_history(ctx, request, "rejected", f"Task {task.number} rejected by {ctx.message.from_address}")

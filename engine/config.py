@@ -1,0 +1,302 @@
+"""The mailgate.yaml config: its shape (a contract), its defaults, and its validation.
+
+Every mistake is reported as ``file:line:col: message``, all of them at once, and a config
+with any mistake is refused whole.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError, Problem, did_you_mean
+from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
+
+CONFIG_FILENAME = "mailgate.yaml"
+CONFIG_ENV = "MAILGATE_CONFIG"
+KNOWN_CONNECTORS = ("folder", "imap", "pop3", "ews", "graph", "memory")
+REOPEN_ASSIGN_CHOICES = ("last_analyst", "template_group")
+
+
+@dataclass(frozen=True)
+class Flags:
+    """An account's switches; omitted flags are off except auto_reply and truncate_incoming_emails."""
+
+    close_calls_anonymously: bool = False
+    update_calls_anonymously: bool = False
+    log_new_call_on_invalid_number: bool = False
+    update_closed_calls: bool = False
+    reopen_closed_calls: bool = False
+    truncate_incoming_emails: bool = True
+    auto_reply: bool = True
+    use_linked_analyst: bool = False
+
+
+@dataclass(frozen=True)
+class CallTemplate:
+    """What a call logged from email starts with."""
+
+    partition: str | None = None
+    screen_set: str | None = None
+    ipk_status: str | None = None
+    ipk_stream: str | None = None
+    assigned_analyst: str | None = None
+    assigned_group: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One watched mailbox: where it is, which rule pack decides, and its flags."""
+
+    name: str
+    connector: Mapping[str, Any]
+    rule_pack: str
+    flags: Flags = field(default_factory=Flags)
+    call_template: CallTemplate = field(default_factory=CallTemplate)
+    default_logging_analyst: str | None = None
+    reopen_assign_to: str = "last_analyst"
+    address: str | None = None
+    active: bool = True
+
+    @property
+    def connector_type(self) -> str:
+        """The connector's registered name (``folder``, ``imap``, ...)."""
+        return str(self.connector.get("type", "folder"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: Path
+    database: str
+    product_name: str = "mailgate"
+    email_at_update_via_email_in: bool = False
+    mail_domain: str = "mailgate.invalid"
+    time_limit_seconds: float = 30.0
+    accounts: tuple[AccountConfig, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the config are resolved against."""
+        return self.path.parent
+
+    def account(self, name: str) -> AccountConfig:
+        """The account called ``name``; ConfigError naming the closest one if there is none."""
+        for acc in self.accounts:
+            if acc.name == name:
+                return acc
+        known = [a.name for a in self.accounts]
+        raise ConfigError(
+            [Problem(str(self.path), 1, 1, f"no account named {name!r}{did_you_mean(name, known)}")]
+        )
+
+
+_ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def find_config_path(explicit: str | None) -> Path:
+    """The config file: ``--config``, else ``$MAILGATE_CONFIG``, else ./mailgate.yaml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    return Path.cwd() / CONFIG_FILENAME
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file; ConfigError lists every mistake with its position."""
+    if not path.exists():
+        raise ConfigError(
+            [Problem(str(path), 1, 1, "config file not found (run 'mailgate init' to create one)")]
+        )
+    data = load_yaml_file(path)
+    problems = Problems(str(path))
+    config = _read_config(data, path, problems)
+    problems.raise_if_any()
+    assert config is not None
+    return config
+
+
+def _expand_env(value: Any, node: Any, key: Any, problems: Problems) -> Any:
+    if not isinstance(value, str):
+        return value
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            problems.at(node, key, f"environment variable {name} is not set")
+            return ""
+        return os.environ[name]
+
+    return _ENV_REF.sub(repl, value)
+
+
+def _check_keys(node: Any, allowed: tuple[str, ...], where: str, problems: Problems) -> None:
+    for key in node:
+        if key not in allowed:
+            problems.at_key(node, key, f"unknown key {key!r} in {where}{did_you_mean(str(key), allowed)}")
+
+
+def _get(node: Any, key: str, kind: type | tuple[type, ...], problems: Problems, default: Any = None) -> Any:
+    if key not in node or node[key] is None:
+        return default
+    value = _expand_env(node[key], node, key, problems)
+    if kind is bool and not isinstance(value, bool):
+        problems.at(node, key, f"{key} must be true or false, not {value!r}")
+        return default
+    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        problems.at(node, key, f"{key} must be a {names}, not {type(value).__name__}")
+        return default
+    return value
+
+
+_TOP_KEYS = ("database", "product_name", "messaging", "processing", "mail_domain", "accounts")
+_ACCOUNT_KEYS = (
+    "name",
+    "connector",
+    "rule_pack",
+    "flags",
+    "call_template",
+    "default_logging_analyst",
+    "reopen_assign_to",
+    "address",
+    "active",
+)
+
+
+def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
+    if not is_mapping(data):
+        problems.at(data, None, "the config must be a mapping with keys " + ", ".join(_TOP_KEYS))
+        return None
+    _check_keys(data, _TOP_KEYS, "the config", problems)
+    database = _get(data, "database", str, problems, "sqlite:///mailgate.sqlite")
+    database = _resolve_sqlite(database, path.parent)
+    messaging = data.get("messaging") or {}
+    email_at_update = False
+    if not is_mapping(messaging):
+        problems.at(data, "messaging", "messaging must be a mapping")
+    else:
+        _check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
+        email_at_update = _get(messaging, "email_at_update_via_email_in", bool, problems, False)
+    processing = data.get("processing") or {}
+    time_limit = 30.0
+    if not is_mapping(processing):
+        problems.at(data, "processing", "processing must be a mapping")
+    else:
+        _check_keys(processing, ("time_limit_seconds",), "processing", problems)
+        time_limit = _get(processing, "time_limit_seconds", float, problems, 30.0)
+        if time_limit <= 0:
+            problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
+    accounts: list[AccountConfig] = []
+    raw_accounts = data.get("accounts")
+    if raw_accounts is None:
+        raw_accounts = []
+    if not is_sequence(raw_accounts):
+        problems.at(data, "accounts", "accounts must be a list")
+        raw_accounts = []
+    seen: set[str] = set()
+    for index, node in enumerate(raw_accounts):
+        account = _read_account(raw_accounts, index, node, problems)
+        if account is None:
+            continue
+        if account.name in seen:
+            problems.at(node, "name", f"duplicate account name {account.name!r}")
+        seen.add(account.name)
+        accounts.append(account)
+    return Config(
+        path=path.resolve(),
+        database=database,
+        product_name=_get(data, "product_name", str, problems, "mailgate"),
+        email_at_update_via_email_in=email_at_update,
+        mail_domain=_get(data, "mail_domain", str, problems, "mailgate.invalid"),
+        time_limit_seconds=time_limit,
+        accounts=tuple(accounts),
+    )
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
+        return prefix + str((base / url[len(prefix) :]).resolve())
+    return url
+
+
+def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> AccountConfig | None:
+    if not is_mapping(node):
+        problems.at(parent, index, "each account must be a mapping with at least a name")
+        return None
+    _check_keys(node, _ACCOUNT_KEYS, "an account", problems)
+    name = _get(node, "name", str, problems)
+    if not name:
+        problems.at(node, None, "account has no name")
+        return None
+    connector = _read_connector(node, problems)
+    flags_node = node.get("flags") or {}
+    flag_values: dict[str, bool] = {}
+    flag_names = tuple(f.name for f in fields(Flags))
+    if not is_mapping(flags_node):
+        problems.at(node, "flags", "flags must be a mapping of flag names to true/false")
+    else:
+        _check_keys(flags_node, flag_names, "flags", problems)
+        for flag in flag_names:
+            value = _get(flags_node, flag, bool, problems)
+            if value is not None:
+                flag_values[flag] = value
+    template_node = node.get("call_template") or {}
+    template_values: dict[str, str | None] = {}
+    template_names = tuple(f.name for f in fields(CallTemplate))
+    if not is_mapping(template_node):
+        problems.at(node, "call_template", "call_template must be a mapping")
+    else:
+        _check_keys(template_node, template_names, "call_template", problems)
+        for key in template_names:
+            template_values[key] = _get(template_node, key, str, problems)
+    reopen = _get(node, "reopen_assign_to", str, problems, "last_analyst")
+    if reopen not in REOPEN_ASSIGN_CHOICES:
+        problems.at(node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}")
+    return AccountConfig(
+        name=name,
+        connector=connector,
+        rule_pack=_get(node, "rule_pack", str, problems, "default"),
+        flags=Flags(**flag_values),
+        call_template=CallTemplate(**template_values),
+        default_logging_analyst=_get(node, "default_logging_analyst", str, problems),
+        reopen_assign_to=reopen,
+        address=_get(node, "address", str, problems),
+        active=_get(node, "active", bool, problems, True),
+    )
+
+
+def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
+    raw = node.get("connector", "folder")
+    if isinstance(raw, str):
+        raw_map: dict[str, Any] = {"type": raw}
+        source = None
+    elif is_mapping(raw):
+        raw_map = dict(raw)
+        source = raw
+    else:
+        problems.at(node, "connector", "connector must be a type name or a mapping with a 'type'")
+        return {"type": "folder"}
+    kind = raw_map.get("type")
+    if kind not in KNOWN_CONNECTORS:
+        where = (source, "type") if source is not None and "type" in source else (node, "connector")
+        problems.at(
+            where[0],
+            where[1],
+            f"unknown connector type {kind!r}{did_you_mean(str(kind), KNOWN_CONNECTORS)}"
+            f"; known: {', '.join(KNOWN_CONNECTORS)}",
+        )
+    if source is not None:
+        for key in list(raw_map):
+            raw_map[key] = _expand_env(raw_map[key], source, key, problems)
+    return raw_map

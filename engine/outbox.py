@@ -1,0 +1,65 @@
+"""Queuing outgoing messages into the message table (the outbox): replies, notifications, summaries."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.config import Config
+from engine.mail import IncomingMessage
+from engine.storage.models import OutboxMessage
+
+
+def new_message_id(config: Config) -> str:
+    """A fresh Message-ID on our mail domain (without angle brackets)."""
+    return f"mailgate.{uuid.uuid4().hex}@{config.mail_domain}"
+
+
+def entity_tag(keywords_tag: str, number: int) -> str:
+    """The subject tag that threads an answer back to an item, e.g. ``[CALL#12]``."""
+    return f"[{keywords_tag}#{number}]"
+
+
+def queue_message(
+    session: Session,
+    config: Config,
+    *,
+    type: str,
+    to: str,
+    subject: str,
+    body: str,
+    account: str | None,
+    answering: IncomingMessage | None,
+    auto_submitted: str,
+    entity: str | None = None,
+    number: int | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> OutboxMessage:
+    """Add one message to the outbox, threaded to ``answering`` when it answers an incoming mail."""
+    headers: dict[str, Any] = {"Auto-Submitted": auto_submitted, "X-Auto-Response-Suppress": "All"}
+    headers.update(extra_headers or {})
+    in_reply_to: str | None = None
+    references = ""
+    if answering is not None and answering.message_id:
+        in_reply_to = answering.message_id
+        refs = [*answering.references, answering.message_id]
+        references = " ".join(f"<{r}>" for r in dict.fromkeys(refs))
+    message = OutboxMessage(
+        type=type,
+        account=account,
+        to_address=to,
+        subject=subject,
+        body=body,
+        message_id=new_message_id(config),
+        in_reply_to=in_reply_to,
+        references=references,
+        headers_json=json.dumps(headers, sort_keys=True),
+        entity=entity,
+        number=number,
+    )
+    session.add(message)
+    return message

@@ -1,0 +1,246 @@
+"""The path of one message: parse, check the ledger, decide, act, record — all or nothing.
+
+A message's effects and its ledger entry are committed in one transaction; if anything fails
+(a broken mail, an action error, the time limit), nothing of it is kept except a quarantine entry
+holding the whole message and the reason. A message already in the account's ledger is a
+``duplicate`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from engine.actions.base import ActionContext
+from engine.config import AccountConfig
+from engine.decide import gather_facts
+from engine.errors import MailError, MailgateError
+from engine.mail import IncomingMessage, parse_message
+from engine.runtime import Runtime
+from engine.storage.db import transaction
+from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
+from engine.subject import parse_subject
+from engine.timelimit import ProcessingTimeout, time_limit
+
+log = logging.getLogger("mailgate.pipeline")
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """Where an outgoing message goes and what it is called."""
+
+    to: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What happened to one message (the ``--json`` line of ``mailgate process``)."""
+
+    account: str
+    origin: str
+    message_id: str | None
+    key: str
+    outcome: str
+    rule: str | None = None
+    entity: str | None = None
+    number: int | None = None
+    replies: tuple[Addressed, ...] = ()
+    notifications: tuple[Addressed, ...] = ()
+    reason: str | None = None
+    quarantine_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object printed for this message."""
+        data = asdict(self)
+        data["replies"] = [asdict(a) for a in self.replies]
+        data["notifications"] = [asdict(a) for a in self.notifications]
+        return data
+
+
+class NoRuleMatched(MailgateError):
+    """No rule of the account's pack holds for this message."""
+
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\r\n>]+)>?", re.IGNORECASE | re.MULTILINE)
+
+
+def fallback_key(raw: bytes) -> tuple[str | None, str]:
+    """(Message-ID, ledger key) of a message we could not parse, read straight from its bytes."""
+    head = raw[: raw.find(b"\n\n")] if b"\n\n" in raw[:1_000_000] else raw[:65536]
+    match = _MESSAGE_ID.search(head)
+    if match:
+        message_id = match.group(1).decode("ascii", "replace").strip()
+        if message_id:
+            return message_id, message_id
+    return None, "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _addressed(messages: list[OutboxMessage]) -> tuple[Addressed, ...]:
+    return tuple(Addressed(m.to_address, m.subject) for m in messages)
+
+
+def _ledger_has(session: Session, account: str, key: str) -> bool:
+    stmt = select(LedgerEntry.id).where(LedgerEntry.account == account, LedgerEntry.message_key == key)
+    return session.exec(stmt).first() is not None
+
+
+def process_message(
+    runtime: Runtime, account: AccountConfig, raw: bytes, origin: str = "", *, retry_of: int | None = None
+) -> ProcessResult:
+    """Run one raw message through the account's pack; never raises for a bad message."""
+    try:
+        message = parse_message(raw, our_addresses=runtime.our_addresses)
+    except MailError as exc:
+        message_id, key = fallback_key(raw)
+        return quarantine(runtime, account, raw, origin, message_id, key, exc.reason, retry_of=retry_of)
+    try:
+        result = _decide_and_act(runtime, account, message, origin)
+    except IntegrityError:
+        return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
+    except ProcessingTimeout as exc:
+        reason = str(exc)
+    except NoRuleMatched as exc:
+        reason = str(exc)
+    except MailgateError as exc:
+        reason = f"processing failed: {exc}"
+    except Exception as exc:  # an unexpected bug must cost one message, never the run
+        log.exception("unexpected error processing %s in account %s", message.key, account.name)
+        reason = f"internal error: {type(exc).__name__}: {exc}"
+    else:
+        log.info(
+            "processed account=%s key=%s outcome=%s rule=%s entity=%s number=%s",
+            account.name, message.key, result.outcome, result.rule, result.entity, result.number,
+        )  # fmt: skip
+        return result
+    return quarantine(runtime, account, raw, origin, message.message_id, message.key, reason, retry_of=retry_of)
+
+
+def _decide_and_act(runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str) -> ProcessResult:
+    pack = runtime.pack_for(account)
+    with transaction(runtime.engine) as session:
+        if _ledger_has(session, account.name, message.key):
+            return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
+        with time_limit(runtime.config.time_limit_seconds):
+            subject = parse_subject(message.subject, pack.keywords)
+            situation = gather_facts(session, runtime.config, account, message, subject)
+            rule = pack.decide(situation.facts)
+            if rule is None:
+                raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {subject.intent.value})")
+            ctx = ActionContext(
+                session=session,
+                config=runtime.config,
+                account=account,
+                pack=pack,
+                message=message,
+                subject=subject,
+                facts=situation.facts,
+                sender=situation.sender,
+                target=situation.target,
+                target_entity=situation.target_entity,
+            )
+            for step in rule.steps:
+                if step.when.holds(situation.facts):
+                    step.action.run(ctx)
+            result = ProcessResult(
+                account=account.name,
+                origin=origin,
+                message_id=message.message_id,
+                key=message.key,
+                outcome=rule.outcome,
+                rule=rule.name,
+                entity=ctx.entity,
+                number=ctx.number,
+                replies=_addressed(ctx.replies),
+                notifications=_addressed(ctx.notifications),
+            )
+            session.add(_ledger_entry(result, problems=list(message.problems)))
+            session.flush()
+    return result
+
+
+def _ledger_entry(result: ProcessResult, **detail: Any) -> LedgerEntry:
+    info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
+    if result.reason:
+        info["reason"] = result.reason
+    return LedgerEntry(
+        account=result.account,
+        message_key=result.key,
+        message_id=result.message_id,
+        outcome=result.outcome,
+        rule=result.rule,
+        entity=result.entity,
+        number=result.number,
+        detail=json.dumps(info, sort_keys=True),
+    )
+
+
+def quarantine(
+    runtime: Runtime,
+    account: AccountConfig,
+    raw: bytes,
+    origin: str,
+    message_id: str | None,
+    key: str,
+    reason: str,
+    *,
+    retry_of: int | None = None,
+) -> ProcessResult:
+    """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined."""
+    log.warning("quarantined account=%s key=%s reason=%s", account.name, key, reason)
+    with transaction(runtime.engine) as session:
+        if _ledger_has(session, account.name, key):
+            return ProcessResult(account.name, origin, message_id, key, "duplicate")
+        entry = session.get(QuarantineEntry, retry_of) if retry_of is not None else None
+        if entry is None:
+            entry = QuarantineEntry(account=account.name, message_key=key, origin=origin, raw=raw)
+        entry.reason, entry.status = reason, "held"
+        session.add(entry)
+        session.flush()
+        result = ProcessResult(
+            account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry.id
+        )
+        session.add(_ledger_entry(result, quarantine_id=entry.id))
+    return result
+
+
+@dataclass
+class RetryOutcome:
+    """What a quarantine retry did."""
+
+    entry_id: int
+    result: ProcessResult | None = None
+    error: str | None = None
+    released: bool = field(default=False)
+
+
+def retry_quarantined(runtime: Runtime, entry_id: int) -> RetryOutcome:
+    """Replay a held message through its account's (possibly fixed) pack; release it if it now passes."""
+    with transaction(runtime.engine) as session:
+        entry = session.get(QuarantineEntry, entry_id)
+        if entry is None:
+            return RetryOutcome(entry_id, error=f"no quarantine entry {entry_id}")
+        if entry.status != "held":
+            return RetryOutcome(entry_id, error=f"quarantine entry {entry_id} was already released")
+        account = runtime.config.account(entry.account)
+        for row in session.exec(
+            select(LedgerEntry).where(LedgerEntry.account == entry.account, LedgerEntry.message_key == entry.message_key)
+        ):
+            session.delete(row)
+        raw, origin = entry.raw, entry.origin
+    result = process_message(runtime, account, raw, origin, retry_of=entry_id)
+    if result.outcome == "quarantined":
+        return RetryOutcome(entry_id, result=result)
+    with transaction(runtime.engine) as session:
+        held = session.get(QuarantineEntry, entry_id)
+        if held is not None:
+            held.status, held.released_at = "released", utcnow()
+            session.add(held)
+    return RetryOutcome(entry_id, result=result, released=True)

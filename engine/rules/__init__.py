@@ -1,0 +1,1 @@
+"""Rule packs: facts, conditions, templates, and the loader that validates them."""

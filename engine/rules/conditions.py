@@ -1,0 +1,148 @@
+"""Conditions: the ``when:`` of a rule or an action step, parsed once at load and evaluated per message.
+
+YAML forms:
+    when:                       # a mapping: every entry must hold
+      intent: close_call        # a fact equals a value
+      message.bounce_code: [501, 503, 550, 553]   # a fact is one of these
+      sender.known: {not: true} # negation of a value test
+      any:                      # at least one of these conditions holds
+        - {sender.is_analyst: true, sender.owns_target: true}
+        - {sender.take_over: true}
+      not: {target.exists: true}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import did_you_mean
+from engine.rules.facts import FACTS, FactValue
+from engine.yamlsource import Problems, is_mapping, is_sequence
+
+Facts = Mapping[str, FactValue]
+
+
+@dataclass(frozen=True)
+class FactTest:
+    """A fact compared with one or more values (optionally negated)."""
+
+    fact: str
+    values: tuple[FactValue, ...]
+    negate: bool = False
+
+    def holds(self, facts: Facts) -> bool:
+        """Whether the fact's value is among the values (or not, when negated)."""
+        return (facts.get(self.fact) in self.values) != self.negate
+
+    def describe(self) -> str:
+        """A short text for ``mailgate explain``."""
+        shown = self.values[0] if len(self.values) == 1 else list(self.values)
+        return f"{self.fact} {'!=' if self.negate else '=='} {shown!r}"
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every part holds (an empty AllOf always holds)."""
+
+    parts: tuple[Condition, ...]
+
+    def holds(self, facts: Facts) -> bool:
+        """Whether every part holds."""
+        return all(p.holds(facts) for p in self.parts)
+
+    def describe(self) -> str:
+        """A short text for ``mailgate explain``."""
+        return " and ".join(p.describe() for p in self.parts) or "always"
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one part holds."""
+
+    parts: tuple[Condition, ...]
+
+    def holds(self, facts: Facts) -> bool:
+        """Whether some part holds."""
+        return any(p.holds(facts) for p in self.parts)
+
+    def describe(self) -> str:
+        """A short text for ``mailgate explain``."""
+        return "(" + " or ".join(p.describe() for p in self.parts) + ")"
+
+
+@dataclass(frozen=True)
+class Not:
+    """The inner condition does not hold."""
+
+    inner: Condition
+
+    def holds(self, facts: Facts) -> bool:
+        """Whether the inner condition fails."""
+        return not self.inner.holds(facts)
+
+    def describe(self) -> str:
+        """A short text for ``mailgate explain``."""
+        return f"not ({self.inner.describe()})"
+
+
+Condition = FactTest | AllOf | AnyOf | Not
+ALWAYS = AllOf(())
+
+
+def first_failing(condition: Condition, facts: Facts) -> str | None:
+    """The description of the first part that makes a condition fail, or None if it holds."""
+    if condition.holds(facts):
+        return None
+    if isinstance(condition, AllOf):
+        for part in condition.parts:
+            if not part.holds(facts):
+                return first_failing(part, facts)
+    return condition.describe()
+
+
+def parse_condition(node: Any, parent: Any, key: Any, problems: Problems) -> Condition:
+    """Turn a YAML ``when:`` node into a Condition, recording every mistake with its position."""
+    if node is None:
+        return ALWAYS
+    if not is_mapping(node):
+        problems.at(parent, key, "a condition must be a mapping of facts to values (or any:/all:/not:)")
+        return ALWAYS
+    parts: list[Condition] = []
+    for name, value in node.items():
+        if name in ("any", "all"):
+            if not is_sequence(value) or not value:
+                problems.at(node, name, f"{name}: takes a non-empty list of conditions")
+                continue
+            inner = tuple(parse_condition(item, value, i, problems) for i, item in enumerate(value))
+            parts.append(AnyOf(inner) if name == "any" else AllOf(inner))
+        elif name == "not":
+            parts.append(Not(parse_condition(value, node, name, problems)))
+        else:
+            test = _parse_fact_test(str(name), value, node, problems)
+            if test is not None:
+                parts.append(test)
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+
+
+def _parse_fact_test(name: str, value: Any, node: Any, problems: Problems) -> FactTest | None:
+    spec = FACTS.get(name)
+    if spec is None:
+        problems.at_key(node, name, f"unknown fact {name!r}{did_you_mean(name, FACTS)}")
+        return None
+    negate = False
+    if is_mapping(value):
+        if list(value) != ["not"]:
+            problems.at(node, name, f"{name}: a mapping here may only be {{not: VALUE}}")
+            return None
+        negate, value = True, value["not"]
+    values = list(value) if is_sequence(value) else [value]
+    if not values:
+        problems.at(node, name, f"{name}: the list of values is empty")
+        return None
+    for item in values:
+        if not spec.accepts(item):
+            problems.at(node, name, f"{name} is {spec.describe_type()}; {item!r} can never match")
+            return None
+    return FactTest(name, tuple(values), negate)

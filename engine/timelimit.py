@@ -1,0 +1,38 @@
+"""A per-message time limit, so that one pathological message never blocks the next."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from engine.errors import MailgateError
+
+
+class ProcessingTimeout(MailgateError):
+    """The message took longer than the configured time limit."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ProcessingTimeout inside the block once ``seconds`` have passed.
+
+    Uses a real-time interval timer, so it is enforced only in the main thread; elsewhere the
+    block runs unlimited (the service runs the pipeline in the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def on_alarm(_signum: int, _frame: FrameType | None) -> None:
+        raise ProcessingTimeout(f"time limit of {seconds:g} s exceeded")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
