@@ -1,0 +1,62 @@
+"""``mailgate check``: validate the config and every rule pack, reporting ``file:line:col: message``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from engine.actions.base import action_class, action_names
+from engine.config import load_config
+from engine.errors import ConfigError, Problem
+from engine.resources import bundled_pack_names, rules_dir
+from engine.rules.facts import FACTS
+from engine.rules.pack import OUTCOMES, load_pack
+from engine.runtime import Runtime
+
+
+def check_all(config_path: Path) -> list[str]:
+    """Validate the config (if present), its accounts' packs, local packs and bundled packs."""
+    lines: list[str] = []
+    problems: list[Problem] = []
+    packs: dict[Path, str] = {}
+    base_dir = Path.cwd()
+    if config_path.exists():
+        try:
+            config = load_config(config_path)
+            base_dir = config.base_dir
+            runtime = Runtime(config, open_db=False)
+            for account in config.accounts:
+                pack = runtime.packs[account.name]
+                packs.setdefault(pack.path, pack.name)
+            lines.append(f"ok: config {config_path} ({len(config.accounts)} account(s))")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    else:
+        print(f"mailgate: no config at {config_path}; checking the rule packs only", file=sys.stderr)
+    candidates = [rules_dir() / f"{name}.yaml" for name in bundled_pack_names()]
+    candidates += sorted((base_dir / "rules").glob("*.yaml"))
+    for path in candidates:
+        try:
+            pack = load_pack(str(path.resolve()), base_dir)
+            packs.setdefault(pack.path, pack.name)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(dict.fromkeys(problems))
+    for path, name in packs.items():
+        lines.append(f"ok: rule pack {name} ({path})")
+    return lines
+
+
+def vocabulary() -> str:
+    """The facts, actions and outcomes a rule pack may use, for admins."""
+    out = ["Facts (use in when:):"]
+    out += [f"  {spec.name:<40} {spec.describe_type():<45} {spec.help}" for spec in FACTS.values()]
+    out.append("Actions (use as '- do: NAME' with parameters beside it):")
+    for name in action_names():
+        cls = action_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls else ""
+        params = ", ".join(cls.__dataclass_fields__) if cls and hasattr(cls, "__dataclass_fields__") else ""
+        out.append(f"  {name:<24} {('(' + params + ')') if params else '':<28} {doc}")
+    out.append("Outcomes: " + ", ".join(OUTCOMES))
+    return "\n".join(out)

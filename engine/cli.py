@@ -1,0 +1,273 @@
+"""The ``mailgate`` command line (a contract: tools outside the project drive it)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from engine.config import find_config_path, load_config
+from engine.errors import ConfigError, MailgateError
+from engine.runtime import Runtime
+from engine.storage.db import transaction
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, sort_keys=False, default=str))
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn every error into a clear message and an exit status, never a traceback."""
+    try:
+        yield
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    except MailgateError as exc:
+        click.echo(f"mailgate: {exc}", err=True)
+        sys.exit(1)
+    except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("MAILGATE_DEBUG"):
+            raise
+        click.echo(f"mailgate: internal error: {type(exc).__name__}: {exc} (set MAILGATE_DEBUG=1 for details)", err=True)
+        sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        with _user_errors():
+            return super().invoke(ctx)
+
+
+def _runtime(ctx: click.Context) -> Runtime:
+    obj = ctx.find_root().obj
+    if obj.get("runtime") is None:
+        obj["runtime"] = Runtime(load_config(find_config_path(obj.get("config"))))
+        ctx.call_on_close(obj["runtime"].close)
+    runtime: Runtime = obj["runtime"]
+    return runtime
+
+
+@click.group(cls=_Group)
+@click.option("--config", "config_path", metavar="FILE", help="Config file (default: $MAILGATE_CONFIG or ./mailgate.yaml).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+    """mailgate: turns email into service-desk work."""
+    ctx.obj = {"config": config_path, "runtime": None}
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a starter config, database, rule pack and mailbox folder in DIRECTORY."""
+    from engine.starter import create_starter
+
+    config_path = create_starter(directory)
+    click.echo(f"created {config_path}; next: mailgate --config {config_path} check")
+
+
+@main.command()
+@click.argument("directory", required=False, default="demo-run", type=click.Path(file_okay=False, path_type=Path))
+def demo(directory: Path) -> None:
+    """Run the bundled demo: fixtures and a demo mailbox through the default pack (SQLite)."""
+    from engine.starter import run_demo
+
+    run_demo(directory, click.echo)
+
+
+@main.group(cls=_Group)
+def db() -> None:
+    """Database commands."""
+
+
+@db.command("load")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def db_load(ctx: click.Context, file: Path) -> None:
+    """Load fixtures (groups, people, calls, requests, tasks) from a YAML file."""
+    from engine.storage.fixtures import load_fixtures
+
+    counts = load_fixtures(_runtime(ctx).engine, file)
+    click.echo(f"loaded {file}: {counts}")
+
+
+@main.command()
+@click.option("--account", required=True, help="The account the mail arrived in.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message per line.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.pass_context
+def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, ...]) -> None:
+    """Process .eml files, maildir folders or mbox files as if they arrived in ACCOUNT."""
+    from engine.pipeline import process_message
+    from engine.sources import iter_source_messages
+
+    runtime = _runtime(ctx)
+    acc = runtime.config.account(account)
+    for path in paths:
+        if not path.exists():
+            raise MailgateError(f"{path}: no such file or folder")
+    for source in iter_source_messages(paths):
+        result = process_message(runtime, acc, source.raw, source.origin)
+        if as_json:
+            _echo_json(result.to_json())
+        else:
+            target = f" {result.entity} {result.number}" if result.entity else ""
+            extra = f" ({result.reason})" if result.reason else ""
+            click.echo(f"{source.origin}: {result.outcome}{target} [{result.rule or '-'}]{extra}")
+
+
+@main.command()
+@click.option("--account", required=True, help="The account the mail would arrive in.")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def explain(ctx: click.Context, account: str, as_json: bool, path: Path) -> None:
+    """Show how a message would be decided, writing nothing."""
+    from engine.explain import explain_message
+
+    runtime = _runtime(ctx)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise MailgateError(f"{path}: {exc.strerror or exc}") from None
+    explanation = explain_message(runtime, runtime.config.account(account), raw)
+    if as_json:
+        _echo_json(explanation.to_json())
+    else:
+        click.echo(explanation.to_text())
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["call", "request", "task"]))
+@click.argument("number", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default form).")
+@click.pass_context
+def show(ctx: click.Context, kind: str, number: int, as_json: bool) -> None:
+    """Show a call, request or task."""
+    from engine.storage import views
+
+    view = {"call": views.call_view, "request": views.request_view, "task": views.task_view}[kind]
+    with transaction(_runtime(ctx).engine) as session:
+        data = view(session, number)
+    if data is None:
+        raise MailgateError(f"no {kind} {number}")
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message per line.")
+@click.pass_context
+def outbox(ctx: click.Context, as_json: bool) -> None:
+    """List the outgoing messages (the message table)."""
+    from engine.storage.views import outbox_view
+
+    with transaction(_runtime(ctx).engine) as session:
+        rows = outbox_view(session)
+    for row in rows:
+        if as_json:
+            _echo_json(row)
+        else:
+            click.echo(f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}")
+
+
+@main.command()
+@click.option("--list", "list_vocabulary", is_flag=True, help="List the facts, actions and outcomes packs may use.")
+@click.pass_context
+def check(ctx: click.Context, list_vocabulary: bool) -> None:
+    """Validate the config and every rule pack (bundled ones too); exit 1 on any mistake."""
+    from engine.checking import check_all, vocabulary
+
+    if list_vocabulary:
+        click.echo(vocabulary())
+        return
+    obj = ctx.find_root().obj
+    for line in check_all(find_config_path(obj.get("config"))):
+        click.echo(line)
+
+
+@main.group(cls=_Group)
+def quarantine() -> None:
+    """Messages that could not be handled, kept with their reason."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_list(ctx: click.Context, as_json: bool) -> None:
+    """List quarantined messages."""
+    from engine.storage.views import quarantine_view
+
+    with transaction(_runtime(ctx).engine) as session:
+        rows = quarantine_view(session)
+    for row in rows:
+        if as_json:
+            _echo_json(row)
+        else:
+            click.echo(f"{row['id']:>5} {row['status']:<8} {row['account']:<16} {row['message_key'][:40]:<40} {row['reason']}")
+
+
+@quarantine.command("show")
+@click.argument("entry_id", type=int)
+@click.option("--raw", is_flag=True, help="Print the whole message as received.")
+@click.pass_context
+def quarantine_show(ctx: click.Context, entry_id: int, raw: bool) -> None:
+    """Show one quarantined message and its reason."""
+    from engine.storage.models import QuarantineEntry
+    from engine.storage.views import quarantine_view
+
+    with transaction(_runtime(ctx).engine) as session:
+        entry = session.get(QuarantineEntry, entry_id)
+        if entry is None:
+            raise MailgateError(f"no quarantine entry {entry_id}")
+        if raw:
+            sys.stdout.buffer.write(entry.raw)
+            return
+        row = next(r for r in quarantine_view(session) if r["id"] == entry_id)
+    click.echo(json.dumps(row, indent=2, ensure_ascii=False, default=str))
+
+
+@quarantine.command("retry")
+@click.argument("entry_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
+    """Replay a quarantined message through its account's current rule pack."""
+    from engine.pipeline import retry_quarantined
+
+    outcome = retry_quarantined(_runtime(ctx), entry_id)
+    if outcome.error:
+        raise MailgateError(outcome.error)
+    assert outcome.result is not None
+    if as_json:
+        _echo_json({"released": outcome.released, **outcome.result.to_json()})
+    elif outcome.released:
+        click.echo(f"released: {outcome.result.outcome} {outcome.result.entity or ''} {outcome.result.number or ''}".rstrip())
+    else:
+        click.echo(f"still quarantined: {outcome.result.reason}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,101 @@
+"""``mailgate explain``: the decision for one message, step by step, with nothing written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.config import AccountConfig
+from engine.decide import gather_facts
+from engine.errors import MailError
+from engine.mail import parse_message
+from engine.rules.conditions import first_failing
+from engine.runtime import Runtime
+from engine.subject import ParsedSubject, parse_subject
+
+
+@dataclass
+class Explanation:
+    """What ``explain`` found: the parsed subject, the facts, each rule tried, the chosen steps."""
+
+    account: str
+    pack: str
+    subject: str = ""
+    parsed: ParsedSubject | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    tried: list[tuple[str, bool, str]] = field(default_factory=list)
+    rule: str | None = None
+    outcome: str | None = None
+    steps: list[tuple[str, bool, str]] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        parsed = None
+        if self.parsed is not None:
+            parsed = {"intent": self.parsed.intent.value, "number": self.parsed.number, "matched": self.parsed.matched}
+        return {
+            "account": self.account,
+            "pack": self.pack,
+            "subject": self.subject,
+            "parsed": parsed,
+            "facts": self.facts,
+            "rules_tried": [{"rule": n, "matched": m, "why": w} for n, m, w in self.tried],
+            "rule": self.rule,
+            "outcome": self.outcome,
+            "actions": [{"action": a, "runs": r, "params": p} for a, r, p in self.steps],
+            "error": self.error,
+        }
+
+    def to_text(self) -> str:
+        """A readable report."""
+        lines = [f"account {self.account}, rule pack {self.pack}"]
+        if self.error:
+            return "\n".join([*lines, f"would be quarantined: {self.error}"])
+        assert self.parsed is not None
+        lines.append(f"subject: {self.subject!r}")
+        lines.append(f"  parsed: intent={self.parsed.intent.value} number={self.parsed.number} matched={self.parsed.matched!r}")
+        lines.append("facts:")
+        lines += [f"  {k} = {v!r}" for k, v in self.facts.items()]
+        lines.append("rules tried:")
+        for name, matched, why in self.tried:
+            lines.append(f"  {'MATCH' if matched else 'no   '} {name}" + (f"  ({why})" if why else ""))
+        if self.rule is None:
+            lines.append("no rule matched: the message would be quarantined")
+        else:
+            lines.append(f"outcome: {self.outcome} (rule {self.rule})")
+            lines.append("actions:")
+            for action, runs, params in self.steps:
+                lines.append(f"  {'run ' if runs else 'skip'} {action} {params}".rstrip())
+        return "\n".join(lines)
+
+
+def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Explanation:
+    """Decide a message as ``process`` would, but roll everything back and report the reasoning."""
+    pack = runtime.pack_for(account)
+    result = Explanation(account.name, pack.name)
+    try:
+        message = parse_message(raw, our_addresses=runtime.our_addresses)
+    except MailError as exc:
+        result.error = exc.reason
+        return result
+    result.subject = message.subject
+    with Session(runtime.engine) as session:
+        try:
+            parsed: ParsedSubject = parse_subject(message.subject, pack.keywords)
+            situation = gather_facts(session, runtime.config, account, message, parsed)
+        finally:
+            session.rollback()
+    result.parsed, result.facts = parsed, dict(situation.facts)
+    for rule in pack.rules:
+        failing = first_failing(rule.when, situation.facts)
+        result.tried.append((rule.name, failing is None, f"fails: {failing}" if failing else ""))
+        if failing is None:
+            result.rule, result.outcome = rule.name, rule.outcome
+            for step in rule.steps:
+                params = {k: v for k, v in vars(step.action).items()}
+                result.steps.append((step.action.name, step.when.holds(situation.facts), str(params) if params else ""))
+            break
+    return result
