@@ -132,8 +132,7 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
         rules=tuple(r for r, _ in rules),
         parents=((parent.path, *parent.parents) if parent else ()),
     )
-    if not problems:
-        _check_steps(pack, rules, problems)
+    _check_steps(pack, problems)
     if not pack.rules:
         problems.at(data, None, "the pack has no rules")
     problems.raise_if_any()
@@ -301,11 +300,10 @@ def _merge_rules(
     return front + merged
 
 
-def _check_steps(pack: RulePack, rules: list[tuple[Rule, Any]], problems: Problems) -> None:
-    for rule, node in rules:
-        if node is None:
-            continue
-        then = node.get("then") or []
-        for index, step in enumerate(rule.steps):
+def _check_steps(pack: RulePack, problems: Problems) -> None:
+    """Ask every step (inherited ones too) what it thinks of this pack, e.g. of its templates."""
+    for rule in pack.rules:
+        for step in rule.steps:
             for message in step.action.check(pack):
-                problems.at(then, index, f"rule {rule.name!r}: {message}")
+                file, line, col = step.where.rsplit(":", 2)
+                problems.items.append(Problem(file, int(line), int(col), f"rule {rule.name!r}: {message}"))

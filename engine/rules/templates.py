@@ -14,7 +14,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.errors import MailgateError
-from engine.yamlsource import Problems, is_mapping
+from engine.yamlsource import Problems, is_mapping, position
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
@@ -32,6 +32,7 @@ class MessageTemplate:
     body_source: str
     subject: jinja2.Template
     body: jinja2.Template
+    where: str = ""
 
     def render(self, variables: Mapping[str, Any]) -> tuple[str, str]:
         """Render (subject, body); TemplateError names the type and the missing piece."""
@@ -39,7 +40,8 @@ class MessageTemplate:
             subject = " ".join(self.subject.render(variables).split())
             body = self.body.render(variables)
         except jinja2.TemplateError as exc:
-            raise TemplateError(f"template {self.type!r}: {exc}") from None
+            where = f" (defined at {self.where})" if self.where else ""
+            raise TemplateError(f"template {self.type!r}: {exc}{where}") from None
         return subject, body
 
 
@@ -71,7 +73,13 @@ def compile_templates(node: Any, problems: Problems) -> dict[str, MessageTemplat
             except jinja2.TemplateSyntaxError as exc:
                 problems.at(spec, part, f"template {type_name!r} {part}: {exc.message} (template line {exc.lineno})")
         if len(parsed) == 2:
+            line, col = position(node, type_name)
             compiled[str(type_name)] = MessageTemplate(
-                str(type_name), sources["subject"], sources["body"], parsed["subject"], parsed["body"]
+                str(type_name),
+                sources["subject"],
+                sources["body"],
+                parsed["subject"],
+                parsed["body"],
+                f"{problems.filename}:{line}:{col}",
             )
     return compiled
