@@ -1,0 +1,294 @@
+"""The database layer on SQLite and PostgreSQL: schema, numbering, ledger uniqueness, big blobs, views."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from engine.storage.db import DatabaseError, next_number, open_database, transaction
+from engine.storage.models import (
+    AttachedObject,
+    Call,
+    LedgerEntry,
+    NumberSequence,
+    OutboxMessage,
+    QuarantineEntry,
+    Request,
+)
+from engine.storage.views import iso, ledger_view, outbox_view, quarantine_view
+
+ALL_TABLES = {
+    "person",
+    "group",
+    "groupmember",
+    "call",
+    "request",
+    "task",
+    "historyentry",
+    "attachedobject",
+    "forward",
+    "outboxmessage",
+    "ledgerentry",
+    "quarantineentry",
+    "numbersequence",
+}
+
+
+class Boom(Exception):
+    """Raised inside a transaction to make it roll back."""
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+def test_open_database_creates_every_table(engine: Engine) -> None:
+    assert set(inspect(engine).get_table_names()) >= ALL_TABLES
+
+
+def test_opening_an_existing_database_again_keeps_its_rows(db_url: str) -> None:
+    first = open_database(db_url)
+    with transaction(first) as session:
+        session.add(Call(number=7))
+    first.dispose()
+    second = open_database(db_url)
+    with Session(second) as session:
+        assert [call.number for call in session.exec(select(Call))] == [7]
+    second.dispose()
+
+
+def test_a_junk_database_url_is_a_database_error() -> None:
+    with pytest.raises(DatabaseError, match="invalid database URL"):
+        open_database("not a url at all")
+
+
+# --- numbering ------------------------------------------------------------------------------------
+
+
+def test_first_number_of_an_empty_table_is_1(engine: Engine) -> None:
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 1
+
+
+def test_next_call_number_follows_the_highest_loaded_call(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(Call(number=41))
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 42
+
+
+def test_next_number_skips_past_a_call_loaded_above_the_sequence(engine: Engine) -> None:
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 1
+    with transaction(engine) as session:
+        session.add(Call(number=41))
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 42
+
+
+def test_two_reservations_in_one_transaction_get_different_numbers(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(Call(number=41))
+    with transaction(engine) as session:
+        first = next_number(session, "call")
+        second = next_number(session, "call")
+    assert (first, second) == (42, 43)
+
+
+def test_a_committed_reservation_is_consumed_even_without_a_call(engine: Engine) -> None:
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 1
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 2
+
+
+def test_a_rolled_back_reservation_is_handed_out_again(engine: Engine) -> None:
+    """Decision: the reservation lives in the caller's transaction, so a rollback returns the number."""
+    with transaction(engine) as session:
+        session.add(Call(number=41))
+    with pytest.raises(Boom), transaction(engine) as session:
+        reserved = next_number(session, "call")
+        session.add(Call(number=reserved))
+        raise Boom
+    with transaction(engine) as session:
+        assert next_number(session, "call") == 42
+        assert session.exec(select(Call.number)).all() == [41]
+
+
+def test_calls_requests_and_tasks_are_numbered_independently(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(Call(number=41))
+        session.add(Request(number=5))
+    with transaction(engine) as session:
+        assert (next_number(session, "call"), next_number(session, "request")) == (42, 6)
+        assert next_number(session, "task") == 1
+    with Session(engine) as session:
+        names = sorted(seq.name for seq in session.exec(select(NumberSequence)))
+    assert names == ["call", "request", "task"]
+
+
+# --- ledger ---------------------------------------------------------------------------------------
+
+
+def test_the_same_message_key_twice_in_one_account_is_refused(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(LedgerEntry(account="helpdesk", message_key="<a@x>", outcome="logged"))
+    with pytest.raises(IntegrityError), transaction(engine) as session:
+        session.add(LedgerEntry(account="helpdesk", message_key="<a@x>", outcome="logged"))
+    with Session(engine) as session:
+        assert len(session.exec(select(LedgerEntry)).all()) == 1
+
+
+def test_the_same_message_key_in_another_account_is_allowed(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(LedgerEntry(account="helpdesk", message_key="<a@x>", outcome="logged"))
+    with transaction(engine) as session:
+        session.add(LedgerEntry(account="hr", message_key="<a@x>", outcome="logged"))
+    with Session(engine) as session:
+        accounts = sorted(entry.account for entry in session.exec(select(LedgerEntry)))
+    assert accounts == ["helpdesk", "hr"]
+
+
+# --- large binaries -------------------------------------------------------------------------------
+
+
+def test_a_25_megabyte_attachment_round_trips(engine: Engine) -> None:
+    block = hashlib.sha256(b"mailgate").digest() * 32  # 1 KiB of non-repeating-looking bytes
+    data = bytes(range(256)) + block * (25 * 1024) + b"\x00tail\xff"
+    digest = hashlib.sha256(data).hexdigest()
+    with transaction(engine) as session:
+        session.add(
+            AttachedObject(
+                entity="call", entity_id=1, filename="big.bin", size=len(data), sha256=digest, data=data
+            )
+        )
+    with Session(engine) as session:
+        stored = session.exec(select(AttachedObject)).one()
+        assert len(stored.data) > 25 * 1024 * 1024
+        assert stored.size == len(data)
+        assert hashlib.sha256(stored.data).hexdigest() == digest
+        assert stored.data == data
+
+
+# --- views of the mail bookkeeping ---------------------------------------------------------------
+
+
+def test_outbox_view_lists_messages_in_id_order_with_every_field(engine: Engine) -> None:
+    with transaction(engine) as session:
+        session.add(
+            OutboxMessage(
+                type="reply",
+                account="helpdesk",
+                to_address="ann@example.com",
+                subject="Call 42 logged",
+                body="Thank you",
+                message_id="<1@mailgate>",
+                in_reply_to="<orig@example.com>",
+                references="<orig@example.com>",
+                entity="call",
+                number=42,
+            )
+        )
+        session.add(
+            OutboxMessage(type="summary", to_address="boss@example.com", subject="Daily", message_id="<2@m>")
+        )
+    with Session(engine) as session:
+        view = outbox_view(session)
+    json.dumps(view)
+    assert [message["message_id"] for message in view] == ["<1@mailgate>", "<2@m>"]
+    first = view[0]
+    assert first == {
+        "id": first["id"],
+        "type": "reply",
+        "to": "ann@example.com",
+        "subject": "Call 42 logged",
+        "body": "Thank you",
+        "message_id": "<1@mailgate>",
+        "in_reply_to": "<orig@example.com>",
+        "references": "<orig@example.com>",
+        "status": "queued",
+        "entity": "call",
+        "number": 42,
+        "account": "helpdesk",
+    }
+    assert view[1]["account"] is None and view[1]["number"] is None
+
+
+def test_ledger_view_filters_by_account_and_decodes_detail(engine: Engine) -> None:
+    moment = datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    with transaction(engine) as session:
+        session.add(
+            LedgerEntry(
+                account="helpdesk",
+                message_key="k1",
+                message_id="<a@x>",
+                outcome="logged",
+                rule="new-call",
+                entity="call",
+                number=42,
+                detail='{"subject": "Printer"}',
+                processed_at=moment,
+            )
+        )
+        session.add(LedgerEntry(account="hr", message_key="k1", outcome="ignored"))
+    with Session(engine) as session:
+        everything = ledger_view(session)
+        helpdesk = ledger_view(session, "helpdesk")
+    json.dumps(everything)
+    assert [entry["account"] for entry in everything] == ["helpdesk", "hr"]
+    assert helpdesk == [
+        {
+            "id": helpdesk[0]["id"],
+            "account": "helpdesk",
+            "message_key": "k1",
+            "message_id": "<a@x>",
+            "outcome": "logged",
+            "rule": "new-call",
+            "entity": "call",
+            "number": 42,
+            "detail": {"subject": "Printer"},
+            "processed_at": "2024-05-01T09:30:00+00:00",
+        }
+    ]
+
+
+def test_quarantine_view_gives_size_of_raw_and_iso_time(engine: Engine) -> None:
+    raw = b"From: x\r\n\r\n\x00\xff" * 1000
+    moment = datetime(2024, 5, 1, 9, 30, 15, tzinfo=UTC)
+    with transaction(engine) as session:
+        session.add(
+            QuarantineEntry(
+                account="helpdesk",
+                message_key="k9",
+                origin="/var/mail/in/9.eml",
+                reason="not a MIME message",
+                raw=raw,
+                received_at=moment,
+            )
+        )
+    with Session(engine) as session:
+        view = quarantine_view(session)
+    json.dumps(view)
+    assert view == [
+        {
+            "id": view[0]["id"],
+            "account": "helpdesk",
+            "message_key": "k9",
+            "origin": "/var/mail/in/9.eml",
+            "reason": "not a MIME message",
+            "status": "held",
+            "received_at": "2024-05-01T09:30:15+00:00",
+            "size": len(raw),
+        }
+    ]
+
+
+def test_iso_treats_zoneless_timestamps_as_utc() -> None:
+    assert iso(datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02T03:04:05+00:00"
+    assert iso(None) is None
