@@ -42,7 +42,10 @@ def _user_errors() -> Iterator[None]:
     except Exception as exc:
         if os.environ.get("MAILGATE_DEBUG"):
             raise
-        click.echo(f"mailgate: internal error: {type(exc).__name__}: {exc} (set MAILGATE_DEBUG=1 for details)", err=True)
+        click.echo(
+            f"mailgate: internal error: {type(exc).__name__}: {exc} (set MAILGATE_DEBUG=1 for details)",
+            err=True,
+        )
         sys.exit(2)
 
 
@@ -62,7 +65,12 @@ def _runtime(ctx: click.Context) -> Runtime:
 
 
 @click.group(cls=_Group)
-@click.option("--config", "config_path", metavar="FILE", help="Config file (default: $MAILGATE_CONFIG or ./mailgate.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Config file (default: $MAILGATE_CONFIG or ./mailgate.yaml).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
@@ -86,7 +94,9 @@ def init(directory: Path) -> None:
 
 
 @main.command()
-@click.argument("directory", required=False, default="demo-run", type=click.Path(file_okay=False, path_type=Path))
+@click.argument(
+    "directory", required=False, default="demo-run", type=click.Path(file_okay=False, path_type=Path)
+)
 def demo(directory: Path) -> None:
     """Run the bundled demo: fixtures and a demo mailbox through the default pack (SQLite)."""
     from engine.starter import run_demo
@@ -189,11 +199,15 @@ def outbox(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             _echo_json(row)
         else:
-            click.echo(f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}")
+            click.echo(
+                f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}"
+            )
 
 
 @main.command()
-@click.option("--list", "list_vocabulary", is_flag=True, help="List the facts, actions and outcomes packs may use.")
+@click.option(
+    "--list", "list_vocabulary", is_flag=True, help="List the facts, actions and outcomes packs may use."
+)
 @click.pass_context
 def check(ctx: click.Context, list_vocabulary: bool) -> None:
     """Validate the config and every rule pack (bundled ones too); exit 1 on any mistake."""
@@ -225,7 +239,10 @@ def quarantine_list(ctx: click.Context, as_json: bool) -> None:
         if as_json:
             _echo_json(row)
         else:
-            click.echo(f"{row['id']:>5} {row['status']:<8} {row['account']:<16} {row['message_key'][:40]:<40} {row['reason']}")
+            click.echo(
+                f"{row['id']:>5} {row['status']:<8} {row['account']:<16} "
+                f"{row['message_key'][:40]:<40} {row['reason']}"
+            )
 
 
 @quarantine.command("show")
@@ -263,7 +280,18 @@ def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
     if as_json:
         _echo_json({"released": outcome.released, **outcome.result.to_json()})
     elif outcome.released:
-        click.echo(f"released: {outcome.result.outcome} {outcome.result.entity or ''} {outcome.result.number or ''}".rstrip())
+        click.echo(
+            " ".join(
+                str(part)
+                for part in (
+                    "released:",
+                    outcome.result.outcome,
+                    outcome.result.entity,
+                    outcome.result.number,
+                )
+                if part is not None
+            )
+        )
     else:
         click.echo(f"still quarantined: {outcome.result.reason}")
         sys.exit(1)

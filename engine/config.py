@@ -262,7 +262,9 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
             template_values[key] = _get(template_node, key, str, problems)
     reopen = _get(node, "reopen_assign_to", str, problems, "last_analyst")
     if reopen not in REOPEN_ASSIGN_CHOICES:
-        problems.at(node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}")
+        problems.at(
+            node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}"
+        )
     return AccountConfig(
         name=name,
         connector=connector,

@@ -58,7 +58,9 @@ def gather_facts(
         "sender.is_user": bool(sender and sender.is_user),
         "sender.is_analyst": bool(sender and sender.is_analyst),
         "sender.take_over": bool(sender and sender.take_over),
-        "sender.is_target_user": bool(sender and target is not None and target.user_id == sender.id),
+        "sender.is_target_user": bool(
+            sender and target is not None and getattr(target, "user_id", None) == sender.id
+        ),
         "sender.owns_target": bool(
             sender and target is not None and getattr(target, "assigned_analyst_id", None) == sender.id
         ),

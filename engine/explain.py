@@ -35,7 +35,11 @@ class Explanation:
         """A JSON-ready form."""
         parsed = None
         if self.parsed is not None:
-            parsed = {"intent": self.parsed.intent.value, "number": self.parsed.number, "matched": self.parsed.matched}
+            parsed = {
+                "intent": self.parsed.intent.value,
+                "number": self.parsed.number,
+                "matched": self.parsed.matched,
+            }
         return {
             "account": self.account,
             "pack": self.pack,
@@ -56,7 +60,10 @@ class Explanation:
             return "\n".join([*lines, f"would be quarantined: {self.error}"])
         assert self.parsed is not None
         lines.append(f"subject: {self.subject!r}")
-        lines.append(f"  parsed: intent={self.parsed.intent.value} number={self.parsed.number} matched={self.parsed.matched!r}")
+        lines.append(
+            f"  parsed: intent={self.parsed.intent.value} number={self.parsed.number}"
+            f" matched={self.parsed.matched!r}"
+        )
         lines.append("facts:")
         lines += [f"  {k} = {v!r}" for k, v in self.facts.items()]
         lines.append("rules tried:")
@@ -96,6 +103,8 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
             result.rule, result.outcome = rule.name, rule.outcome
             for step in rule.steps:
                 params = {k: v for k, v in vars(step.action).items()}
-                result.steps.append((step.action.name, step.when.holds(situation.facts), str(params) if params else ""))
+                result.steps.append(
+                    (step.action.name, step.when.holds(situation.facts), str(params) if params else "")
+                )
             break
     return result

@@ -120,10 +120,14 @@ def process_message(
             account.name, message.key, result.outcome, result.rule, result.entity, result.number,
         )  # fmt: skip
         return result
-    return quarantine(runtime, account, raw, origin, message.message_id, message.key, reason, retry_of=retry_of)
+    return quarantine(
+        runtime, account, raw, origin, message.message_id, message.key, reason, retry_of=retry_of
+    )
 
 
-def _decide_and_act(runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str) -> ProcessResult:
+def _decide_and_act(
+    runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str
+) -> ProcessResult:
     pack = runtime.pack_for(account)
     with transaction(runtime.engine) as session:
         if _ledger_has(session, account.name, message.key):
@@ -231,7 +235,9 @@ def retry_quarantined(runtime: Runtime, entry_id: int) -> RetryOutcome:
             return RetryOutcome(entry_id, error=f"quarantine entry {entry_id} was already released")
         account = runtime.config.account(entry.account)
         for row in session.exec(
-            select(LedgerEntry).where(LedgerEntry.account == entry.account, LedgerEntry.message_key == entry.message_key)
+            select(LedgerEntry).where(
+                LedgerEntry.account == entry.account, LedgerEntry.message_key == entry.message_key
+            )
         ):
             session.delete(row)
         raw, origin = entry.raw, entry.origin

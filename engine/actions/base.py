@@ -137,12 +137,14 @@ def action_class(name: str) -> type[Action] | None:
 
 def _load_builtin() -> None:
     if not _REGISTRY:
-        import engine.actions.items  # noqa: F401
-        import engine.actions.messages  # noqa: F401
+        import engine.actions.items
+        import engine.actions.messages
         import engine.actions.tasks  # noqa: F401
 
 
-def build_action(cls: type[Action], params: Mapping[str, Any]) -> tuple[Action | None, list[tuple[str | None, str]]]:
+def build_action(
+    cls: type[Action], params: Mapping[str, Any]
+) -> tuple[Action | None, list[tuple[str | None, str]]]:
     """Construct an action from YAML parameters; returns it or a list of (param, message) mistakes."""
     mistakes: list[tuple[str | None, str]] = []
     hints = typing.get_type_hints(cls)

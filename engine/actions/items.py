@@ -204,7 +204,9 @@ class ReopenCall(Action):
         else:
             call.assigned_analyst_id = call.last_analyst_id or call.assigned_analyst_id
             where = "its last analyst"
-        add_history(ctx, "reopened", f"Reopened by email from {ctx.message.from_address}; assigned to {where}")
+        add_history(
+            ctx, "reopened", f"Reopened by email from {ctx.message.from_address}; assigned to {where}"
+        )
 
 
 __all__ = ["ActionError", "add_history"]

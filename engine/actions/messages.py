@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import or_
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext, register_action
 from engine.outbox import entity_tag, queue_message
@@ -26,7 +26,14 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     "sender_name": "Ada Lovelace",
     "sender_email": "ada@example.com",
     "incoming_subject": "Re: [CALL#12] Printer",
-    "items": [{"number": 12, "status": "open", "summary": "Printer on floor 3 is jammed", "updated_at": "2026-01-01 10:00"}],
+    "items": [
+        {
+            "number": 12,
+            "status": "open",
+            "summary": "Printer on floor 3 is jammed",
+            "updated_at": "2026-01-01 10:00",
+        }
+    ],
     "item_kind": "calls",
 }
 
@@ -140,8 +147,8 @@ class NotifyAssignee(Action):
         if analyst_id is not None:
             analyst = ctx.session.get(Person, analyst_id)
             recipients = [analyst] if analyst else []
-        elif getattr(item, "assigned_group_id", None) is not None:
-            recipients = group_members(ctx.session, item.assigned_group_id)  # type: ignore[union-attr]
+        elif isinstance(item, Call) and item.assigned_group_id is not None:
+            recipients = group_members(ctx.session, item.assigned_group_id)
         subject, body = ctx.pack.templates[self.template].render(template_variables(ctx))
         for person in recipients:
             if person.email.lower() == ctx.message.from_address:
@@ -210,23 +217,29 @@ class SendSummary(Action):
         session = ctx.session
         if self.items == "calls":
             forwarded = select(Forward.call_id).where(
-                or_(Forward.forwarded_by_id == person.id, Forward.forwarded_to_id == person.id)  # type: ignore[arg-type]
+                or_(col(Forward.forwarded_by_id) == person.id, col(Forward.forwarded_to_id) == person.id)
             )
-            stmt = select(Call).where(
-                Call.status == "open",
-                or_(Call.assigned_analyst_id == person.id, Call.id.in_(forwarded)),  # type: ignore[union-attr]
+            calls = select(Call).where(
+                col(Call.status) == "open",
+                or_(col(Call.assigned_analyst_id) == person.id, col(Call.id).in_(forwarded)),
             )
-            return list(session.exec(stmt.order_by(Call.number)))  # type: ignore[arg-type]
+            return list(session.exec(calls.order_by(col(Call.number))))
         if self.items == "requests":
-            stmt_r = select(Request).where(Request.status == "open", Request.assigned_analyst_id == person.id)
-            return list(session.exec(stmt_r.order_by(Request.number)))  # type: ignore[arg-type]
+            requests = select(Request).where(
+                col(Request.status) == "open", col(Request.assigned_analyst_id) == person.id
+            )
+            return list(session.exec(requests.order_by(col(Request.number))))
         if self.items == "tasks":
-            stmt_t = select(Task).where(Task.status == "open", Task.kind == "task", Task.assigned_analyst_id == person.id)
-            return list(session.exec(stmt_t.order_by(Task.number)))  # type: ignore[arg-type]
+            tasks = select(Task).where(
+                col(Task.status) == "open",
+                col(Task.kind) == "task",
+                col(Task.assigned_analyst_id) == person.id,
+            )
+            return list(session.exec(tasks.order_by(col(Task.number))))
         groups = group_ids_of(session, person)
-        stmt_a = select(Task).where(
-            Task.status == "open",
-            Task.kind.in_(("approval", "user_approval")),  # type: ignore[attr-defined]
-            or_(Task.approver_person_id == person.id, Task.approver_group_id.in_(groups or {-1})),  # type: ignore[arg-type,union-attr]
+        approvals = select(Task).where(
+            col(Task.status) == "open",
+            col(Task.kind).in_(("approval", "user_approval")),
+            or_(col(Task.approver_person_id) == person.id, col(Task.approver_group_id).in_(groups or {-1})),
         )
-        return list(session.exec(stmt_a.order_by(Task.number)))  # type: ignore[arg-type]
+        return list(session.exec(approvals.order_by(col(Task.number))))

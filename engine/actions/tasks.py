@@ -19,13 +19,19 @@ def _task(ctx: ActionContext) -> Task:
 
 def _request_history(ctx: ActionContext, request: Request, kind: str, text: str) -> None:
     assert request.id is not None
-    ctx.session.add(HistoryEntry(entity="request", entity_id=request.id, kind=kind, text=text, created_at=ctx.now))
+    ctx.session.add(
+        HistoryEntry(entity="request", entity_id=request.id, kind=kind, text=text, created_at=ctx.now)
+    )
     request.updated_at = ctx.now
     ctx.session.add(request)
 
 
 def _siblings(ctx: ActionContext, task: Task) -> list[Task]:
-    stmt = select(Task).where(Task.request_id == task.request_id, Task.id != task.id).order_by(Task.sequence, Task.number)  # type: ignore[arg-type]
+    stmt = (
+        select(Task)
+        .where(Task.request_id == task.request_id, Task.id != task.id)
+        .order_by(Task.sequence, Task.number)
+    )  # type: ignore[arg-type]
     return list(ctx.session.exec(stmt))
 
 
@@ -47,7 +53,9 @@ class ApproveTask(Action):
         siblings = _siblings(ctx, task)
         stage_open = any(t.status == "open" and t.sequence <= task.sequence for t in siblings)
         if request is not None:
-            _request_history(ctx, request, "approved", f"Task {task.number} approved by {ctx.message.from_address}")
+            _request_history(
+                ctx, request, "approved", f"Task {task.number} approved by {ctx.message.from_address}"
+            )
         if stage_open:
             return
         pending = [t for t in siblings if t.status == "pending"]
@@ -85,4 +93,6 @@ class RejectTask(Action):
         request = ctx.session.get(Request, task.request_id)
         if request is not None:
             request.status = "rejected"
-            _request_history(ctx, request, "rejected", f"Task {task.number} rejected by {ctx.message.from_address}")
+            _request_history(
+                ctx, request, "rejected", f"Task {task.number} rejected by {ctx.message.from_address}"
+            )

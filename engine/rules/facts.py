@@ -66,7 +66,9 @@ def _declare() -> dict[str, FactSpec]:
         FactSpec("target.status", str, "status of the target item", TARGET_STATUSES, nullable=True),
         FactSpec("target.closed", bool, "the target is a closed call"),
         FactSpec("target.is_approval", bool, "the target is an approval or user-approval task"),
-        FactSpec("target.decided", bool, "the target task was already approved, rejected, closed or cancelled"),
+        FactSpec(
+            "target.decided", bool, "the target task was already approved, rejected, closed or cancelled"
+        ),
         FactSpec("message.is_reply_to_us", bool, "the mail answers one of our outgoing messages"),
         FactSpec("message.auto_submitted", bool, "the mail was sent by a machine (RFC 3834 and kin)"),
         FactSpec("message.is_bounce", bool, "the mail is a delivery failure report"),

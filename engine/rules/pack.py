@@ -19,7 +19,7 @@ from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
 from engine.rules.templates import MessageTemplate, compile_templates
-from engine.subject import DEFAULT_KEYWORDS, Keywords, KeywordError, compile_keywords, keyword_slots
+from engine.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file, position
 
 OUTCOMES = (
@@ -117,9 +117,13 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
         problems.raise_if_any()
     for key in data:
         if key not in _PACK_KEYS:
-            problems.at_key(data, key, f"unknown key {key!r} in a rule pack{did_you_mean(str(key), _PACK_KEYS)}")
+            problems.at_key(
+                data, key, f"unknown key {key!r} in a rule pack{did_you_mean(str(key), _PACK_KEYS)}"
+            )
     parent = _load_parent(data, path, chain, problems)
-    keywords = _read_keywords(data.get("keywords"), data, parent.keywords if parent else DEFAULT_KEYWORDS, problems)
+    keywords = _read_keywords(
+        data.get("keywords"), data, parent.keywords if parent else DEFAULT_KEYWORDS, problems
+    )
     templates: dict[str, MessageTemplate] = dict(parent.templates) if parent else {}
     templates.update(compile_templates(data.get("templates"), problems))
     own_rules = _read_rules(data, path, problems)
@@ -222,7 +226,9 @@ def _read_rule(parent: Any, index: int, node: Any, path: Path, problems: Problem
     outcome = node.get("outcome")
     if outcome not in OUTCOMES:
         where = "outcome" if "outcome" in node else None
-        problems.at(node, where, f"rule {name!r}: outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}")
+        problems.at(
+            node, where, f"rule {name!r}: outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}"
+        )
     when = parse_condition(node.get("when"), node, "when", problems) if "when" in node else ALWAYS
     steps = _read_steps(node, name, path, problems)
     line, col = position(node)
@@ -251,7 +257,9 @@ def _read_steps(node: Any, rule_name: str, path: Path, problems: Problems) -> tu
         cls = action_class(name) if isinstance(name, str) else None
         if cls is None:
             where = "do" if params_key is None and "do" in step_node_map else params_key
-            problems.at(params_node, where, f"unknown action {name!r}{did_you_mean(str(name), action_names())}")
+            problems.at(
+                params_node, where, f"unknown action {name!r}{did_you_mean(str(name), action_names())}"
+            )
             continue
         params = {k: v for k, v in step_node_map.items() if k not in ("do", "when")}
         action, mistakes = build_action(cls, params)
@@ -291,7 +299,9 @@ def _merge_rules(
         target = next((i for i, (r, _) in enumerate(merged) if r.name == anchor), None)
         if target is None:
             known = [r.name for r, _ in merged]
-            problems.at(node, anchor_key, f"{anchor_key}: no rule {anchor!r}{did_you_mean(str(anchor), known)}")
+            problems.at(
+                node, anchor_key, f"{anchor_key}: no rule {anchor!r}{did_you_mean(str(anchor), known)}"
+            )
             continue
         if at is not None:
             merged.pop(at)

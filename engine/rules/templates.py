@@ -65,13 +65,17 @@ def compile_templates(node: Any, problems: Problems) -> dict[str, MessageTemplat
         for part in ("subject", "body"):
             text = spec.get(part)
             if not isinstance(text, str):
-                problems.at(spec, part if part in spec else None, f"template {type_name!r} needs a {part} text")
+                problems.at(
+                    spec, part if part in spec else None, f"template {type_name!r} needs a {part} text"
+                )
                 continue
             try:
                 parsed[part] = _ENV.from_string(text)
                 sources[part] = text
             except jinja2.TemplateSyntaxError as exc:
-                problems.at(spec, part, f"template {type_name!r} {part}: {exc.message} (template line {exc.lineno})")
+                problems.at(
+                    spec, part, f"template {type_name!r} {part}: {exc.message} (template line {exc.lineno})"
+                )
         if len(parsed) == 2:
             line, col = position(node, type_name)
             compiled[str(type_name)] = MessageTemplate(

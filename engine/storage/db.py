@@ -52,7 +52,9 @@ def open_database(url: str) -> Engine:
     try:
         SQLModel.metadata.create_all(engine)
     except Exception as exc:
-        raise DatabaseError(f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc}") from None
+        raise DatabaseError(
+            f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc}"
+        ) from None
     return engine
 
 

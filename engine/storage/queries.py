@@ -7,7 +7,11 @@ from sqlmodel import Session, select
 
 from engine.storage.models import Call, Group, GroupMember, Person, Request, Task
 
-ITEM_TABLES: dict[str, type[Call] | type[Request] | type[Task]] = {"call": Call, "request": Request, "task": Task}
+ITEM_TABLES: dict[str, type[Call] | type[Request] | type[Task]] = {
+    "call": Call,
+    "request": Request,
+    "task": Task,
+}
 
 
 def find_person(session: Session, email: str | None) -> Person | None:
@@ -45,7 +49,11 @@ def group_members(session: Session, group_id: int) -> list[Person]:
 def find_item(session: Session, entity: str, number: int) -> Call | Request | Task | None:
     """The call, request or task with this number, or None."""
     table = ITEM_TABLES[entity]
-    return session.exec(select(table).where(table.number == number)).first()  # type: ignore[attr-defined]
+    if table is Call:
+        return session.exec(select(Call).where(Call.number == number)).first()
+    if table is Request:
+        return session.exec(select(Request).where(Request.number == number)).first()
+    return session.exec(select(Task).where(Task.number == number)).first()
 
 
 def person_email(session: Session, person_id: int | None) -> str | None:
