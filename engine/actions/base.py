@@ -136,7 +136,8 @@ def action_class(name: str) -> type[Action] | None:
 
 
 def _load_builtin() -> None:
-    if not _REGISTRY:
+    # importing the built-in modules runs their @register_action decorators (once)
+    if "log_call" not in _REGISTRY:
         import engine.actions.items
         import engine.actions.messages
         import engine.actions.tasks  # noqa: F401
