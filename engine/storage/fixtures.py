@@ -54,93 +54,64 @@ class FixtureCounts:
 
 @dataclass(frozen=True)
 class _Field:
-    """One field of a fixture entry: how its value is checked."""
+    """One field of a fixture entry: how its value is checked and which column (if any) it sets."""
 
     kind: str  # text | name | email | flag | number | choice | person | group | request | group_list
+    column: str | None = None
     choices: tuple[str, ...] = ()
     required: bool = False
 
 
-_TEXT = _Field("text")
-_FLAG = _Field("flag")
-_PERSON = _Field("person")
-_GROUP = _Field("group")
+_REFERENCE_KINDS = ("person", "group", "request")
 _NUMBER = _Field("number", required=True)
+_SUMMARY = _Field("text", "summary")
+_DESCRIPTION = _Field("text", "description")
+_ANALYST = _Field("person", "assigned_analyst_id")
 
 _SCHEMA: dict[str, dict[str, _Field]] = {
     "groups": {"name": _Field("name", required=True)},
     "people": {
         "email": _Field("email", required=True),
-        "name": _TEXT,
-        "user": _FLAG,
-        "analyst": _FLAG,
-        "take_over": _FLAG,
+        "name": _Field("text", "name"),
+        "user": _Field("flag", "is_user"),
+        "analyst": _Field("flag", "is_analyst"),
+        "take_over": _Field("flag", "take_over"),
         "groups": _Field("group_list"),
     },
     "calls": {
         "number": _NUMBER,
-        "status": _Field("choice", ("open", "closed")),
-        "user": _PERSON,
-        "assigned_analyst": _PERSON,
-        "assigned_group": _GROUP,
-        "forwarded_by": _PERSON,
-        "forwarded_to": _PERSON,
-        "summary": _TEXT,
-        "description": _TEXT,
+        "status": _Field("choice", "status", ("open", "closed")),
+        "user": _Field("person", "user_id"),
+        "assigned_analyst": _ANALYST,
+        "assigned_group": _Field("group", "assigned_group_id"),
+        "forwarded_by": _Field("person"),
+        "forwarded_to": _Field("person"),
+        "summary": _SUMMARY,
+        "description": _DESCRIPTION,
     },
     "requests": {
         "number": _NUMBER,
-        "status": _Field("choice", ("open", "approved", "rejected", "closed")),
-        "user": _PERSON,
-        "assigned_analyst": _PERSON,
-        "summary": _TEXT,
-        "description": _TEXT,
+        "status": _Field("choice", "status", ("open", "approved", "rejected", "closed")),
+        "user": _Field("person", "user_id"),
+        "assigned_analyst": _ANALYST,
+        "summary": _SUMMARY,
+        "description": _DESCRIPTION,
     },
     "tasks": {
         "number": _NUMBER,
-        "kind": _Field("choice", ("task", "approval", "user_approval")),
-        "status": _Field("choice", ("open", "pending", "approved", "rejected", "closed")),
-        "request": _Field("request"),
-        "sequence": _Field("number"),
-        "approver": _PERSON,
-        "approver_group": _GROUP,
-        "assigned_analyst": _PERSON,
-        "summary": _TEXT,
-        "description": _TEXT,
+        "kind": _Field("choice", "kind", ("task", "approval", "user_approval")),
+        "status": _Field("choice", "status", ("open", "pending", "approved", "rejected", "closed")),
+        "request": _Field("request", "request_id"),
+        "sequence": _Field("number", "sequence"),
+        "approver": _Field("person", "approver_person_id"),
+        "approver_group": _Field("group", "approver_group_id"),
+        "assigned_analyst": _ANALYST,
+        "summary": _SUMMARY,
+        "description": _DESCRIPTION,
     },
 }
 
 _SINGULAR = {"groups": "group", "people": "person", "calls": "call", "requests": "request", "tasks": "task"}
-
-# Which column each plain (non-reference) field sets, per section.
-_PLAIN_COLUMNS: dict[str, dict[str, str]] = {
-    "people": {"name": "name", "user": "is_user", "analyst": "is_analyst", "take_over": "take_over"},
-    "calls": {"status": "status", "summary": "summary", "description": "description"},
-    "requests": {"status": "status", "summary": "summary", "description": "description"},
-    "tasks": {
-        "kind": "kind",
-        "status": "status",
-        "sequence": "sequence",
-        "summary": "summary",
-        "description": "description",
-    },
-}
-
-# Which column each reference field sets, per section.
-_REFERENCE_COLUMNS: dict[str, dict[str, str]] = {
-    "calls": {
-        "user": "user_id",
-        "assigned_analyst": "assigned_analyst_id",
-        "assigned_group": "assigned_group_id",
-    },
-    "requests": {"user": "user_id", "assigned_analyst": "assigned_analyst_id"},
-    "tasks": {
-        "request": "request_id",
-        "approver": "approver_person_id",
-        "approver_group": "approver_group_id",
-        "assigned_analyst": "assigned_analyst_id",
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -238,7 +209,7 @@ def _check_value(field: _Field, name: str, value: Any, node: Any, problems: Prob
     """True when ``value`` suits ``field``; otherwise records why at the value's position."""
     got = _describe(value)
     kind = field.kind
-    if kind in ("person", "group", "request") and value is None:
+    if kind in _REFERENCE_KINDS and value is None:
         return True  # null clears a reference
     if kind in ("text", "name", "person", "group") and not isinstance(value, str):
         problems.at(node, name, f"'{name}' must be text; got {got}")
@@ -279,12 +250,17 @@ def _references(fixture: _Fixture) -> list[tuple[str, Any, Any, Any]]:
         for entry in fixture[section]:
             for name, value in entry.values.items():
                 kind = _SCHEMA[section][name].kind
-                if kind in ("person", "group", "request") and value is not None:
+                if kind in _REFERENCE_KINDS and value is not None:
                     found.append((kind, entry.node, name, value))
     for entry in fixture["people"]:
         groups = entry.values.get("groups", [])
         found.extend(("group", groups, index, name) for index, name in enumerate(groups))
     return found
+
+
+def _stored(session: Session, column: Any, values: list[Any]) -> set[Any]:
+    """Which of ``values`` the database holds in ``column``."""
+    return set(session.exec(select(column).where(column.in_(values))).all())
 
 
 def _check_references(session: Session, fixture: _Fixture, problems: Problems) -> None:
@@ -297,22 +273,9 @@ def _check_references(session: Session, fixture: _Fixture, problems: Problems) -
         named = {value.lower() if kind == "person" else value for k, _, _, value in references if k == kind}
         return sorted(named - known)
 
-    stored_people = set(
-        session.exec(
-            select(func.lower(Person.email)).where(
-                func.lower(Person.email).in_(wanted("person", file_people))
-            )
-        ).all()
-    )
-    stored_groups = set(
-        session.exec(select(Group.name).where(col(Group.name).in_(wanted("group", file_groups))))
-    )
-    stored_requests = set(
-        session.exec(select(Request.number).where(col(Request.number).in_(wanted("request", file_requests))))
-    )
-    people = file_people | stored_people
-    groups = file_groups | stored_groups
-    requests = file_requests | stored_requests
+    people = file_people | _stored(session, func.lower(Person.email), wanted("person", file_people))
+    groups = file_groups | _stored(session, col(Group.name), wanted("group", file_groups))
+    requests = file_requests | _stored(session, col(Request.number), wanted("request", file_requests))
     for kind, node, key, value in references:
         if kind == "person" and value.lower() not in people:
             hint = did_you_mean(value.lower(), file_people)
@@ -340,6 +303,19 @@ def _assign(row: Any, column: str, value: Any) -> bool:
         return False
     setattr(row, column, value)
     return True
+
+
+def _set_columns(row: Any, section: str, entry: _Entry, resolve: _Resolver) -> bool:
+    """Set the columns of every field the entry gave (references resolved to ids); True if any changed."""
+    changed = False
+    for name, field in _SCHEMA[section].items():
+        if field.column is None or name not in entry.values:
+            continue
+        value = entry.values[name]
+        if field.kind in _REFERENCE_KINDS:
+            value = resolve.id_of(field.kind, value)
+        changed = _assign(row, field.column, value) or changed
+    return changed
 
 
 class _Resolver:
@@ -417,9 +393,7 @@ def _upsert_person(session: Session, resolve: _Resolver, entry: _Entry) -> None:
         session.add(person)
         session.flush()
         resolve.people[email.lower()] = person
-    for name, column in _PLAIN_COLUMNS["people"].items():
-        if name in entry.values:
-            _assign(person, column, entry.values[name])
+    _set_columns(person, "people", entry, resolve)
     if "groups" not in entry.values:
         return
     wanted = {resolve.id_of("group", name) for name in entry.values["groups"]}
@@ -456,13 +430,7 @@ def _upsert_numbered(
         if row is None:
             row = model(number=number)
             session.add(row)
-        for name, column in _PLAIN_COLUMNS[section].items():
-            if name in entry.values:
-                changed = _assign(row, column, entry.values[name]) or changed
-        for name, column in _REFERENCE_COLUMNS[section].items():
-            if name in entry.values:
-                kind = _SCHEMA[section][name].kind
-                changed = _assign(row, column, resolve.id_of(kind, entry.values[name])) or changed
+        changed = _set_columns(row, section, entry, resolve) or changed
         if changed:
             row.updated_at = utcnow()
             if after_change is not None:
