@@ -2,6 +2,11 @@
 
 The structure lives in ``grammars/subject.lark``; the words come from the rule pack as a
 :class:`Keywords` value. Each keyword set gets one compiled LALR parser, cached.
+
+Decisions: a number is a positive whole number of at most 18 significant digits (``0`` is not a
+number, so ``[CLOSE#0]`` is ordinary text; leading zeros are dropped). A mention's number must
+end there: ``call 555-0100``, ``Call 12.5`` and ``Task 10:30`` are not mentions. Reply prefixes
+count only at the very start. The first bracketed element wins, else the first mention.
 """
 
 from __future__ import annotations
@@ -285,14 +290,16 @@ def _parser_for(keywords: Keywords) -> Lark:
     replacements = {_sentinel(slot): _alternation(getattr(keywords, slot)) for slot in keyword_slots()}
     unused = set(replacements)
 
+    def keyword_alternation(placeholder: re.Match[str]) -> str:
+        sentinel = placeholder.group()
+        if sentinel not in replacements:
+            raise KeywordError(None, f"{GRAMMAR_FILE}: placeholder {sentinel} is not a keyword slot")
+        unused.discard(sentinel)
+        return replacements[sentinel]
+
     def fill_keywords(terminal: TerminalDef) -> None:
-        regexp = terminal.pattern.to_regexp()
-        for placeholder in _PLACEHOLDER.findall(regexp):
-            if placeholder not in replacements:
-                raise KeywordError(None, f"{GRAMMAR_FILE}: placeholder {placeholder} is not a keyword slot")
-        for sentinel in set(_PLACEHOLDER.findall(regexp)):
-            regexp = regexp.replace(sentinel, replacements[sentinel])
-            unused.discard(sentinel)
+        # One pass, so a keyword that happens to look like a placeholder is never substituted again.
+        regexp = _PLACEHOLDER.sub(keyword_alternation, terminal.pattern.to_regexp())
         terminal.pattern = PatternRE(regexp)
 
     try:

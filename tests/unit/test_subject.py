@@ -240,6 +240,21 @@ def test_mentions_must_be_whole_words_with_a_positive_number(subject: str) -> No
 
 @pytest.mark.parametrize(
     "subject",
+    ["please call 555-0100", "Call 12.5", "Task 10:30", "Call 12/13", "Request 1,234", "Call 2024-05-14"],
+)
+def test_number_running_on_into_a_phone_number_date_or_time_is_not_a_mention(subject: str) -> None:
+    assert parse_subject(subject).intent is Intent.UNRECOGNISED
+
+
+@pytest.mark.parametrize(
+    "subject", ["Call 12 - printer", "Call 12, please", "Call 12: printer", "Call 12/ printer", "Call 12."]
+)
+def test_punctuation_after_a_mention_number_ends_it(subject: str) -> None:
+    assert (parse_subject(subject).intent, parse_subject(subject).number) == (Intent.UPDATE_CALL, 12)
+
+
+@pytest.mark.parametrize(
+    "subject",
     ["", "Hello", "Printer on floor 3 broken", "Call me maybe", "Re: lunch at 12", "Re:", "[", "]", "#12"],
 )
 def test_subject_without_a_command_is_unrecognised(subject: str) -> None:
