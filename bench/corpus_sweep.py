@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.errors import MailError  # noqa: E402
-from engine.mail import parse_message  # noqa: E402
+from engine.errors import MailError
+from engine.mail import parse_message
 
 _MAIL_FOLDERS = frozenset({"emails", "mails"})
 
@@ -29,9 +29,8 @@ def mail_files(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*")):
         if not path.is_file() or path.name.startswith("."):
             continue
-        if path.suffix.lower() == ".eml":
-            yield path
-        elif not path.suffix and any(part.lower() in _MAIL_FOLDERS for part in path.parent.parts):
+        in_mail_folder = any(part.lower() in _MAIL_FOLDERS for part in path.parent.parts)
+        if path.suffix.lower() == ".eml" or (not path.suffix and in_mail_folder):
             yield path
 
 
