@@ -114,7 +114,8 @@ def main() -> None:
             parse_times.append(time.perf_counter_ns() - t0)
         parse_us = statistics.median(parse_times) / 1000
         print(
-            f"subject parse: median {parse_us:.1f} µs (target {SUBJECT_TARGET_US:.0f} µs, ratio {parse_us / SUBJECT_TARGET_US:.2f})"
+            f"subject parse: median {parse_us:.1f} µs "
+            f"(target {SUBJECT_TARGET_US:.0f} µs, ratio {parse_us / SUBJECT_TARGET_US:.2f})"
         )
 
         decide_times, rule_times = [], []
