@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import event, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from engine.errors import MailgateError
@@ -28,6 +29,8 @@ class DatabaseError(MailgateError):
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # let SQLAlchemy's "begin" event start transactions (BEGIN IMMEDIATE, below), not the driver
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -42,20 +45,43 @@ def open_database(url: str) -> Engine:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError for junk
         raise DatabaseError(f"invalid database URL {url!r}: {exc}") from None
-    if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
+    if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+    connect_args: dict[str, Any] = {}
+    sqlite = parsed.drivername.startswith("sqlite")
+    if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed)
-    if parsed.drivername.startswith("sqlite"):
+    if parsed.drivername.startswith("postgresql"):
+        connect_args["options"] = "-c timezone=UTC"  # timestamps are stored as UTC without a zone
+    engine = create_engine(parsed, connect_args=connect_args)
+    if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+        # take the write lock at the start, so two writers never read the same next number
+        event.listen(engine, "begin", _sqlite_begin)
+    shown = parsed.render_as_string(hide_password=True)
     try:
         SQLModel.metadata.create_all(engine)
+        _create_sequences(engine)
     except Exception as exc:
-        raise DatabaseError(
-            f"cannot open database {parsed.render_as_string(hide_password=True)}: {exc}"
-        ) from None
+        raise DatabaseError(f"cannot open database {shown}: {exc}") from None
     return engine
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _create_sequences(engine: Engine) -> None:
+    """Make sure every number sequence has its row, so reservations only ever lock and update."""
+    with Session(engine) as session:
+        existing = set(session.exec(select(NumberSequence.name)))
+        for name in _NUMBERED:
+            if name not in existing:
+                session.add(NumberSequence(name=name, next_value=1))
+        try:
+            session.commit()
+        except IntegrityError:  # another process created them at the same moment
+            session.rollback()
 
 
 @contextmanager
@@ -75,7 +101,7 @@ def next_number(session: Session, name: str) -> int:
     table = _NUMBERED[name]
     seq = session.exec(select(NumberSequence).where(NumberSequence.name == name).with_for_update()).first()
     highest = session.exec(select(func.max(table.number))).one() or 0
-    if seq is None:
+    if seq is None:  # the table was emptied by hand; recreate the row
         seq = NumberSequence(name=name, next_value=highest + 1)
     number = max(seq.next_value, highest + 1)
     seq.next_value = number + 1

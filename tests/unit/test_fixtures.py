@@ -97,8 +97,8 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def is_empty(engine: Engine) -> bool:
-    """True when no table holds a row."""
-    return not any(snapshot(engine).values())
+    """True when no table holds a row (the number sequences exist from the start)."""
+    return not any(rows for name, rows in snapshot(engine).items() if name != "numbersequence")
 
 
 # --- a full file ----------------------------------------------------------------------------------
