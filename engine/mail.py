@@ -495,7 +495,7 @@ def _embedded_message(part: Message, index: int, problems: _Problems) -> Attachm
         problems.add("an attached message could not be written back exactly, its text was kept")
         data = fix_escaped_bytes(str(inner)).encode("utf-8", "replace")
     subject = _Headers(inner, problems).text("Subject")
-    name = f"{subject}.eml" if subject else f"message-{index}.eml"
+    name = subject.replace("/", "_").replace("\\", "_") + ".eml" if subject else f"message-{index}.eml"
     return Attachment(sanitize_filename(name, index), "message/rfc822", data)
 
 
