@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from email.message import Message
+
+from engine.mailtext import clean_line, fix_escaped_bytes
 
 HeaderValues = Mapping[str, Sequence[str]]
 """Header name in lower case -> every value of that header, unfolded."""
@@ -133,3 +136,19 @@ def detect_bounce(
     if local_part in _BOUNCE_SENDERS or _BOUNCE_SUBJECT.search(subject) or "x-failed-recipients" in headers:
         return BounceVerdict(True, find_smtp_code(text))
     return BounceVerdict(False, None)
+
+
+def delivery_status_text(part: Message) -> str | None:
+    """A message/delivery-status part as "Field: value" lines, or None when the parser kept it as text."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return None
+    blocks: list[str] = []
+    for block in payload:
+        if isinstance(block, Message):
+            lines = [f"{name}: {clean_line(str(value))}" for name, value in block.raw_items()]
+            rest = block.get_payload()
+            if isinstance(rest, str):
+                lines.append(rest)
+            blocks.append("\n".join(lines))
+    return fix_escaped_bytes("\n\n".join(blocks))

@@ -19,7 +19,7 @@ from typing import Any
 
 from mailparser_reply import EmailReplyParser
 
-from engine.bounce import auto_submitted_reason, detect_bounce
+from engine.bounce import auto_submitted_reason, delivery_status_text, detect_bounce
 from engine.errors import MailError
 from engine.mailtext import (
     clean_line,
@@ -34,6 +34,8 @@ from engine.mailtext import (
     sanitize_filename,
     unflow,
 )
+
+__all__ = ["Attachment", "IncomingMessage", "parse_message", "reply_portion", "sanitize_filename"]
 
 
 @dataclass(frozen=True)
@@ -334,7 +336,7 @@ def _content_type(part: Message, problems: _Problems) -> str:
 
 def _read_parts(msg: Message, problems: _Problems) -> _Parts:
     parts = _Parts()
-    found: list[tuple[Message, str, str | None]] = []  # (part, content type, filename) of text and files
+    found: list[tuple[Message, str, str | None, str | None]] = []  # part, type, file name, disposition
     body_part: Message | None = None
     html_part: Message | None = None
     for part, ctype in _walk(msg, problems):
@@ -342,48 +344,39 @@ def _read_parts(msg: Message, problems: _Problems) -> _Parts:
             parts.report_types.add(ctype.split("=", 1)[1])
             continue
         if ctype in _DELIVERY_STATUS_TYPES:
-            parts.delivery_reports.append(_delivery_status_text(part, problems))
+            report = delivery_status_text(part)
+            parts.delivery_reports.append(report if report is not None else _part_text(part, problems))
             continue
         disposition, filename = _disposition(part, problems)
-        if ctype in _EMBEDDED_MESSAGE_TYPES:
-            found.append((part, ctype, filename))
-        elif ctype.startswith("multipart/"):
+        if ctype.startswith("multipart/"):
             problems.add(f"{ctype} part has no readable parts, its content was read as plain text")
-            found.append((part, "text/plain", filename))
-            body_part = body_part or part
-        elif disposition == "attachment" or (filename is not None and not ctype.startswith("text/")):
-            found.append((part, ctype, filename))
-        elif ctype == "text/plain":
-            found.append((part, ctype, filename))
-            body_part = body_part or part
-        elif ctype == "text/html":
-            found.append((part, ctype, filename))
-            html_part = html_part or part
+            ctype = "text/plain"
+        if ctype in ("text/plain", "text/html") and disposition != "attachment":
+            if ctype == "text/plain":
+                body_part = body_part or part
+            else:
+                html_part = html_part or part
+        elif not (ctype in _EMBEDDED_MESSAGE_TYPES or disposition == "attachment" or filename is not None):
+            continue
+        found.append((part, ctype, filename, disposition))
     if body_part is not None:
         parts.body = _part_text(body_part, problems)
     if html_part is not None and (body_part is None or not parts.body.strip()):
-        html, _ = _decoded_text(html_part, problems, html=True)
-        parts.body, problem = html_to_text(html)
+        parts.body, problem = html_to_text(_decoded_text(html_part, problems, html=True))
         parts.body_was_html = True
         problems.add(problem)
     attachments: list[Attachment] = []
-    for part, ctype, filename in found:
+    for part, ctype, filename, disposition in found:
+        index = len(attachments) + 1
         if part is body_part or (part is html_part and parts.body_was_html):
             continue
         if ctype in _EMBEDDED_MESSAGE_TYPES:
-            attachments.append(_embedded_message(part, len(attachments) + 1, problems))
-        elif filename is not None or ctype not in ("text/plain", "text/html") or _is_attachment(part):
+            attachments.append(_embedded_message(part, index, problems))
+        elif filename is not None or disposition == "attachment":
             data = _part_bytes(part, problems)
-            attachments.append(Attachment(sanitize_filename(filename, len(attachments) + 1), ctype, data))
+            attachments.append(Attachment(sanitize_filename(filename, index), ctype, data))
     parts.attachments = tuple(attachments)
     return parts
-
-
-def _is_attachment(part: Message) -> bool:
-    try:
-        return part.get_content_disposition() == "attachment"
-    except Exception:
-        return False
 
 
 def _disposition(part: Message, problems: _Problems) -> tuple[str | None, str | None]:
@@ -444,8 +437,8 @@ def _part_bytes(part: Message, problems: _Problems) -> bytes:
     return data
 
 
-def _decoded_text(part: Message, problems: _Problems, *, html: bool = False) -> tuple[str, str]:
-    """The text of a part and its content type's format parameter."""
+def _decoded_text(part: Message, problems: _Problems, *, html: bool = False) -> str:
+    """The text of a part: transfer encoding undone, charset decoded, format=flowed joined."""
     data = _part_bytes(part, problems)
     try:
         charset = part.get_content_charset()
@@ -460,28 +453,11 @@ def _decoded_text(part: Message, problems: _Problems, *, html: bool = False) -> 
     problems.add(problem)
     if text_format == "flowed" and not html:
         text = unflow(text.replace("\r\n", "\n"), delsp)
-    return text, text_format
+    return text
 
 
 def _part_text(part: Message, problems: _Problems) -> str:
-    text, _ = _decoded_text(part, problems)
-    return normalise_body(text)
-
-
-def _delivery_status_text(part: Message, problems: _Problems) -> str:
-    """A delivery-status part as "Field: value" lines, whether the parser split it into blocks or not."""
-    payload = part.get_payload()
-    if not isinstance(payload, list):
-        return _part_text(part, problems)
-    blocks: list[str] = []
-    for block in payload:
-        if isinstance(block, Message):
-            lines = [f"{name}: {clean_line(str(value))}" for name, value in block.raw_items()]
-            rest = block.get_payload()
-            if isinstance(rest, str):
-                lines.append(rest)
-            blocks.append("\n".join(lines))
-    return fix_escaped_bytes("\n\n".join(blocks))
+    return normalise_body(_decoded_text(part, problems))
 
 
 def _embedded_message(part: Message, index: int, problems: _Problems) -> Attachment:

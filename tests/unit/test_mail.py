@@ -24,9 +24,9 @@ def parse_fixture(name: str) -> IncomingMessage:
     return parse_message(fixture_bytes(name), our_addresses=OURS)
 
 
-def quarantine_reason(raw: bytes, **kwargs: int) -> str:
+def quarantine_reason(raw: bytes, max_header_bytes: int = 1_000_000) -> str:
     with pytest.raises(MailError) as caught:
-        parse_message(raw, **kwargs)
+        parse_message(raw, max_header_bytes=max_header_bytes)
     return caught.value.reason
 
 
