@@ -1,16 +1,22 @@
-"""Gathering the facts about one message: its subject, its sender, its target item and the account."""
+"""Gathering the facts about one message: its subject, its sender, its target item and the account.
+
+Facts are read with narrow column queries (no ORM objects): deciding is on the path of every
+message, and most decisions need only a handful of values. The rows themselves are loaded only
+when a rule's actions need them (``load_rows``).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, func, select
+from sqlmodel import Session, col
 
 from engine.config import AccountConfig, Config
 from engine.mail import IncomingMessage
 from engine.rules.facts import FactValue
-from engine.storage.models import Call, OutboxMessage, Person, Request, Task
-from engine.storage.queries import find_item, find_person, group_ids_of
+from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.subject import Intent, ParsedSubject
 
 _TARGET_ENTITY: dict[Intent, str] = {
@@ -26,12 +32,53 @@ _DECIDED = ("approved", "rejected", "closed", "cancelled")
 
 @dataclass(frozen=True)
 class Situation:
-    """The facts for the rules plus the rows they were read from."""
+    """The facts for the rules, plus the ids of the rows they were read from."""
 
     facts: dict[str, FactValue]
-    sender: Person | None
-    target: Call | Request | Task | None
+    sender_id: int | None
+    target_id: int | None
     target_entity: str | None
+
+
+# Statements are built once; each message only binds its values (building one costs more than running it).
+_SENDER_BY_ADDRESS = (
+    select(col(Person.id), col(Person.is_user), col(Person.is_analyst), col(Person.take_over))
+    .where(func.lower(Person.email) == bindparam("address"))
+    .order_by(col(Person.id))
+    .limit(1)
+)
+_TARGET_BY_NUMBER: dict[str, Any] = {
+    "call": select(col(Call.id), col(Call.status), col(Call.user_id), col(Call.assigned_analyst_id)).where(
+        col(Call.number) == bindparam("number")
+    ),
+    "request": select(
+        col(Request.id), col(Request.status), col(Request.user_id), col(Request.assigned_analyst_id)
+    ).where(col(Request.number) == bindparam("number")),
+    "task": select(
+        col(Task.id),
+        col(Task.status),
+        col(Task.kind),
+        col(Task.assigned_analyst_id),
+        col(Task.approver_person_id),
+        col(Task.approver_group_id),
+    ).where(col(Task.number) == bindparam("number")),
+}
+_MEMBERSHIP = select(col(GroupMember.person_id)).where(
+    col(GroupMember.person_id) == bindparam("person"), col(GroupMember.group_id) == bindparam("group")
+)
+_OUR_MESSAGE = (
+    select(col(OutboxMessage.id))
+    .where(col(OutboxMessage.message_id).in_(bindparam("ids", expanding=True)))
+    .limit(1)
+)
+
+
+def _sender_row(session: Session, address: str) -> Any:
+    return session.connection().execute(_SENDER_BY_ADDRESS, {"address": address.lower()}).first()
+
+
+def _target_row(session: Session, entity: str, number: int) -> Any:
+    return session.connection().execute(_TARGET_BY_NUMBER[entity], {"number": number}).first()
 
 
 def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
@@ -39,38 +86,47 @@ def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
     ids = [*message.in_reply_to, *message.references]
     if not ids:
         return False
-    stmt = select(OutboxMessage.id).where(OutboxMessage.message_id.in_(ids)).limit(1)  # type: ignore[attr-defined]
-    return session.exec(stmt).first() is not None
+    return session.connection().execute(_OUR_MESSAGE, {"ids": ids}).first() is not None
+
+
+def _in_group(session: Session, person_id: int, group_id: int) -> bool:
+    found = session.connection().execute(_MEMBERSHIP, {"person": person_id, "group": group_id}).first()
+    return found is not None
 
 
 def gather_facts(
     session: Session, config: Config, account: AccountConfig, message: IncomingMessage, subject: ParsedSubject
 ) -> Situation:
     """Read everything the rules may ask about this message."""
-    sender = find_person(session, message.from_address)
+    sender = _sender_row(session, message.from_address)
+    sender_id = sender.id if sender is not None else None
     entity = _TARGET_ENTITY.get(subject.intent)
-    target = find_item(session, entity, subject.number) if entity and subject.number is not None else None
+    target: Any = None
+    if entity is not None and subject.number is not None:
+        target = _target_row(session, entity, subject.number)
+    is_task = entity == "task" and target is not None
+    kind = target.kind if is_task else (entity if target is not None else None)
     facts: dict[str, FactValue] = {
         "intent": subject.intent.value,
         "number": subject.number,
         "bracketed": subject.bracketed,
         "sender.known": sender is not None,
-        "sender.is_user": bool(sender and sender.is_user),
-        "sender.is_analyst": bool(sender and sender.is_analyst),
-        "sender.take_over": bool(sender and sender.take_over),
+        "sender.is_user": bool(sender is not None and sender.is_user),
+        "sender.is_analyst": bool(sender is not None and sender.is_analyst),
+        "sender.take_over": bool(sender is not None and sender.take_over),
         "sender.is_target_user": bool(
-            sender and target is not None and getattr(target, "user_id", None) == sender.id
+            sender_id is not None and target is not None and not is_task and target.user_id == sender_id
         ),
         "sender.owns_target": bool(
-            sender and target is not None and getattr(target, "assigned_analyst_id", None) == sender.id
+            sender_id is not None and target is not None and target.assigned_analyst_id == sender_id
         ),
         "sender.is_approver": False,
         "target.exists": target is not None,
-        "target.kind": None,
+        "target.kind": kind,
         "target.status": target.status if target is not None else None,
-        "target.closed": isinstance(target, Call) and target.status == "closed",
-        "target.is_approval": isinstance(target, Task) and target.kind in ("approval", "user_approval"),
-        "target.decided": isinstance(target, Task) and target.status in _DECIDED,
+        "target.closed": entity == "call" and target is not None and target.status == "closed",
+        "target.is_approval": is_task and kind in ("approval", "user_approval"),
+        "target.decided": is_task and target.status in _DECIDED,
         "message.is_reply_to_us": is_reply_to_us(session, message),
         "message.auto_submitted": message.auto_submitted,
         "message.is_bounce": message.is_bounce,
@@ -78,12 +134,24 @@ def gather_facts(
         "message.has_attachments": bool(message.attachments),
         "settings.email_at_update_via_email_in": config.email_at_update_via_email_in,
     }
-    if target is not None:
-        facts["target.kind"] = target.kind if isinstance(target, Task) else entity
-    if isinstance(target, Task) and sender is not None:
-        facts["sender.is_approver"] = target.approver_person_id == sender.id or (
-            target.approver_group_id is not None and target.approver_group_id in group_ids_of(session, sender)
+    if is_task and sender_id is not None and target is not None:
+        facts["sender.is_approver"] = target.approver_person_id == sender_id or (
+            target.approver_group_id is not None and _in_group(session, sender_id, target.approver_group_id)
         )
     for flag in fields(account.flags):
         facts[f"flags.{flag.name}"] = bool(getattr(account.flags, flag.name))
-    return Situation(facts, sender, target, entity if target is not None else None)
+    return Situation(facts, sender_id, target.id if target is not None else None, entity if target else None)
+
+
+def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:
+    """The sender's and the target's rows, for the actions that change them."""
+    sender = session.get(Person, situation.sender_id) if situation.sender_id is not None else None
+    target: Call | Request | Task | None = None
+    if situation.target_id is not None:
+        if situation.target_entity == "call":
+            target = session.get(Call, situation.target_id)
+        elif situation.target_entity == "request":
+            target = session.get(Request, situation.target_id)
+        else:
+            target = session.get(Task, situation.target_id)
+    return sender, target

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 
 from engine.actions.base import ActionContext
 from engine.config import AccountConfig
-from engine.decide import gather_facts
+from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail import IncomingMessage, parse_message
 from engine.runtime import Runtime
@@ -138,6 +138,7 @@ def _decide_and_act(
             rule = pack.decide(situation.facts)
             if rule is None:
                 raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {subject.intent.value})")
+            sender, target = load_rows(session, situation)
             ctx = ActionContext(
                 session=session,
                 config=runtime.config,
@@ -146,8 +147,8 @@ def _decide_and_act(
                 message=message,
                 subject=subject,
                 facts=situation.facts,
-                sender=situation.sender,
-                target=situation.target,
+                sender=sender,
+                target=target,
                 target_entity=situation.target_entity,
             )
             for step in rule.steps:
