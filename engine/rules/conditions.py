@@ -132,17 +132,23 @@ def _parse_fact_test(name: str, value: Any, node: Any, problems: Problems) -> Fa
         problems.at_key(node, name, f"unknown fact {name!r}{did_you_mean(name, FACTS)}")
         return None
     negate = False
+    holder, key = node, name  # where the value (or list of values) is written
     if is_mapping(value):
         if list(value) != ["not"]:
             problems.at(node, name, f"{name}: a mapping here may only be {{not: VALUE}}")
             return None
-        negate, value = True, value["not"]
+        negate, holder, key, value = True, value, "not", value["not"]
     values = list(value) if is_sequence(value) else [value]
     if not values:
-        problems.at(node, name, f"{name}: the list of values is empty")
+        problems.at(holder, key, f"{name}: the list of values is empty")
         return None
-    for item in values:
+    ok = True
+    for index, item in enumerate(values):
         if not spec.accepts(item):
-            problems.at(node, name, f"{name} is {spec.describe_type()}; {item!r} can never match")
-            return None
-    return FactTest(name, tuple(values), negate)
+            hint = did_you_mean(item, spec.choices) if spec.choices and isinstance(item, str) else ""
+            where = (value, index) if is_sequence(value) else (holder, key)
+            problems.at(
+                where[0], where[1], f"{name} is {spec.describe_type()}; {item!r} can never match{hint}"
+            )
+            ok = False
+    return FactTest(name, tuple(values), negate) if ok else None

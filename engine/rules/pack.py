@@ -1,9 +1,9 @@
 """Loading a rule pack: keywords, templates and the ordered rules, validated whole against the registries.
 
-A pack may ``extends:`` another (a bundled name or a path). The child's keyword slots and
-templates replace the parent's one by one; a child rule with a parent rule's name replaces it in
-place; ``remove:`` drops parent rules; any other child rule goes before the parent's rules, or
-where its ``before:`` / ``after:`` says.
+A pack may ``extends:`` another (a pack beside it, a bundled pack, or a path). The child's keyword
+slots and templates replace the parent's one by one; ``remove:`` drops parent rules; a child rule
+with a parent rule's name replaces it in place; a child rule with ``before:`` / ``after:`` goes
+there; any other child rule goes in front of the parent's rules (see ``engine.rules.merge``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from engine.actions.base import Action, action_class, action_names, build_action
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
+from engine.rules.merge import merge_rules
 from engine.rules.templates import MessageTemplate, compile_templates
 from engine.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file, position
@@ -79,9 +80,13 @@ class RulePack:
         return None
 
 
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or "/" in ref or "\\" in ref
+
+
 def resolve_pack_path(ref: str, base_dir: Path) -> Path | None:
-    """Where a pack reference points: a path (relative to ``base_dir``) or a bundled pack's name."""
-    if ref.endswith((".yaml", ".yml")) or "/" in ref or "\\" in ref:
+    """Where a config's ``rule_pack`` points: a path, ``base_dir/rules/NAME.yaml``, or a bundled pack."""
+    if _looks_like_path(ref):
         path = Path(ref)
         return path if path.is_absolute() else (base_dir / path)
     local = base_dir / "rules" / f"{ref}.yaml"
@@ -91,11 +96,41 @@ def resolve_pack_path(ref: str, base_dir: Path) -> Path | None:
     return bundled if bundled.is_file() else None
 
 
-_CACHE: dict[tuple[Path, float], RulePack] = {}
+def resolve_parent_path(ref: str, child: Path) -> Path | None:
+    """Where a pack's ``extends`` points: a path (relative to the pack), a pack beside it, or a bundled pack.
+
+    A pack never finds itself by name, so ``rules/default.yaml`` may say ``extends: default``
+    to build on the bundled pack of the same name.
+    """
+    if _looks_like_path(ref):
+        path = Path(ref)
+        return path if path.is_absolute() else (child.parent / path)
+    sibling = child.parent / f"{ref}.yaml"
+    if sibling.is_file() and sibling.resolve() != child.resolve():
+        return sibling
+    bundled = rules_dir() / f"{ref}.yaml"
+    return bundled if bundled.is_file() else None
+
+
+@dataclass(frozen=True)
+class _Cached:
+    stamps: tuple[tuple[Path, int, int], ...]
+    pack: RulePack
+
+
+_CACHE: dict[Path, _Cached] = {}
+
+
+def _stamps(paths: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...] | None:
+    """(path, mtime_ns, size) of every file a pack was built from; None if one is gone."""
+    try:
+        return tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+    except OSError:
+        return None
 
 
 def load_pack(ref: str, base_dir: Path, *, where: Problem | None = None) -> RulePack:
-    """Load and validate a pack (cached while its file is unchanged); ConfigError lists every mistake."""
+    """Load and validate a pack (cached while its files are unchanged); ConfigError lists every mistake."""
     path = resolve_pack_path(ref, base_dir)
     if path is None or not path.is_file():
         known = bundled_pack_names()
@@ -103,10 +138,14 @@ def load_pack(ref: str, base_dir: Path, *, where: Problem | None = None) -> Rule
         loc = where or Problem(str(base_dir), 1, 1, "")
         raise ConfigError([Problem(loc.file, loc.line, loc.col, message)])
     path = path.resolve()
-    key = (path, path.stat().st_mtime)
-    if key not in _CACHE:
-        _CACHE[key] = _load_pack_file(path, ())
-    return _CACHE[key]
+    cached = _CACHE.get(path)
+    if cached is not None and _stamps((path, *cached.pack.parents)) == cached.stamps:
+        return cached.pack
+    pack = _load_pack_file(path, ())
+    stamps = _stamps((path, *pack.parents))
+    if stamps is not None:
+        _CACHE[path] = _Cached(stamps, pack)
+    return pack
 
 
 def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
@@ -120,50 +159,72 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
             problems.at_key(
                 data, key, f"unknown key {key!r} in a rule pack{did_you_mean(str(key), _PACK_KEYS)}"
             )
-    parent = _load_parent(data, path, chain, problems)
+    parent, parent_ok = _load_parent(data, path, chain, problems)
     keywords = _read_keywords(
         data.get("keywords"), data, parent.keywords if parent else DEFAULT_KEYWORDS, problems
     )
     templates: dict[str, MessageTemplate] = dict(parent.templates) if parent else {}
-    templates.update(compile_templates(data.get("templates"), problems))
+    templates_node = data.get("templates")
+    own_templates = compile_templates(templates_node, problems, _sample_variables())
+    templates.update(own_templates)
+    written = set(map(str, templates_node)) if is_mapping(templates_node) else set()
+    broken_templates = written - set(own_templates)
     own_rules = _read_rules(data, path, problems)
-    rules = _merge_rules(parent.rules if parent else (), own_rules, data, problems)
+    rules = merge_rules(parent.rules if parent else (), own_rules, data, problems, complain=parent_ok)
     pack = RulePack(
         name=str(data.get("name") or path.stem),
         path=path,
         keywords=keywords,
         templates=templates,
-        rules=tuple(r for r, _ in rules),
+        rules=tuple(rules),
         parents=((parent.path, *parent.parents) if parent else ()),
     )
-    _check_steps(pack, problems)
-    if not pack.rules:
-        problems.at(data, None, "the pack has no rules")
+    if parent_ok:
+        # With a broken parent, its rules and templates are unknown: checking more would only
+        # repeat the parent's mistakes as phantom ones here.
+        _check_steps(pack, broken_templates, problems)
+        if not pack.rules:
+            problems.at(data, None, "the pack has no rules")
     problems.raise_if_any()
     return pack
 
 
-def _load_parent(data: Any, path: Path, chain: tuple[Path, ...], problems: Problems) -> RulePack | None:
+def _sample_variables() -> Mapping[str, Any]:
+    from engine.actions.messages import SAMPLE_VARIABLES
+
+    return SAMPLE_VARIABLES
+
+
+def _load_parent(
+    data: Any, path: Path, chain: tuple[Path, ...], problems: Problems
+) -> tuple[RulePack | None, bool]:
+    """The parent pack (None if the pack extends nothing) and whether it loaded cleanly."""
     ref = data.get("extends")
     if ref is None:
-        return None
-    if not isinstance(ref, str):
+        return None, True
+    if not isinstance(ref, str) or not ref.strip():
         problems.at(data, "extends", "extends takes the name or path of another pack")
-        return None
-    parent_path = resolve_pack_path(ref, path.parent)
+        return None, False
+    parent_path = resolve_parent_path(ref, path)
     if parent_path is None or not parent_path.is_file():
         known = bundled_pack_names()
-        problems.at(data, "extends", f"rule pack {ref!r} not found{did_you_mean(ref, known)}")
-        return None
+        problems.at(
+            data,
+            "extends",
+            f"rule pack {ref!r} not found{did_you_mean(ref, known)}; bundled packs: {', '.join(known)}",
+        )
+        return None, False
     parent_path = parent_path.resolve()
     if parent_path == path or parent_path in chain:
-        problems.at(data, "extends", f"pack {ref!r} extends itself (through {parent_path.name})")
-        return None
+        loop = (*chain, path, parent_path)
+        shown = " -> ".join(p.name for p in loop[loop.index(parent_path) :])
+        problems.at(data, "extends", f"extends {ref!r} makes a cycle: {shown}")
+        return None, False
     try:
-        return _load_pack_file(parent_path, (*chain, path))
+        return _load_pack_file(parent_path, (*chain, path)), True
     except ConfigError as exc:
         problems.items.extend(exc.problems)
-        return None
+        return None, False
 
 
 def _read_keywords(node: Any, parent_node: Any, base: Keywords, problems: Problems) -> Keywords:
@@ -174,20 +235,36 @@ def _read_keywords(node: Any, parent_node: Any, base: Keywords, problems: Proble
         return base
     slots = keyword_slots()
     changes: dict[str, tuple[str, ...]] = {}
+    clean = True
     for slot, words in node.items():
         if slot not in slots:
             problems.at_key(node, slot, f"unknown keyword slot {slot!r}{did_you_mean(str(slot), slots)}")
+            clean = False
             continue
         values = list(words) if is_sequence(words) else [words]
         if not values or not all(isinstance(w, str) and w.strip() for w in values):
             problems.at(node, slot, f"keywords.{slot} must be a non-empty list of words")
+            clean = False
             continue
-        changes[str(slot)] = tuple(w.strip() for w in values)
+        aliases = tuple(w.strip() for w in values)
+        for index, word in enumerate(aliases):
+            try:
+                dataclasses.replace(DEFAULT_KEYWORDS, **{str(slot): (word,)})
+            except KeywordError as exc:
+                where = (words, index) if is_sequence(words) else (node, slot)
+                problems.at(where[0], where[1], str(exc))
+                clean = False
+        changes[str(slot)] = aliases
+    if not clean:
+        return base
     try:
         keywords = dataclasses.replace(base, **changes)
         compile_keywords(keywords)
-    except (ValueError, KeywordError) as exc:
-        problems.at(parent_node, "keywords", f"keywords: {exc}")
+    except KeywordError as exc:
+        if exc.slot in node:
+            problems.at(node, exc.slot, str(exc))
+        else:
+            problems.at(parent_node, "keywords", f"keywords: {exc}")
         return base
     return keywords
 
@@ -220,17 +297,25 @@ def _read_rule(parent: Any, index: int, node: Any, path: Path, problems: Problem
         if key not in _RULE_KEYS:
             problems.at_key(node, key, f"unknown key {key!r} in a rule{did_you_mean(str(key), _RULE_KEYS)}")
     name = node.get("name")
-    if not isinstance(name, str) or not name:
-        problems.at(node, None, "rule has no name")
-        return None
+    named = isinstance(name, str) and bool(name.strip())
+    if not named:
+        problems.at(
+            node, "name" if "name" in node else None, "a rule needs a name (a word such as close_call)"
+        )
+        name = f"#{index + 1}"
     outcome = node.get("outcome")
     if outcome not in OUTCOMES:
         where = "outcome" if "outcome" in node else None
         problems.at(
-            node, where, f"rule {name!r}: outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}"
+            node,
+            where,
+            f"rule {name!r}: outcome must be one of {', '.join(OUTCOMES)}; got {outcome!r}"
+            + (did_you_mean(outcome, OUTCOMES) if isinstance(outcome, str) else ""),
         )
     when = parse_condition(node.get("when"), node, "when", problems) if "when" in node else ALWAYS
     steps = _read_steps(node, name, path, problems)
+    if not named:
+        return None
     line, col = position(node)
     return Rule(name, str(node.get("description") or ""), when, str(outcome), steps, f"{path}:{line}:{col}")
 
@@ -263,8 +348,12 @@ def _read_steps(node: Any, rule_name: str, path: Path, problems: Problems) -> tu
             continue
         params = {k: v for k, v in step_node_map.items() if k not in ("do", "when")}
         action, mistakes = build_action(cls, params)
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for param, message in mistakes:
-            problems.at(params_node, param if param is not None else params_key, message)
+            if param is not None and param not in known and params_key is None:
+                problems.at_key(params_node, param, message)
+            else:
+                problems.at(params_node, param if param is not None else params_key, message)
         when = parse_condition(step_node_map.get("when"), params_node, "when", problems)
         line, col = position(then, index)
         if action is not None:
@@ -272,48 +361,16 @@ def _read_steps(node: Any, rule_name: str, path: Path, problems: Problems) -> tu
     return tuple(steps)
 
 
-def _merge_rules(
-    inherited: tuple[Rule, ...], own: list[tuple[Rule, Any]], data: Any, problems: Problems
-) -> list[tuple[Rule, Any]]:
-    merged: list[tuple[Rule, Any]] = [(r, None) for r in inherited]
-    removed = data.get("remove") or []
-    if not is_sequence(removed):
-        problems.at(data, "remove", "remove takes a list of rule names")
-        removed = []
-    names = [r.name for r, _ in merged]
-    for index, name in enumerate(removed):
-        if name not in names:
-            problems.at(removed, index, f"remove: no inherited rule {name!r}{did_you_mean(str(name), names)}")
-    merged = [(r, n) for r, n in merged if r.name not in removed]
-    front: list[tuple[Rule, Any]] = []
-    for rule, node in own:
-        at = next((i for i, (r, _) in enumerate(merged) if r.name == rule.name), None)
-        anchor_key = "before" if "before" in node else "after" if "after" in node else None
-        if at is not None and anchor_key is None:
-            merged[at] = (rule, node)
-            continue
-        if anchor_key is None:
-            front.append((rule, node))
-            continue
-        anchor = node[anchor_key]
-        target = next((i for i, (r, _) in enumerate(merged) if r.name == anchor), None)
-        if target is None:
-            known = [r.name for r, _ in merged]
-            problems.at(
-                node, anchor_key, f"{anchor_key}: no rule {anchor!r}{did_you_mean(str(anchor), known)}"
-            )
-            continue
-        if at is not None:
-            merged.pop(at)
-            target = target - 1 if at < target else target
-        merged.insert(target if anchor_key == "before" else target + 1, (rule, node))
-    return front + merged
+def _check_steps(pack: RulePack, broken_templates: set[str], problems: Problems) -> None:
+    """Ask every step (inherited ones too) what it thinks of this pack, e.g. of its templates.
 
-
-def _check_steps(pack: RulePack, problems: Problems) -> None:
-    """Ask every step (inherited ones too) what it thinks of this pack, e.g. of its templates."""
+    Steps naming a template this pack got wrong are skipped: that mistake is already reported
+    where the template is written.
+    """
     for rule in pack.rules:
         for step in rule.steps:
+            if getattr(step.action, "template", None) in broken_templates:
+                continue
             for message in step.action.check(pack):
                 file, line, col = step.where.rsplit(":", 2)
                 problems.items.append(Problem(file, int(line), int(col), f"rule {rule.name!r}: {message}"))

@@ -45,8 +45,15 @@ class MessageTemplate:
         return subject, body
 
 
-def compile_templates(node: Any, problems: Problems) -> dict[str, MessageTemplate]:
-    """Compile the ``templates:`` mapping of a pack, recording syntax errors at their position."""
+def compile_templates(
+    node: Any, problems: Problems, sample: Mapping[str, Any] | None = None
+) -> dict[str, MessageTemplate]:
+    """Compile the ``templates:`` mapping of a pack, recording mistakes at their position.
+
+    With ``sample`` variables, each text is also rendered once, so a template that uses a
+    variable that does not exist (or fails on real values) is refused where it is written.
+    Templates with any mistake are left out of the result.
+    """
     compiled: dict[str, MessageTemplate] = {}
     if node is None:
         return compiled
@@ -76,6 +83,11 @@ def compile_templates(node: Any, problems: Problems) -> dict[str, MessageTemplat
                 problems.at(
                     spec, part, f"template {type_name!r} {part}: {exc.message} (template line {exc.lineno})"
                 )
+                continue
+            failure = _sample_failure(parsed[part], sample)
+            if failure:
+                del parsed[part]
+                problems.at(spec, part, f"template {type_name!r} {part}: {failure}")
         if len(parsed) == 2:
             line, col = position(node, type_name)
             compiled[str(type_name)] = MessageTemplate(
@@ -87,3 +99,16 @@ def compile_templates(node: Any, problems: Problems) -> dict[str, MessageTemplat
                 f"{problems.filename}:{line}:{col}",
             )
     return compiled
+
+
+def _sample_failure(template: jinja2.Template, sample: Mapping[str, Any] | None) -> str | None:
+    """Why rendering with the sample variables fails, or None."""
+    if sample is None:
+        return None
+    try:
+        template.render(sample)
+    except jinja2.UndefinedError as exc:
+        return f"{exc.message}; the variables are {', '.join(sorted(sample))}"
+    except Exception as exc:  # a template is the admin's code: any failure is their mistake to see
+        return f"fails on sample values: {type(exc).__name__}: {exc}"
+    return None
