@@ -153,9 +153,35 @@ def _get(node: Any, key: str, kind: type | tuple[type, ...], problems: Problems,
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        problems.at(node, key, f"{key} must be a {names}, not {type(value).__name__}")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+        problems.at(node, key, f"{key} must be {wanted}, not {_describe(value)}")
         return default
+    return value
+
+
+_KIND_NAMES: dict[type, str] = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _describe(value: Any) -> str:
+    """How a wrong value is shown: short values as written, containers by what they are."""
+    if is_mapping(value):
+        return "a mapping"
+    if is_sequence(value):
+        return "a list"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "a number"
+    return repr(value)
+
+
+def _section(node: Any, key: str, what: str, problems: Problems) -> Any:
+    """The mapping at ``node[key]`` ({} when absent or empty); anything else is a mistake."""
+    value = node.get(key)
+    if value is None:
+        return {}
+    if not is_mapping(value):
+        problems.at(node, key, f"{key} must be {what}")
+        return {}
     return value
 
 
@@ -180,22 +206,14 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
     _check_keys(data, _TOP_KEYS, "the config", problems)
     database = _get(data, "database", str, problems, "sqlite:///mailgate.sqlite")
     database = _resolve_sqlite(database, path.parent)
-    messaging = data.get("messaging") or {}
-    email_at_update = False
-    if not is_mapping(messaging):
-        problems.at(data, "messaging", "messaging must be a mapping")
-    else:
-        _check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
-        email_at_update = _get(messaging, "email_at_update_via_email_in", bool, problems, False)
-    processing = data.get("processing") or {}
-    time_limit = 30.0
-    if not is_mapping(processing):
-        problems.at(data, "processing", "processing must be a mapping")
-    else:
-        _check_keys(processing, ("time_limit_seconds",), "processing", problems)
-        time_limit = _get(processing, "time_limit_seconds", float, problems, 30.0)
-        if time_limit <= 0:
-            problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
+    messaging = _section(data, "messaging", "a mapping", problems)
+    _check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
+    email_at_update = _get(messaging, "email_at_update_via_email_in", bool, problems, False)
+    processing = _section(data, "processing", "a mapping", problems)
+    _check_keys(processing, ("time_limit_seconds",), "processing", problems)
+    time_limit = _get(processing, "time_limit_seconds", float, problems, 30.0)
+    if time_limit <= 0:
+        problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
     accounts: list[AccountConfig] = []
     raw_accounts = data.get("accounts")
     if raw_accounts is None:
@@ -223,11 +241,15 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
     )
 
 
+_SQLITE_FILE = re.compile(r"^(sqlite(?:\+\w+)?:///)(?!/)(?!:memory:)(.+)$")
+
+
 def _resolve_sqlite(url: str, base: Path) -> str:
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////") and url != "sqlite:///:memory:":
-        return prefix + str((base / url[len(prefix) :]).resolve())
-    return url
+    """A relative SQLite file (``sqlite:///data/x.sqlite``) is taken relative to the config's folder."""
+    found = _SQLITE_FILE.match(url)
+    if found is None:
+        return url
+    return found[1] + str((base / found[2]).resolve())
 
 
 def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> AccountConfig | None:
@@ -236,35 +258,28 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
         return None
     _check_keys(node, _ACCOUNT_KEYS, "an account", problems)
     name = _get(node, "name", str, problems)
-    if not name:
-        problems.at(node, None, "account has no name")
-        return None
+    if node.get("name") is None or name == "":
+        problems.at(node, "name" if "name" in node else None, "an account needs a name (e.g. name: helpdesk)")
     connector = _read_connector(node, problems)
-    flags_node = node.get("flags") or {}
-    flag_values: dict[str, bool] = {}
+    flags_node = _section(node, "flags", "a mapping of flag names to true/false", problems)
     flag_names = tuple(f.name for f in fields(Flags))
-    if not is_mapping(flags_node):
-        problems.at(node, "flags", "flags must be a mapping of flag names to true/false")
-    else:
-        _check_keys(flags_node, flag_names, "flags", problems)
-        for flag in flag_names:
-            value = _get(flags_node, flag, bool, problems)
-            if value is not None:
-                flag_values[flag] = value
-    template_node = node.get("call_template") or {}
-    template_values: dict[str, str | None] = {}
+    _check_keys(flags_node, flag_names, "flags", problems)
+    flag_values: dict[str, bool] = {}
+    for flag in flag_names:
+        value = _get(flags_node, flag, bool, problems)
+        if value is not None:
+            flag_values[flag] = value
+    template_node = _section(node, "call_template", "a mapping", problems)
     template_names = tuple(f.name for f in fields(CallTemplate))
-    if not is_mapping(template_node):
-        problems.at(node, "call_template", "call_template must be a mapping")
-    else:
-        _check_keys(template_node, template_names, "call_template", problems)
-        for key in template_names:
-            template_values[key] = _get(template_node, key, str, problems)
+    _check_keys(template_node, template_names, "call_template", problems)
+    template_values = {key: _get(template_node, key, str, problems) for key in template_names}
     reopen = _get(node, "reopen_assign_to", str, problems, "last_analyst")
     if reopen not in REOPEN_ASSIGN_CHOICES:
         problems.at(
             node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}"
         )
+    if not name:
+        return None
     return AccountConfig(
         name=name,
         connector=connector,
@@ -290,7 +305,9 @@ def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
         problems.at(node, "connector", "connector must be a type name or a mapping with a 'type'")
         return {"type": "folder"}
     kind = raw_map.get("type")
-    if kind not in KNOWN_CONNECTORS:
+    if source is not None and "type" not in source:
+        problems.at(node, "connector", f"the connector needs a type: one of {', '.join(KNOWN_CONNECTORS)}")
+    elif kind not in KNOWN_CONNECTORS:
         where = (source, "type") if source is not None and "type" in source else (node, "connector")
         problems.at(
             where[0],
