@@ -141,6 +141,13 @@ def test_known_sender_who_is_not_the_approver_gets_insufficient_permission(
     assert "Reason: Insufficient Permission" in reply["body"]
 
 
+def test_analyst_outside_the_approver_group_cannot_decide_the_groups_task(make_desk: MakeDesk) -> None:
+    desk = make_desk(WORKFLOW)
+    result = desk.deliver("[APPROVE#401]", sender="grace@example.com")
+    assert (result.outcome, result.rule) == ("refused", "decide_by_non_approver")
+    assert desk.task(401)["status"] == "open"
+
+
 def test_non_approver_is_refused_before_learning_the_task_was_decided(make_desk: MakeDesk) -> None:
     desk = make_desk(WORKFLOW)
     result = desk.deliver("[REJECT#406]", sender="grace@example.com")
