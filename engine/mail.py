@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from email.policy import Compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
@@ -63,7 +64,6 @@ class IncomingMessage:
     from_name: str
     reply_to: str | None
     to: tuple[str, ...]
-    cc: tuple[str, ...]
     subject: str
     body: str
     body_was_html: bool
@@ -76,6 +76,7 @@ class IncomingMessage:
     attachments: tuple[Attachment, ...]
     date: datetime | None
     problems: tuple[str, ...]
+    cc: tuple[str, ...] = ()  # Cc addresses, lower-cased
 
 
 _MAX_PROBLEMS = 50
@@ -465,14 +466,37 @@ def _embedded_message(part: Message, index: int, problems: _Problems) -> Attachm
     inner = payload[0] if isinstance(payload, list) and payload else None
     if not isinstance(inner, Message):
         return Attachment(sanitize_filename(None, index), "message/rfc822", _part_bytes(part, problems))
-    try:
-        data = inner.as_bytes(policy=policy.compat32)
-    except Exception:
-        problems.add("an attached message could not be written back exactly, its text was kept")
-        data = fix_escaped_bytes(str(inner)).encode("utf-8", "replace")
+    data = _message_bytes(inner, problems)
     subject = _Headers(inner, problems).text("Subject")
     name = subject.replace("/", "_").replace("\\", "_") + ".eml" if subject else f"message-{index}.eml"
     return Attachment(sanitize_filename(name, index), "message/rfc822", data)
+
+
+class _VerbatimPolicy(Compat32):
+    """Writes headers back as they were read: no refolding, no encoding, 8-bit bytes kept."""
+
+    def fold(self, name: str, value: str) -> str:
+        return f"{name}: " + self.linesep.join(str(value).splitlines()) + self.linesep
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        return self.fold(name, value).encode("utf-8", "surrogateescape")
+
+
+_VERBATIM = _VerbatimPolicy()
+
+
+def _message_bytes(msg: Message, problems: _Problems) -> bytes:
+    """The bytes of an embedded message, written back as close to the original as the parser allows."""
+    for writer in (_VERBATIM, policy.compat32):
+        try:
+            return msg.as_bytes(policy=writer)
+        except Exception:
+            continue
+    problems.add("an attached message could not be written back, only its headers and text were kept")
+    head = "".join(f"{name}: {value}\n" for name, value in msg.raw_items())
+    payload = msg.get_payload()
+    body = payload if isinstance(payload, str) else ""
+    return (head + "\n" + body).encode("utf-8", "surrogateescape")
 
 
 def reply_portion(body: str) -> str:
