@@ -551,6 +551,28 @@ def test_a_corrupt_sqlite_file_is_a_message_not_a_traceback(tmp_path: Path) -> N
         assert "cannot open database" in proc.stderr, args
 
 
+def test_output_into_a_pipe_closed_by_its_reader_ends_quietly(loaded: Desk) -> None:
+    """``mailgate outbox | head -1`` must not end with an error message."""
+    mail = write_eml(loaded.root / "m.eml", subject="Something to reply to")
+    ok(mailgate("process", "--account", "helpdesk", mail, cwd=loaded.root))
+    proc = subprocess.Popen(
+        [str(MAILGATE), "outbox"],
+        cwd=loaded.root,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before mailgate writes its first line
+    stderr = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert "Traceback" not in stderr
+    assert "internal error" not in stderr, stderr
+    assert "BrokenPipe" not in stderr, stderr
+
+
 def test_a_database_url_that_is_not_a_url_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "mailgate.yaml").write_text(
         "database: 'not a url at all'\naccounts:\n  - name: helpdesk\n", encoding="utf-8"

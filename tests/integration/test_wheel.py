@@ -126,3 +126,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_processes_a_sample_mail(tmp_path
     assert result["rule"] == "log_new_call"
     assert result["entity"] == "call"
     assert result["replies"][0]["to"] == "ada@example.com"
+
+    demo = run([mailgate, "demo", "demo-run"], cwd=site)
+    assert "-> logged call" in demo.stdout
+    assert (site / "demo-run" / "mailgate.yaml").is_file()
