@@ -413,6 +413,25 @@ def test_machine_sent_mail_is_auto_submitted_with_its_reason(fixture: str, reaso
     assert not message.is_bounce
 
 
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Precedence: junk", "Precedence: junk"),
+        ("Precedence: list", "Precedence: list"),
+        ("Precedence: auto_reply", "Precedence: auto_reply"),
+        ("X-Autorespond: vacation", "X-Autorespond header present"),
+        ("Auto-Submitted: auto-generated (monitor)", "Auto-Submitted: auto-generated (monitor)"),
+    ],
+)
+def test_other_auto_reply_headers_are_recognised(header: str, reason: str) -> None:
+    message = parse_message(f"From: a@example.org\n{header}\nSubject: x\n\nbody\n".encode())
+    assert message.auto_submitted_reason == reason
+
+
+def test_precedence_normal_is_not_an_auto_reply() -> None:
+    assert not parse_message(b"From: a@example.org\nPrecedence: normal\n\nbody\n").auto_submitted
+
+
 def test_auto_submitted_no_and_x_auto_response_suppress_mark_a_person() -> None:
     message = parse_fixture("auto_submitted_no.eml")
     assert not message.auto_submitted
@@ -456,6 +475,14 @@ def test_dsn_keeps_its_human_text_as_body_and_the_returned_mail_as_attachment() 
     assert [a.filename for a in message.attachments] == ["[CALL#42] Your call was received.eml"]
 
 
+def test_delayed_delivery_report_is_a_bounce_with_a_4xx_code() -> None:
+    raw = fixture_bytes("dsn_553.eml").replace(b"Action: failed", b"Action: delayed")
+    raw = raw.replace(b"Status: 5.1.8", b"Status: 4.4.1").replace(b"553 5.1.8", b"451 4.4.1")
+    message = parse_message(raw)
+    assert message.is_bounce
+    assert message.bounce_code == 451
+
+
 def test_successful_delivery_report_is_not_a_bounce() -> None:
     message = parse_fixture("dsn_relayed.eml")
     assert not message.is_bounce
@@ -464,6 +491,17 @@ def test_successful_delivery_report_is_not_a_bounce() -> None:
 
 def test_bounce_without_any_smtp_code_has_no_code() -> None:
     raw = b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\n\nSorry, no mailbox here (#5.1.1)\n"
+    message = parse_message(raw)
+    assert message.is_bounce
+    assert message.bounce_code is None
+
+
+def test_smtp_codes_inside_the_returned_copy_are_ignored() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\n\n"
+        b"Sorry, no mailbox here by that name.\n\n--- Below this line is a copy of the message.\n\n"
+        b"Subject: 550 things\n\nThe server said: 550 5.1.1 earlier\n"
+    )
     message = parse_message(raw)
     assert message.is_bounce
     assert message.bounce_code is None
