@@ -37,6 +37,11 @@ def _user_errors() -> Iterator[None]:
     except MailgateError as exc:
         click.echo(f"mailgate: {exc}", err=True)
         sys.exit(1)
+    except BrokenPipeError:
+        # the reader went away (e.g. `mailgate outbox --json | head -1`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(141)
     except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
         raise
     except Exception as exc:
