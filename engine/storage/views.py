@@ -168,6 +168,7 @@ def outbox_view(session: Session) -> list[JsonDict]:
             "message_id": message.message_id,
             "in_reply_to": message.in_reply_to,
             "references": message.references,
+            "headers": _detail(message.headers_json),
             "status": message.status,
             "entity": message.entity,
             "number": message.number,
