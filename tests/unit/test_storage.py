@@ -212,6 +212,7 @@ def test_outbox_view_lists_messages_in_id_order_with_every_field(engine: Engine)
         "message_id": "<1@mailgate>",
         "in_reply_to": "<orig@example.com>",
         "references": "<orig@example.com>",
+        "headers": {},
         "status": "queued",
         "entity": "call",
         "number": 42,
