@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext, register_action
 from engine.actions.items import ActionError, add_history
@@ -29,9 +29,9 @@ def _request_history(ctx: ActionContext, request: Request, kind: str, text: str)
 def _siblings(ctx: ActionContext, task: Task) -> list[Task]:
     stmt = (
         select(Task)
-        .where(Task.request_id == task.request_id, Task.id != task.id)
-        .order_by(Task.sequence, Task.number)
-    )  # type: ignore[arg-type]
+        .where(col(Task.request_id) == task.request_id, col(Task.id) != task.id)
+        .order_by(col(Task.sequence), col(Task.number))
+    )
     return list(ctx.session.exec(stmt))
 
 
