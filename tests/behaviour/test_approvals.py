@@ -191,12 +191,12 @@ def test_plain_task_cannot_be_approved(make_desk: MakeDesk) -> None:
     assert "is not an approval" in desk.outbox()[0]["subject"]
 
 
-
 def test_unknown_sender_learns_nothing_about_a_plain_task(make_desk: MakeDesk) -> None:
     desk = make_desk(WORKFLOW)
     result = desk.deliver("[APPROVE#407]", sender="stranger@example.org")
     assert (result.outcome, result.rule) == ("refused", "decide_by_unidentified_sender")
     assert "has not been decided" in desk.outbox()[0]["subject"]
+
 
 def test_decision_confirmation_is_sent_even_when_auto_reply_is_off(make_desk: MakeDesk) -> None:
     desk = make_desk(WORKFLOW, flags={"auto_reply": False})
