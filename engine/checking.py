@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from sqlalchemy.engine.url import make_url
+
 from engine.actions.base import action_class, action_names
 from engine.config import load_config
 from engine.errors import ConfigError, Problem
@@ -12,6 +14,8 @@ from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS
 from engine.rules.pack import OUTCOMES, load_pack
 from engine.runtime import Runtime
+from engine.storage.db import DatabaseError
+from engine.yamlsource import load_yaml_file, position
 
 
 def check_all(config_path: Path) -> list[str]:
@@ -29,6 +33,11 @@ def check_all(config_path: Path) -> list[str]:
                 pack = runtime.packs[account.name]
                 packs.setdefault(pack.path, pack.name)
             lines.append(f"ok: config {config_path} ({len(config.accounts)} account(s))")
+            try:
+                runtime.engine.dispose()  # opening it checks the database is reachable and its schema
+                lines.append(f"ok: database {make_url(config.database).render_as_string(hide_password=True)}")
+            except DatabaseError as exc:
+                problems.append(Problem(str(config.path), *_database_position(config.path), str(exc)))
         except ConfigError as exc:
             problems.extend(exc.problems)
     else:
@@ -60,3 +69,8 @@ def vocabulary() -> str:
         out.append(f"  {name:<24} {('(' + params + ')') if params else '':<28} {doc}")
     out.append("Outcomes: " + ", ".join(OUTCOMES))
     return "\n".join(out)
+
+
+def _database_position(path: Path) -> tuple[int, int]:
+    data = load_yaml_file(path)
+    return position(data, "database") if isinstance(data, dict) and "database" in data else (1, 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, Problem, did_you_mean
+from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
 
 CONFIG_FILENAME = "mailgate.yaml"
@@ -86,13 +86,14 @@ class Config:
         return self.path.parent
 
     def account(self, name: str) -> AccountConfig:
-        """The account called ``name``; ConfigError naming the closest one if there is none."""
+        """The account called ``name``; an error naming the closest one if there is none."""
         for acc in self.accounts:
             if acc.name == name:
                 return acc
         known = [a.name for a in self.accounts]
-        raise ConfigError(
-            [Problem(str(self.path), 1, 1, f"no account named {name!r}{did_you_mean(name, known)}")]
+        listed = ", ".join(known) or "none"
+        raise MailgateError(
+            f"no account named {name!r}{did_you_mean(name, known)} in {self.path}; accounts: {listed}"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,8 +103,10 @@ def run_demo(directory: Path, echo: Callable[[str], None]) -> None:
         counts = load_fixtures(runtime.engine, demo_dir() / "fixtures.yaml")
         echo(f"demo installation in {directory}/ ; fixtures loaded: {counts}")
         account = runtime.config.accounts[0]
+        results = []
         for source in iter_source_messages([directory / "mailbox"]):
             result = process_message(runtime, account, source.raw, source.origin)
+            results.append(result)
             target = f" {result.entity} {result.number}" if result.entity else ""
             echo(f"  {Path(source.origin).name:<28} -> {result.outcome}{target}  [{result.rule}]")
         with transaction(runtime.engine) as session:
@@ -111,6 +114,8 @@ def run_demo(directory: Path, echo: Callable[[str], None]) -> None:
         echo(f"outbox ({len(rows)} message(s) queued):")
         for row in rows:
             echo(f"  to {row['to']:<28} {row['subject']}")
-        echo(f"explore: cd {directory} && mailgate show call 1 --json ; mailgate outbox --json")
+        program = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "mailgate" else "mailgate"
+        first = next((r.number for r in results if r.entity == "call" and r.number is not None), 100)
+        echo(f"explore: cd {directory} && {program} show call {first} --json ; {program} outbox --json")
     finally:
         runtime.close()

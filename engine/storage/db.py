@@ -63,7 +63,8 @@ def open_database(url: str) -> Engine:
         SQLModel.metadata.create_all(engine)
         _create_sequences(engine)
     except Exception as exc:
-        raise DatabaseError(f"cannot open database {shown}: {exc}") from None
+        reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link
+        raise DatabaseError(f"cannot open database {shown}: {reason}") from None
     return engine
 
 

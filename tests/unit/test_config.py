@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import AccountConfig, CallTemplate, Config, Flags, load_config
-from engine.errors import ConfigError, Problem
+from engine.errors import ConfigError, MailgateError, Problem
 from engine.rules.pack import load_pack
 from engine.runtime import Runtime
 from engine.starter import STARTER_CONFIG, STARTER_PACK
@@ -315,7 +315,7 @@ def test_asking_for_an_unknown_account_suggests_the_closest(tmp_path: Path) -> N
     """``--account helpdsk`` names the account meant."""
     config = load_config(write_config(tmp_path, "accounts:\n  - name: helpdesk\n  - name: billing\n"))
     assert config.account("billing").name == "billing"
-    with pytest.raises(ConfigError, match=r"no account named 'helpdsk' \(did you mean 'helpdesk'\?\)"):
+    with pytest.raises(MailgateError, match=r"no account named 'helpdsk' \(did you mean 'helpdesk'\?\)"):
         config.account("helpdsk")
 
 
