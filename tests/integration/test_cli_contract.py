@@ -530,6 +530,17 @@ def test_a_missing_mail_path_is_a_message_not_a_traceback(loaded: Desk) -> None:
         assert proc.stderr.startswith("mailgate: ")
 
 
+def test_check_reports_an_unreadable_database_at_the_config_database_line(tmp_path: Path) -> None:
+    (tmp_path / "corrupt.sqlite").write_bytes(b"this is no database\x00\x01\x02" * 200)
+    (tmp_path / "mailgate.yaml").write_text(
+        "accounts:\n  - name: helpdesk\ndatabase: sqlite:///corrupt.sqlite\n", encoding="utf-8"
+    )
+    proc = mailgate("check", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"{tmp_path / 'mailgate.yaml'}:3:11: cannot open database" in proc.stderr
+    assert "sqlalche.me" not in proc.stderr
+
+
 def test_a_corrupt_sqlite_file_is_a_message_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "corrupt.sqlite").write_bytes(b"this is no database\x00\x01\x02" * 200)
     (tmp_path / "mailgate.yaml").write_text(
