@@ -8,11 +8,8 @@ the ``mailgate.actions`` entry-point group (``name = "package.module:ActionClass
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import types
-import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -22,6 +19,7 @@ from sqlmodel import Session
 
 from engine.config import AccountConfig, Config
 from engine.mail import IncomingMessage
+from engine.params import Mistake, build_from_params
 from engine.rules.facts import FactValue
 from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow
 from engine.subject import ParsedSubject
@@ -143,59 +141,6 @@ def _load_builtin() -> None:
         import engine.actions.tasks  # noqa: F401
 
 
-def build_action(
-    cls: type[Action], params: Mapping[str, Any]
-) -> tuple[Action | None, list[tuple[str | None, str]]]:
+def build_action(cls: type[Action], params: Mapping[str, Any]) -> tuple[Action | None, list[Mistake]]:
     """Construct an action from YAML parameters; returns it or a list of (param, message) mistakes."""
-    mistakes: list[tuple[str | None, str]] = []
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    from engine.errors import did_you_mean
-
-    values: dict[str, Any] = {}
-    for key, value in params.items():
-        if key not in known:
-            mistakes.append((key, f"action {cls.name!r} has no parameter {key!r}{did_you_mean(key, known)}"))
-            continue
-        error = _type_error(hints[key], value)
-        if error:
-            mistakes.append((key, f"{cls.name}.{key} {error}"))
-            continue
-        values[key] = value
-    for name, fld in known.items():
-        missing = fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING
-        if missing and name not in params:
-            mistakes.append((None, f"action {cls.name!r} needs the parameter {name!r}"))
-    if mistakes:
-        return None, mistakes
-    try:
-        return cls(**values), []
-    except (TypeError, ValueError) as exc:
-        return None, [(None, f"action {cls.name!r}: {exc}")]
-
-
-def _type_error(hint: Any, value: Any) -> str | None:
-    origin = typing.get_origin(hint)
-    if origin is typing.Literal:
-        choices = typing.get_args(hint)
-        return None if value in choices else f"must be one of {', '.join(map(str, choices))}, not {value!r}"
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        errors = [_type_error(a, value) for a in args if a is not type(None)]
-        return None if any(e is None for e in errors) else errors[0]
-    if hint is bool:
-        return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
-    if hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else f"must be a whole number, not {value!r}"
-    if hint is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else f"must be a number, not {value!r}"
-    if hint is str:
-        return None if isinstance(value, str) else f"must be a string, not {value!r}"
-    return None
-
-
-ActionFactory = Callable[[Mapping[str, Any]], Action]
+    return build_from_params(cls, params, f"action {cls.name!r}")
