@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, create_engine, select
 
 from engine.errors import MailgateError
-from engine.storage import models
+from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
 from engine.storage.models import NumberSequence
 
 _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
