@@ -61,6 +61,7 @@ class AccountConfig:
     reopen_assign_to: str = "last_analyst"
     address: str | None = None
     active: bool = True
+    poll_interval_seconds: float = 60.0
 
     @property
     def connector_type(self) -> str:
@@ -197,6 +198,7 @@ _ACCOUNT_KEYS = (
     "reopen_assign_to",
     "address",
     "active",
+    "poll_interval_seconds",
 )
 
 
@@ -279,6 +281,9 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
         problems.at(
             node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}"
         )
+    poll_interval = _get(node, "poll_interval_seconds", float, problems, 60.0)
+    if poll_interval <= 0:
+        problems.at(node, "poll_interval_seconds", "poll_interval_seconds must be positive")
     if not name:
         return None
     return AccountConfig(
@@ -291,6 +296,7 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
         reopen_assign_to=reopen,
         address=_get(node, "address", str, problems),
         active=_get(node, "active", bool, problems, True),
+        poll_interval_seconds=poll_interval,
     )
 
 
