@@ -9,6 +9,13 @@ Database fixtures
 - ``sqlite_url``: a fresh SQLite file only, for tests that need not run on both databases.
 - ``engine``: ``open_database(db_url)`` (schema created), disposed after the test.
 
+Mail servers
+------------
+- ``dovecot``: one private Dovecot for the session (``tests/servers/dovecot.py``: IMAP, IMAPS, POP3,
+  POP3S on free loopback ports, a throwaway CA in ``dovecot.ca_cert``, XOAUTH2 via ``grant_token``).
+  Skipped when the ``dovecot`` program is missing or cannot start, failed instead when env ``CI=true``.
+- ``mailbox_user``: a fresh Dovecot user ``(name, password)`` per test, so tests never share a mailbox.
+
 Other shared fixtures go below the database section, each with a short comment.
 """
 
@@ -16,10 +23,14 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from servers.dovecot import Dovecot, DovecotError, dovecot_binary, start_dovecot
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
@@ -93,3 +104,36 @@ def engine(db_url: str) -> Iterator[Engine]:
 
 
 # --- other shared fixtures (add below, each with a one-line docstring) ------------------------------
+
+
+def _server_unavailable(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true, so the mail-server tests must run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One private Dovecot (IMAP/POP3, TLS, XOAUTH2) for the whole session; see tests/servers/dovecot.py."""
+    if dovecot_binary() is None:
+        _server_unavailable("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)")
+    base = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-"))  # under /tmp: Dovecot's users must reach it
+    try:
+        server = start_dovecot(base)
+    except DovecotError as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        _server_unavailable(f"Dovecot could not be started: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def mailbox_user(dovecot: Dovecot) -> tuple[str, str]:
+    """A fresh Dovecot user for this test: ``(name, password)``, its INBOX empty."""
+    name = f"u{secrets.token_hex(6)}"
+    password = secrets.token_urlsafe(12)
+    dovecot.add_user(name, password)
+    return name, password

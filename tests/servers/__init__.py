@@ -1,0 +1,1 @@
+"""Real servers started by the test suite (Dovecot for IMAP and POP3, a throwaway TLS CA)."""
