@@ -15,8 +15,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from engine.actions.base import ActionContext
 from engine.config import AccountConfig
@@ -87,9 +89,14 @@ def _addressed(messages: list[OutboxMessage]) -> tuple[Addressed, ...]:
     return tuple(Addressed(m.to_address, m.subject) for m in messages)
 
 
+_LEDGER_LOOKUP = sa_select(col(LedgerEntry.id)).where(
+    col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
+)
+
+
 def _ledger_has(session: Session, account: str, key: str) -> bool:
-    stmt = select(LedgerEntry.id).where(LedgerEntry.account == account, LedgerEntry.message_key == key)
-    return session.exec(stmt).first() is not None
+    found = session.connection().execute(_LEDGER_LOOKUP, {"account": account, "key": key}).first()
+    return found is not None
 
 
 def process_message(

@@ -7,11 +7,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func
+from sqlalchemy import bindparam, event, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
@@ -97,15 +98,32 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+_LOCK_SEQUENCE = (
+    sa_select(col(NumberSequence.next_value))
+    .where(col(NumberSequence.name) == bindparam("name"))
+    .with_for_update()
+)
+_HIGHEST = {name: sa_select(func.max(table.number)) for name, table in _NUMBERED.items()}
+_STORE_SEQUENCE = (
+    update(NumberSequence)
+    .where(col(NumberSequence.name) == bindparam("seq_name"))
+    .values(next_value=bindparam("value"))
+)
+
+
 def next_number(session: Session, name: str) -> int:
-    """Reserve the next available number for a new call, request or task (inside the caller's transaction)."""
-    table = _NUMBERED[name]
-    seq = session.exec(select(NumberSequence).where(NumberSequence.name == name).with_for_update()).first()
-    highest = session.exec(select(func.max(table.number))).one() or 0
-    if seq is None:  # the table was emptied by hand; recreate the row
-        seq = NumberSequence(name=name, next_value=highest + 1)
-    number = max(seq.next_value, highest + 1)
-    seq.next_value = number + 1
-    session.add(seq)
-    session.flush()
+    """Reserve the next available number for a new call, request or task (inside the caller's transaction).
+
+    The number is the sequence's next value, or one above the highest number in use if rows were
+    added with explicit numbers (fixtures); the sequence row is locked until the transaction ends.
+    """
+    connection = session.connection()
+    next_value = connection.execute(_LOCK_SEQUENCE, {"name": name}).scalar()
+    highest = connection.execute(_HIGHEST[name]).scalar() or 0
+    number = max(next_value or 1, highest + 1)
+    if next_value is None:  # the row was deleted by hand; recreate it
+        session.add(NumberSequence(name=name, next_value=number + 1))
+        session.flush()
+    else:
+        connection.execute(_STORE_SEQUENCE, {"seq_name": name, "value": number + 1})
     return number
