@@ -11,7 +11,7 @@ from engine.errors import MailgateError
 from engine.mail import reply_portion
 from engine.storage.db import next_number
 from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
-from engine.storage.queries import find_group, find_person
+from engine.storage.queries import find_group, group_id, person_id
 
 
 class ActionError(MailgateError):
@@ -69,24 +69,22 @@ class LogCall(Action):
         """Create the call, the sender if unknown, and its first history entry."""
         sender = _ensure_sender(ctx)
         template = ctx.account.call_template
-        logging_analyst: Person | None = None
+        logging_analyst: int | None = None
         if ctx.account.flags.use_linked_analyst and sender.is_analyst:
-            logging_analyst = sender
+            logging_analyst = sender.id
         if logging_analyst is None:
-            logging_analyst = find_person(ctx.session, ctx.account.default_logging_analyst)
+            logging_analyst = person_id(ctx.session, ctx.account.default_logging_analyst)
         if logging_analyst is None:
-            logging_analyst = sender
-        analyst = find_person(ctx.session, template.assigned_analyst)
-        group = find_group(ctx.session, template.assigned_group)
+            logging_analyst = sender.id
         call = Call(
             number=next_number(ctx.session, "call"),
             status="open",
             summary=ctx.message.subject.strip()[:250] or "(no subject)",
             description=ctx.message.body,
             user_id=sender.id,
-            assigned_analyst_id=analyst.id if analyst else None,
-            assigned_group_id=group.id if group else None,
-            logging_analyst_id=logging_analyst.id,
+            assigned_analyst_id=person_id(ctx.session, template.assigned_analyst),
+            assigned_group_id=group_id(ctx.session, template.assigned_group),
+            logging_analyst_id=logging_analyst,
             partition=template.partition,
             screen_set=template.screen_set,
             ipk_status=template.ipk_status,

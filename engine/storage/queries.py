@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlalchemy import bindparam, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
 
 from engine.storage.models import Call, Group, GroupMember, Person, Request, Task
 
@@ -12,6 +13,31 @@ ITEM_TABLES: dict[str, type[Call] | type[Request] | type[Task]] = {
     "request": Request,
     "task": Task,
 }
+
+
+_PERSON_ID_BY_EMAIL = (
+    sa_select(col(Person.id))
+    .where(func.lower(Person.email) == bindparam("email"))
+    .order_by(col(Person.id))
+    .limit(1)
+)
+_GROUP_ID_BY_NAME = sa_select(col(Group.id)).where(col(Group.name) == bindparam("name"))
+
+
+def person_id(session: Session, email: str | None) -> int | None:
+    """The id of the first person (lowest id) with this address, case-insensitively, or None."""
+    if not email:
+        return None
+    found = session.connection().execute(_PERSON_ID_BY_EMAIL, {"email": email.strip().lower()}).scalar()
+    return int(found) if found is not None else None
+
+
+def group_id(session: Session, name: str | None) -> int | None:
+    """The id of the group with this name, or None."""
+    if not name:
+        return None
+    found = session.connection().execute(_GROUP_ID_BY_NAME, {"name": name}).scalar()
+    return int(found) if found is not None else None
 
 
 def find_person(session: Session, email: str | None) -> Person | None:
