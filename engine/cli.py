@@ -302,5 +302,56 @@ def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
         sys.exit(1)
 
 
+# --- the service (issue 3): run, status ---------------------------------------------------------
+
+
+@main.command("run")
+@click.option(
+    "--once", is_flag=True, help="One pass over every active account, then exit (status 1 if any failed)."
+)
+@click.pass_context
+def run_service(ctx: click.Context, once: bool) -> None:
+    """Watch every active account and process its mail as it arrives, until SIGTERM or Ctrl-C."""
+    from engine.service import serve
+
+    reports = serve(_runtime(ctx), once=once)
+    for report in reports:
+        counts = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes)
+        handled = f"{report.processed} processed" + (f" ({counts})" if counts else "")
+        if report.error is None:
+            click.echo(f"{report.account}: {handled}")
+        else:
+            click.echo(f"{report.account}: FAILED ({report.state}) after {handled}: {report.error}")
+    if any(report.error is not None for report in reports):
+        sys.exit(1)
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per account per line.")
+@click.pass_context
+def account_status(ctx: click.Context, as_json: bool) -> None:
+    """Show each account as the service sees it: state, last poll, messages processed, last error."""
+    from engine.storage.status import status_view
+
+    runtime = _runtime(ctx)
+    rows = status_view(runtime.engine, runtime.config.accounts)
+    if as_json:
+        for row in rows:
+            _echo_json(row)
+        return
+    width = max([len("ACCOUNT"), *(len(row["account"]) for row in rows)])
+    click.echo(f"{'ACCOUNT':<{width}}  {'STATE':<12}  {'LAST POLL':<20}  {'PROCESSED':>9}  LAST ERROR")
+    for row in rows:
+        error = "-"
+        if row["last_error"]:
+            error = f"{row['last_error_at']} {row['last_error']}"
+            if row["retry_at"] and row["state"] != "ok":
+                error += f" (next try {row['retry_at']})"
+        click.echo(
+            f"{row['account']:<{width}}  {row['state']:<12}  {row['last_poll'] or 'never':<20}  "
+            f"{row['processed']:>9}  {error}"
+        )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

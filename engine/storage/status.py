@@ -8,12 +8,15 @@ imports this module so that the schema includes the table.)
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Column, Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
+from engine.config import AccountConfig
 from engine.storage.models import utcnow
 
 STATE_OK = "ok"
@@ -64,3 +67,42 @@ def account_statuses(engine: Engine) -> dict[str, AccountStatus]:
     """Every account's stored status, by account name."""
     with Session(engine, expire_on_commit=False) as session:
         return {row.account: row for row in session.exec(select(AccountStatus))}
+
+
+def _when(moment: datetime | None) -> str | None:
+    """A stored moment as ``YYYY-MM-DD HH:MM:SSZ`` (stored times are UTC, with or without a zone)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def status_view(engine: Engine, accounts: Iterable[AccountConfig]) -> list[dict[str, Any]]:
+    """One row per configured account, then any other account with a stored status (``mailgate status``)."""
+    stored = account_statuses(engine)
+    rows: list[dict[str, Any]] = []
+    listed: list[tuple[str, bool | None, str | None]] = [
+        (a.name, a.active, a.connector_type) for a in accounts
+    ]
+    listed += [(name, None, None) for name in stored if name not in {n for n, _, _ in listed}]
+    for name, active, connector in listed:
+        row = stored.get(name)
+        if row is None:
+            state = "inactive" if active is False else "never_polled"
+        else:
+            state = row.state if active is not False else f"inactive (was {row.state})"
+        rows.append(
+            {
+                "account": name,
+                "connector": connector,
+                "active": active,
+                "state": state,
+                "last_poll": _when(row.last_poll_at) if row else None,
+                "processed": row.messages_processed if row else 0,
+                "last_error": row.last_error if row else None,
+                "last_error_at": _when(row.last_error_at) if row else None,
+                "retry_at": _when(row.retry_at) if row else None,
+            }
+        )
+    return rows

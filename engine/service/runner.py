@@ -1,0 +1,224 @@
+"""The service: every active account watched at once, the outbox drained beside them, clean stops.
+
+``serve(runtime, once=...)`` is what ``mailgate run`` calls. Each active account gets its own
+``AccountWatcher`` task, so a slow or broken mailbox only ever delays itself. SIGTERM and SIGINT
+ask every watcher to stop: the message in hand is finished (committed and acknowledged), waits
+are cut short, and ``serve`` returns. A second signal stops at once; that is still safe, since a
+committed message that was not acknowledged is a no-op (``duplicate``) next time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from connectors.base import Connector
+from connectors.registry import make_connector
+from engine.config import AccountConfig
+from engine.errors import MailgateError
+from engine.runtime import Runtime
+from engine.service.events import log_event
+from engine.service.options import ServiceOptions
+from engine.service.watcher import AccountWatcher, PassReport, describe_error
+from engine.storage.status import STATE_FAILED, record_failure
+
+ConnectorFactory = Callable[[AccountConfig, Path], Connector]
+OutboxDrainer = Callable[[Runtime], Awaitable[object]]
+
+# Issue 4's sender: ``async def drain_outbox(runtime)`` in engine/outgoing. The service calls it
+# every ``outbox_interval`` seconds and soon after each commit once it exists; until then the
+# hook finds nothing and the outbox is left alone (``mailgate outbox`` still lists it).
+OUTBOX_HOOK = ("engine.outgoing", "drain_outbox")
+
+# Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the K-th message's
+# commit, before its acknowledgement (a real crash, or a real stop request, at the worst moment).
+TEST_SIGNAL_AFTER_COMMIT_ENV = "MAILGATE_TEST_SIGNAL_AFTER_COMMIT"
+
+
+def default_connector(account: AccountConfig, base_dir: Path) -> Connector:
+    """The connector the account's ``connector:`` mapping names."""
+    return make_connector(account.name, account.connector, base_dir)
+
+
+def find_outbox_drainer() -> OutboxDrainer | None:
+    """``engine.outgoing.drain_outbox`` if it is installed, else None (sending is someone else's)."""
+    module_name, attribute = OUTBOX_HOOK
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        log_event(logging.ERROR, "outbox_unavailable", error=describe_error(exc))
+        return None
+    except Exception as exc:
+        log_event(logging.ERROR, "outbox_unavailable", error=describe_error(exc))
+        return None
+    drain = getattr(module, attribute, None)
+    return drain if callable(drain) else None
+
+
+def signal_after_commit(spec: str | None) -> Callable[[], None]:
+    """The test-only hook described at ``TEST_SIGNAL_AFTER_COMMIT_ENV`` (a no-op when unset)."""
+    if not spec:
+        return lambda: None
+    count_text, _, name = spec.partition(":")
+    target, signum = int(count_text), signal.Signals[name or "SIGKILL"]
+    commits = 0
+
+    def after_commit() -> None:
+        nonlocal commits
+        commits += 1
+        if commits == target:
+            os.kill(os.getpid(), signum)
+
+    return after_commit
+
+
+class Service:
+    """Watches a runtime's active accounts; ``run`` until stopped, or ``run_once``."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        options: ServiceOptions | None = None,
+        *,
+        connector_factory: ConnectorFactory = default_connector,
+        outbox_drainer: OutboxDrainer | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.options = options or ServiceOptions()
+        self.connector_factory = connector_factory
+        self.outbox_drainer = outbox_drainer
+        self.stop_event = asyncio.Event()
+        self._outbox_wanted = asyncio.Event()
+        self._test_hook = after_commit or (lambda: None)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """Stop after the message in hand; a second request cancels everything at once."""
+        how = signal.Signals(signum).name if signum else "request"
+        if self.stop_event.is_set():
+            log_event(logging.WARNING, "stopping_now", signal=how)
+            for task in self._tasks:
+                task.cancel()
+            return
+        log_event(logging.INFO, "stopping", signal=how)
+        self.stop_event.set()
+
+    async def run(self) -> None:
+        """Watch every active account until ``request_stop``; never returns early on a failure."""
+        watchers, unusable = self._watchers()
+        if not watchers:
+            raise MailgateError(self._nothing_to_watch(unusable))
+        log_event(logging.INFO, "service_started", accounts=",".join(w.account.name for w in watchers))
+        self._tasks = [asyncio.create_task(w.watch(), name=f"watch {w.account.name}") for w in watchers]
+        if self.outbox_drainer is not None:
+            self._tasks.append(asyncio.create_task(self._outbox_loop(self.outbox_drainer), name="outbox"))
+        else:
+            log_event(logging.INFO, "outbox_hook_absent", hook=".".join(OUTBOX_HOOK))
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for task, result in zip(self._tasks, results, strict=True):
+            if isinstance(result, Exception):
+                log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(result))
+        log_event(logging.INFO, "service_stopped")
+
+    async def run_once(self) -> list[PassReport]:
+        """One pass over every active account at once, then one outbox drain; a report per account."""
+        watchers, unusable = self._watchers()
+        if not watchers and not unusable:
+            raise MailgateError(self._nothing_to_watch(unusable))
+        reports = list(unusable) + list(await asyncio.gather(*(w.one_pass() for w in watchers)))
+        if self.outbox_drainer is not None and not self.stop_event.is_set():
+            await self._drain(self.outbox_drainer)
+        order = {a.name: i for i, a in enumerate(self.runtime.config.accounts)}
+        return sorted(reports, key=lambda r: order.get(r.account, len(order)))
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    def _nothing_to_watch(self, unusable: list[PassReport]) -> str:
+        if unusable:
+            return "no account can be watched: " + "; ".join(f"{r.account}: {r.error}" for r in unusable)
+        return f"no active account in {self.runtime.config.path}: nothing to watch"
+
+    def _watchers(self) -> tuple[list[AccountWatcher], list[PassReport]]:
+        watchers: list[AccountWatcher] = []
+        unusable: list[PassReport] = []
+        for account in self.runtime.config.accounts:
+            if not account.active:
+                continue
+            try:
+                connector = self.connector_factory(account, self.runtime.config.base_dir)
+            except Exception as exc:  # e.g. the ews extra is not installed: that account only
+                error = describe_error(exc)
+                log_event(logging.ERROR, "account_unusable", account=account.name, error=error)
+                try:
+                    record_failure(self.runtime.engine, account.name, STATE_FAILED, error, 0, None)
+                except Exception as db_exc:
+                    log_event(logging.ERROR, "status_not_saved", error=describe_error(db_exc))
+                unusable.append(PassReport(account.name, 0, (), error, STATE_FAILED))
+                continue
+            watchers.append(
+                AccountWatcher(
+                    self.runtime, account, connector, self.options, self.stop_event, self._after_commit
+                )
+            )
+        return watchers, unusable
+
+    def _after_commit(self) -> None:
+        self._outbox_wanted.set()
+        self._test_hook()
+
+    async def _outbox_loop(self, drain: OutboxDrainer) -> None:
+        while not self.stop_event.is_set():
+            wanted = asyncio.ensure_future(self._outbox_wanted.wait())
+            stopping = asyncio.ensure_future(self.stop_event.wait())
+            try:
+                await asyncio.wait(
+                    {wanted, stopping},
+                    timeout=self.options.outbox_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                wanted.cancel()
+                stopping.cancel()
+            if self.stop_event.is_set():
+                return
+            self._outbox_wanted.clear()
+            await self._drain(drain)  # not interrupted by a stop: a message being sent is finished
+
+    async def _drain(self, drain: OutboxDrainer) -> None:
+        try:
+            await drain(self.runtime)
+        except Exception as exc:
+            log_event(logging.ERROR, "outbox_failed", error=describe_error(exc))
+
+
+def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None) -> list[PassReport]:
+    """Run the service with SIGTERM/SIGINT handled (``mailgate run``); ``once``: one pass, reports."""
+
+    async def main() -> list[PassReport]:
+        service = Service(
+            runtime,
+            options,
+            outbox_drainer=find_outbox_drainer(),
+            after_commit=signal_after_commit(os.environ.get(TEST_SIGNAL_AFTER_COMMIT_ENV)),
+        )
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, service.request_stop, signum)
+        try:
+            if once:
+                return await service.run_once()
+            await service.run()
+            return []
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    return asyncio.run(main())

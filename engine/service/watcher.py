@@ -1,0 +1,277 @@
+"""Watching one account: connect, process what waits oldest first, acknowledge, wait, again.
+
+The order for every message is fixed: fetch, ``process_message`` (its effects and ledger entry
+are committed when it returns, whatever the outcome: duplicate and quarantined included), then
+acknowledge. A failed acknowledgement is logged and the pass goes on: the message stays in the
+mailbox, the next pass finds it in the ledger (``duplicate``, nothing done) and acknowledges it.
+
+``process_message`` is synchronous and runs on the event loop's thread, which is the main
+thread, so its SIGALRM time limit works; it holds the loop for the few milliseconds a message
+takes. Everything else (connect, list, fetch, wait) is awaited with a time bound and gives way
+to a stop request; the acknowledgement of a committed message is never interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
+from engine.config import AccountConfig
+from engine.pipeline import process_message
+from engine.runtime import Runtime
+from engine.service.events import format_event, log, log_event
+from engine.service.options import ServiceOptions
+from engine.storage.models import utcnow
+from engine.storage.status import (
+    STATE_AUTH_FAILED,
+    STATE_OK,
+    STATE_RETRYING,
+    record_failure,
+    record_pass,
+)
+
+T = TypeVar("T")
+
+
+class StopRequested(Exception):
+    """The service is stopping: leave the current wait (nothing is in hand)."""
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass over an account did (``mailgate run --once`` prints one per account)."""
+
+    account: str
+    processed: int
+    outcomes: tuple[tuple[str, int], ...] = ()
+    error: str | None = None
+    state: str = STATE_OK
+
+    @property
+    def reached(self) -> bool:
+        """True if the pass reached the mailbox and handled everything that was waiting."""
+        return self.error is None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line description of a failure for logs and ``mailgate status``."""
+    if isinstance(exc, ConnectorError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class AccountWatcher:
+    """Drives one account's connector; never raises out of ``watch`` or ``one_pass``."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        account: AccountConfig,
+        connector: Connector,
+        options: ServiceOptions,
+        stop: asyncio.Event,
+        after_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.runtime = runtime
+        self.account = account
+        self.connector = connector
+        self.options = options
+        self.stop = stop
+        self.after_commit = after_commit
+        self.connected = False
+        self.failures = 0
+        self._outcomes: Counter[str] = Counter()
+        self._listed = False
+
+    # --- the two ways to run ----------------------------------------------------------------------
+
+    async def one_pass(self) -> PassReport:
+        """Connect, handle everything waiting, close; report (``mailgate run --once``).
+
+        A pass cut short by a stop request is not a failure: what was handled is reported.
+        """
+        failure: Exception | None = None
+        try:
+            await self._connect()
+            await self._handle_waiting()
+        except StopRequested:
+            pass
+        except Exception as exc:
+            failure = exc
+        finally:
+            await self._close()
+        outcomes = tuple(sorted(self._outcomes.items()))
+        processed = sum(count for _, count in outcomes)
+        if failure is not None:
+            state, error = self._failed(failure, retry_in=None)
+            return PassReport(self.account.name, processed, outcomes, error, state)
+        if self._listed:
+            self._passed()
+        return PassReport(self.account.name, processed, outcomes)
+
+    async def watch(self) -> None:
+        """Poll (or wait for push) until the stop event is set; failures back off and retry."""
+        interval = self.account.poll_interval_seconds
+        try:
+            while not self.stop.is_set():
+                try:
+                    await self._connect()
+                    await self._handle_waiting()
+                    self._passed()
+                    if self.stop.is_set():
+                        break
+                    if self.connector.supports_push:
+                        await self._guarded(
+                            self.connector.wait_for_new(interval), interval + self.options.operation_timeout
+                        )
+                    else:
+                        await self._close()  # POP3 deletions take effect on QUIT; no idle sessions
+                        await self._sleep(interval)
+                except StopRequested:
+                    if self._listed:  # stopped within a pass: keep its count
+                        self._passed()
+                    break
+                except Exception as exc:
+                    await self._close()
+                    auth = isinstance(exc, AuthenticationError)
+                    policy = self.options.auth_retry if auth else self.options.retry
+                    self.failures += 1
+                    delay = policy.delay(self.failures)
+                    self._failed(exc, retry_in=delay)
+                    try:
+                        await self._sleep(delay)
+                    except StopRequested:
+                        break
+        finally:
+            await self._close()
+
+    # --- one pass ---------------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        if not self.connected:
+            await self._guarded(self.connector.connect(), self.options.operation_timeout)
+            self.connected = True
+
+    async def _handle_waiting(self) -> None:
+        self._listed = False
+        refs = await self._guarded(self.connector.list_waiting(), self.options.operation_timeout)
+        self._listed = True
+        for ref in refs:
+            if self.stop.is_set():
+                return
+            raw = await self._guarded(self.connector.fetch(ref), self.options.operation_timeout)
+            result = process_message(
+                self.runtime, self.account, raw, f"{self.account.connector_type}:{ref.id}"
+            )
+            self._outcomes[result.outcome] += 1
+            log_event(
+                logging.INFO,
+                "processed",
+                account=self.account.name,
+                uid=ref.id,
+                outcome=result.outcome,
+                rule=result.rule,
+                entity=result.entity,
+                number=result.number,
+                key=result.key,
+            )
+            self.after_commit()
+            await self._acknowledge(ref)
+            await asyncio.sleep(0)  # let the other accounts have their turn
+
+    async def _acknowledge(self, ref: MessageRef) -> None:
+        try:
+            await asyncio.wait_for(self.connector.acknowledge(ref), self.options.acknowledge_timeout)
+        except Exception as exc:
+            error = "no answer in time" if isinstance(exc, TimeoutError) else describe_error(exc)
+            log_event(
+                logging.WARNING, "acknowledge_failed", account=self.account.name, uid=ref.id, error=error
+            )
+
+    # --- bookkeeping ------------------------------------------------------------------------------
+
+    def _take_processed(self) -> int:
+        processed = sum(self._outcomes.values())
+        self._outcomes.clear()
+        return processed
+
+    def _passed(self) -> None:
+        self._listed = False
+        processed = self._take_processed()
+        if self.failures:
+            log_event(logging.WARNING, "recovered", account=self.account.name, after_failures=self.failures)
+        self.failures = 0
+        log_event(logging.INFO, "polled", account=self.account.name, processed=processed)
+        self._record(record_pass, self.account.name, processed)
+
+    def _failed(self, exc: BaseException, retry_in: float | None) -> tuple[str, str]:
+        self._listed = False
+        auth = isinstance(exc, AuthenticationError)
+        state = STATE_AUTH_FAILED if auth else STATE_RETRYING
+        error = describe_error(exc)
+        if isinstance(exc, TimeoutError):
+            error = "no answer in time"
+        fields: dict[str, object] = {"account": self.account.name, "error": error}
+        if retry_in is not None:
+            fields["retry_in"] = retry_in
+        if auth:
+            log_event(logging.ERROR, "authentication_failed", **fields)
+        elif isinstance(exc, ConnectorError | TimeoutError):
+            log_event(logging.WARNING, "poll_failed", **fields)
+        else:  # a bug in a connector: keep the traceback, still never stop the service
+            log.error("%s", format_event("poll_failed", **fields), exc_info=exc)
+        retry_at = utcnow() + timedelta(seconds=retry_in) if retry_in is not None else None
+        self._record(record_failure, self.account.name, state, error, self._take_processed(), retry_at)
+        return state, error
+
+    def _record(self, write: Callable[..., None], *args: object) -> None:
+        """Write the account's status; a database hiccup here is logged, never fatal."""
+        try:
+            write(self.runtime.engine, *args)
+        except Exception as exc:
+            log_event(logging.ERROR, "status_not_saved", account=self.account.name, error=describe_error(exc))
+
+    # --- waiting ----------------------------------------------------------------------------------
+
+    async def _guarded(self, awaitable: Awaitable[T], timeout: float) -> T:
+        """Await a connector call, bounded by ``timeout`` and given up on a stop request."""
+        work = asyncio.ensure_future(awaitable)
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {work, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait({work}, timeout=5)
+        if work in done:
+            return work.result()
+        if stopping in done:
+            raise StopRequested
+        raise TimeoutError
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, or raise StopRequested as soon as the service is asked to stop."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            return
+        raise StopRequested
+
+    async def _close(self) -> None:
+        if self.connected:
+            self.connected = False
+            try:
+                await asyncio.wait_for(self.connector.close(), self.options.acknowledge_timeout)
+            except Exception as exc:  # close must not raise; a broken one costs a log line
+                log_event(
+                    logging.WARNING, "close_failed", account=self.account.name, error=describe_error(exc)
+                )
