@@ -23,7 +23,7 @@ def format_value(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.3f}".rstrip("0").rstrip(".")
     text = str(value)
     return text if _PLAIN.match(text) else json.dumps(text, ensure_ascii=False)
 
