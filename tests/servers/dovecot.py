@@ -200,7 +200,9 @@ def _traversable(path: Path) -> None:
             )
 
 
-def _config(base: Path, ports: dict[str, int], tls_cert: Path, tls_key: Path, introspection: str) -> str:
+def _config(
+    base: Path, ports: dict[str, int], tls_cert: Path, tls_key: Path, introspection: str, extra: str
+) -> str:
     if os.geteuid() == 0:
         internal_user, login_user, mail_user = "dovecot", "dovenull", "dovecot"
     else:
@@ -266,8 +268,12 @@ service pop3-login {{
 """
 
 
-def start_dovecot(base: Path) -> Dovecot:
-    """Write a config into ``base``, start Dovecot on free loopback ports, wait until they accept."""
+def start_dovecot(base: Path, extra_config: str = "") -> Dovecot:
+    """Write a config into ``base``, start Dovecot on free loopback ports, wait until they accept.
+
+    ``extra_config`` is appended to the config, e.g. ``imap_capability = IMAP4rev1 IDLE`` to play
+    an older server.
+    """
     binary = dovecot_binary()
     if binary is None:
         raise DovecotError(
@@ -284,7 +290,9 @@ def start_dovecot(base: Path) -> Dovecot:
     introspection = TokenIntrospection()
     ports = {name: free_port() for name in ("imap", "imaps", "pop3", "pop3s")}
     conf = base / "dovecot.conf"
-    conf.write_text(_config(base, ports, certs.server_cert, certs.server_key, introspection.url))
+    conf.write_text(
+        _config(base, ports, certs.server_cert, certs.server_key, introspection.url, extra_config)
+    )
     users = base / "users"
     users.write_text("")
     users.chmod(0o644)
