@@ -180,6 +180,7 @@ class AccountWatcher:
                 entity=result.entity,
                 number=result.number,
                 key=result.key,
+                **({"reason": result.reason} if result.reason else {}),
             )
             self.after_commit()
             await self._acknowledge(ref)
