@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from connectors.registry import BUILTIN, UnknownConnector, build_settings, connector_class, connector_names
 from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
+from engine.params import type_error
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
 
 CONFIG_FILENAME = "mailgate.yaml"
 CONFIG_ENV = "MAILGATE_CONFIG"
-KNOWN_CONNECTORS = ("folder", "imap", "pop3", "ews", "graph", "memory")
+KNOWN_CONNECTORS = tuple(BUILTIN)  # installed packages may add more: connector_names()
 REOPEN_ASSIGN_CHOICES = ("last_analyst", "template_group")
 
 
@@ -301,28 +304,61 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
 
 
 def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
+    """The account's ``connector:`` mapping, secrets expanded, checked against its connector's settings.
+
+    ``connector: NAME`` means ``{type: NAME}``; no connector means ``folder`` (whose path defaults to
+    ``mailbox`` beside the config). Each mistake is reported at its key. The mapping is returned as
+    written plus expanded secrets; ``connectors.registry.make_connector`` builds the settings from it.
+    """
     raw = node.get("connector", "folder")
+    source: Any = raw if is_mapping(raw) else None
     if isinstance(raw, str):
         raw_map: dict[str, Any] = {"type": raw}
-        source = None
-    elif is_mapping(raw):
-        raw_map = dict(raw)
-        source = raw
+    elif source is not None:
+        raw_map = dict(source)
     else:
         problems.at(node, "connector", "connector must be a type name or a mapping with a 'type'")
         return {"type": "folder"}
     kind = raw_map.get("type")
     if source is not None and "type" not in source:
-        problems.at(node, "connector", f"the connector needs a type: one of {', '.join(KNOWN_CONNECTORS)}")
-    elif kind not in KNOWN_CONNECTORS:
-        where = (source, "type") if source is not None and "type" in source else (node, "connector")
-        problems.at(
-            where[0],
-            where[1],
-            f"unknown connector type {kind!r}{did_you_mean(str(kind), KNOWN_CONNECTORS)}"
-            f"; known: {', '.join(KNOWN_CONNECTORS)}",
-        )
-    if source is not None:
-        for key in list(raw_map):
-            raw_map[key] = _expand_env(raw_map[key], source, key, problems)
+        problems.at(node, "connector", f"the connector needs a type: one of {', '.join(connector_names())}")
+    elif not isinstance(kind, str):
+        problems.at(source, "type", f"the connector type must be one of {', '.join(connector_names())}")
+    cls = None
+    if isinstance(kind, str):
+        try:
+            cls = connector_class(kind)
+        except UnknownConnector as exc:
+            problems.at(*((source, "type") if source is not None else (node, "connector")), str(exc))
+    hints = typing.get_type_hints(cls.Settings) if cls is not None else {}
+    secrets_found = True
+    for key in list(raw_map) if source is not None else ():
+        before = len(problems.items)
+        raw_map[key] = _expand_env(source[key], source, key, problems)
+        secrets_found = secrets_found and len(problems.items) == before
+        if isinstance(source[key], str) and _ENV_REF.search(source[key]) and key in hints:
+            raw_map[key] = _typed_env_text(hints[key], raw_map[key])
+    if cls is None or not secrets_found:  # a missing secret's own problem says enough
+        return raw_map
+    settings_fields = {f.name for f in fields(cls.Settings)}
+    for wrong_key, message in build_settings(str(kind), raw_map)[1]:
+        if source is None or wrong_key is None or wrong_key not in source:
+            problems.at(node, "connector", message)
+        elif wrong_key in settings_fields:
+            problems.at(source, wrong_key, message)
+        else:
+            problems.at_key(source, wrong_key, message)
     return raw_map
+
+
+def _typed_env_text(hint: Any, text: Any) -> Any:
+    """A secret's text as the number or true/false its setting expects (``port: ${IMAP_PORT}``)."""
+    if not isinstance(text, str) or type_error(hint, text) is None:
+        return text
+    word = text.strip().lower()
+    candidates: list[Any] = [word == "true"] if word in ("true", "false") else []
+    if re.fullmatch(r"[+-]?\d+", word):
+        candidates.append(int(word))
+    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", word):
+        candidates.append(float(word))
+    return next((value for value in candidates if type_error(hint, value) is None), text)

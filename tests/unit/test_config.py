@@ -145,7 +145,7 @@ def test_every_key_of_the_contract_is_read() -> None:
         "type": "imap",
         "host": "imap.example.com",
         "port": 993,
-        "user": "helpdesk",
+        "username": "helpdesk",
         "password": "imap-s3cret",
     }
     assert helpdesk.connector_type == "imap"
@@ -211,7 +211,8 @@ def test_a_secret_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest
         "database: postgresql://${MAILGATE_TEST_USER}:${env:MAILGATE_TEST_DB_PASSWORD}@db/mailgate\n"
         "accounts:\n"
         "  - name: helpdesk\n"
-        "    connector: {type: pop3, password: '${MAILGATE_TEST_IMAP_PASSWORD}'}\n",
+        "    connector: {type: pop3, host: pop.example.com, username: desk,"
+        " password: '${MAILGATE_TEST_IMAP_PASSWORD}'}\n",
     )
     config = load_config(path)
     assert config.database == "postgresql://desk:db-s3cret@db/mailgate"
