@@ -1,0 +1,328 @@
+"""Exchange Server on premises through Exchange Web Services (EWS), with exchangelib.
+
+``connector: {type: ews, service_endpoint: https://mail.example.com/EWS/Exchange.asmx, email: ...}``.
+The endpoint is given in full (autodiscover is not used). Messages are listed oldest first by
+``DateTimeReceived``, fetched as their MIME content, and acknowledged by moving them to the
+processed folder, or else by deleting them: ``delete: trash`` (the default) moves them to Deleted
+Items, where an admin can still find them; ``soft`` puts them in the recoverable items (the
+dumpster); ``hard`` purges them.
+
+exchangelib is synchronous: every call runs in a worker thread, one at a time per connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from exchangelib import (  # type: ignore[import-untyped]
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    NTLM,
+    OAUTH2,
+    Account,
+    Configuration,
+    Credentials,
+    FailFast,
+    Identity,
+    OAuth2Credentials,
+)
+from exchangelib.errors import (  # type: ignore[import-untyped]
+    ErrorAccessDenied,
+    ErrorAccountDisabled,
+    ErrorFolderNotFound,
+    ErrorImpersonateUserDenied,
+    ErrorItemNotFound,
+    EWSError,
+    UnauthorizedError,
+)
+from exchangelib.items import HARD_DELETE, MOVE_TO_DELETED_ITEMS, SOFT_DELETE  # type: ignore[import-untyped]
+from exchangelib.properties import ItemId  # type: ignore[import-untyped]
+from exchangelib.protocol import BaseProtocol, Protocol  # type: ignore[import-untyped]
+from oauthlib.oauth2 import OAuth2Error  # type: ignore[import-untyped]
+
+from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
+DELETE_TYPES = {"trash": MOVE_TO_DELETED_ITEMS, "soft": SOFT_DELETE, "hard": HARD_DELETE}
+REFUSED = (
+    UnauthorizedError,
+    ErrorAccessDenied,
+    ErrorAccountDisabled,
+    ErrorImpersonateUserDenied,
+    OAuth2Error,
+)
+
+
+@dataclass(frozen=True)
+class EwsSettings(ConnectorSettings):
+    """An EWS mailbox: endpoint, mailbox address, credentials, folders and how to delete.
+
+    ``folder`` and ``processed_folder`` are paths from the top of the mailbox, e.g.
+    ``Inbox/helpdesk``; a first part ``Inbox`` means the inbox whatever its localised name.
+    ``ca_file`` trusts a private CA (PEM) for this endpoint instead of the system's CAs.
+    """
+
+    service_endpoint: str
+    email: str
+    username: str | None = None
+    password: str | None = None
+    auth: Literal["ntlm", "basic", "oauth"] = "ntlm"
+    client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: str | None = None
+    authority_url: str = "https://login.microsoftonline.com"
+    oauth_scope: str = "https://outlook.office365.com/.default"
+    folder: str | None = None
+    processed_folder: str | None = None
+    delete: Literal["trash", "soft", "hard"] = "trash"
+    ca_file: str | None = None
+    page_size: int = 100
+    timeout: int = 120
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.service_endpoint).scheme not in ("http", "https"):
+            raise ValueError(
+                "service_endpoint must be the full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
+            )
+        if "@" not in self.email:
+            raise ValueError("email must be the mailbox's primary SMTP address")
+        if self.auth == "oauth":
+            missing = [k for k in ("client_id", "tenant_id", "client_secret") if not getattr(self, k)]
+        else:
+            missing = [k for k in ("username", "password") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth {self.auth} needs {' and '.join(missing)}")
+        if self.page_size < 1 or self.timeout < 1:
+            raise ValueError("page_size and timeout must be at least 1")
+        if self.processed_folder is not None and _same_path(self.processed_folder, self.folder or "Inbox"):
+            raise ValueError("processed_folder must differ from folder")
+
+
+def _same_path(a: str, b: str) -> bool:
+    return [p.lower() for p in a.split("/") if p] == [p.lower() for p in b.split("/") if p]
+
+
+class _TenantOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
+    """Client-credentials OAuth with the authority and scope taken from the settings."""
+
+    def __init__(self, authority_url: str, scope: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._authority_url = authority_url.rstrip("/")
+        self._scope = scope
+
+    @property
+    def token_url(self) -> str:
+        """The tenant's token endpoint."""
+        return f"{self._authority_url}/{self.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def scope(self) -> list[str]:
+        """The resource's ``.default`` scope."""
+        return [self._scope]
+
+
+# --- private CAs: exchangelib's documented hook is a requests adapter class (HTTP_ADAPTER_CLS) ---
+
+_CA_FILES: dict[tuple[str, int], str] = {}
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class _PrivateCaMixin:
+    """Verifies the servers registered in ``_CA_FILES`` against their CA file; never disables checks."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send, verifying a registered server with its own CA."""
+        ca_file = _CA_FILES.get(_host_port(request.url or ""))
+        if ca_file is not None and kwargs.get("verify", True) is not False:
+            kwargs["verify"] = ca_file
+        response: requests.Response = super().send(request, *args, **kwargs)  # type: ignore[misc]
+        return response
+
+
+def trust_ca_file(service_endpoint: str, ca_file: str) -> None:
+    """Make exchangelib verify ``service_endpoint``'s certificate against ``ca_file`` (PEM)."""
+    current = BaseProtocol.HTTP_ADAPTER_CLS
+    if not issubclass(current, _PrivateCaMixin):
+        # keeps an adapter class an integrator installed (proxies, TLS versions) and adds ours on top
+        BaseProtocol.HTTP_ADAPTER_CLS = type(f"PrivateCa{current.__name__}", (_PrivateCaMixin, current), {})
+    _CA_FILES[_host_port(service_endpoint)] = ca_file
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+class EwsConnector(Connector):
+    """Reads one folder of an Exchange mailbox through EWS."""
+
+    name = "ews"
+    Settings = EwsSettings
+
+    def __init__(self, account: str, settings: ConnectorSettings, base_dir: Path) -> None:
+        super().__init__(account, settings, base_dir)
+        assert isinstance(settings, EwsSettings)
+        self.ews = settings
+        self._lock = asyncio.Lock()
+        self._account: Any = None
+        self._folder: Any = None
+        self._processed: Any = None
+
+    # --- the interface ---
+
+    async def connect(self) -> None:
+        """Log on (the first request also learns the server's version) and find the folders."""
+        await self._run("connect", self._connect_blocking)
+
+    async def list_waiting(self) -> list[MessageRef]:
+        """The folder's items, oldest first (FindItem, paged by ``page_size``)."""
+        return await self._run("list", self._list_blocking)
+
+    async def fetch(self, ref: MessageRef) -> bytes:
+        """The item's MIME content (GetItem)."""
+        return await self._run("fetch", self._fetch_blocking, ref.id)
+
+    async def acknowledge(self, ref: MessageRef) -> None:
+        """Move the item to the processed folder, or delete it (already gone is fine)."""
+        await self._run("acknowledge", self._acknowledge_blocking, ref.id)
+
+    async def close(self) -> None:
+        """Forget the session (never raises)."""
+        account, self._account = self._account, None
+        if account is not None:
+            with suppress(Exception):
+                await asyncio.to_thread(_drop_protocol, account)
+
+    # --- blocking work, run in a thread ---
+
+    async def _run(self, what: str, work: Callable[..., T], *args: Any) -> T:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(work, *args)
+            except ConnectorError:
+                raise
+            except REFUSED as exc:
+                raise AuthenticationError(f"EWS {what}: refused: {_describe(exc)}") from exc
+            except (EWSError, requests.RequestException, OSError) as exc:
+                raise ConnectorError(f"EWS {what}: {type(exc).__name__}: {_describe(exc)}") from exc
+            except Exception as exc:  # exchangelib raises assorted exceptions; never let one escape raw
+                raise ConnectorError(
+                    f"EWS {what}: unexpected {type(exc).__name__}: {_describe(exc)}"
+                ) from exc
+
+    def _connect_blocking(self) -> None:
+        s = self.ews
+        if s.ca_file is not None:
+            ca_file = (self.base_dir / s.ca_file).resolve()
+            if not ca_file.is_file():
+                raise ConnectorError(f"ca_file {ca_file} does not exist")
+            trust_ca_file(s.service_endpoint, str(ca_file))
+        if s.auth == "oauth":
+            credentials: Any = _TenantOAuth2Credentials(
+                authority_url=s.authority_url,
+                scope=s.oauth_scope,
+                client_id=s.client_id,
+                client_secret=s.client_secret,
+                tenant_id=s.tenant_id,
+                identity=Identity(primary_smtp_address=s.email),
+            )
+            access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
+        else:
+            credentials = Credentials(username=s.username, password=s.password)
+            access_type = DELEGATE
+        config = Configuration(
+            service_endpoint=s.service_endpoint,
+            credentials=credentials,
+            auth_type=AUTH_TYPES[s.auth],
+            retry_policy=FailFast(),  # the service retries with its own backoff
+            max_connections=1,
+        )
+        account = Account(
+            primary_smtp_address=s.email, config=config, autodiscover=False, access_type=access_type
+        )
+        account.protocol.TIMEOUT = s.timeout
+        try:
+            self._folder = self._find_folder(account, s.folder or "Inbox")
+            self._processed = None
+            if s.processed_folder is not None:
+                self._processed = self._find_folder(account, s.processed_folder)
+        except BaseException:
+            _drop_protocol(account)
+            raise
+        self._account = account
+
+    def _find_folder(self, account: Any, path: str) -> Any:
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            raise ConnectorError(f"folder {path!r} is empty")
+        if parts[0].lower() == "inbox":
+            folder, rest = account.inbox, parts[1:]
+        else:
+            folder, rest = account.msg_folder_root, parts
+        for part in rest:
+            try:
+                folder = folder // part
+            except ErrorFolderNotFound:
+                raise ConnectorError(
+                    f"EWS mailbox {account.primary_smtp_address} has no folder {path!r}"
+                ) from None
+        return folder
+
+    def _session(self) -> Any:
+        if self._account is None:
+            raise ConnectorError("EWS connector is not connected")
+        return self._account
+
+    def _list_blocking(self) -> list[MessageRef]:
+        self._session()
+        query = self._folder.all().only("datetime_received", "size").order_by("datetime_received")
+        query.page_size = self.ews.page_size
+        return [MessageRef(str(item.id), item.size) for item in query]
+
+    def _fetch_blocking(self, item_id: str) -> bytes:
+        account = self._session()
+        [item] = list(account.fetch(ids=[ItemId(id=item_id)], only_fields=["mime_content"]))
+        if isinstance(item, ErrorItemNotFound):
+            raise ConnectorError(f"EWS item {item_id[:24]}... is no longer in the mailbox")
+        if isinstance(item, BaseException):
+            raise item
+        if item.mime_content is None:
+            raise ConnectorError(f"EWS item {item_id[:24]}... has no MIME content")
+        return bytes(item.mime_content)
+
+    def _acknowledge_blocking(self, item_id: str) -> None:
+        account = self._session()
+        ids = [ItemId(id=item_id)]
+        if self._processed is not None:
+            results = account.bulk_move(ids=ids, to_folder=self._processed)
+        else:
+            results = account.bulk_delete(ids=ids, delete_type=DELETE_TYPES[self.ews.delete])
+        for result in results:
+            if isinstance(result, ErrorItemNotFound):
+                log.info("account %s: EWS item already gone, nothing to acknowledge", self.account)
+            elif isinstance(result, BaseException):
+                raise result
+
+
+def _drop_protocol(account: Any) -> None:
+    """Close the account's HTTP sessions and forget exchangelib's cached protocol for its config."""
+    protocol = account.protocol
+    with suppress(KeyError):
+        del Protocol[protocol.config]
+    protocol.close()
