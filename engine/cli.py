@@ -150,6 +150,53 @@ def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, 
             click.echo(f"{source.origin}: {result.outcome}{target} [{result.rule or '-'}]{extra}")
 
 
+EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and delivers it again later
+
+
+@main.command()
+@click.argument("account")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
+@click.pass_context
+def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
+    """Process one message piped in on standard input (an MTA's pipe delivery) as arriving in ACCOUNT.
+
+    Exit status: 0 for every outcome, quarantined and duplicate included (the message is safe in the
+    database); 75 (EX_TEMPFAIL, so the MTA retries) if the database cannot be reached; 1 for an
+    unknown account, an empty input or a config mistake (2 for a malformed command line, as always).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.pipeline import process_message
+    from engine.storage.db import DatabaseError
+
+    config = load_config(find_config_path(ctx.find_root().obj.get("config")))
+    acc = config.account(account)
+    raw = sys.stdin.buffer.read()
+    if not raw.strip():
+        raise MailgateError("no message on standard input (usage: mailgate deliver ACCOUNT < message.eml)")
+    try:
+        runtime = Runtime(config)
+        ctx.call_on_close(runtime.close)
+        result = process_message(runtime, acc, raw, "stdin")
+    except (DatabaseError, SQLAlchemyError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip()
+        click.echo(f"mailgate: {reason}; message not delivered, the MTA will retry", err=True)
+        sys.exit(EX_TEMPFAIL)
+    except ConfigError:
+        raise
+    except Exception as exc:  # never bounce a mail for our own bug: let the MTA keep it
+        if os.environ.get("MAILGATE_DEBUG"):
+            raise
+        click.echo(f"mailgate: internal error: {type(exc).__name__}: {exc}; the MTA will retry", err=True)
+        sys.exit(EX_TEMPFAIL)
+    if as_json:
+        _echo_json(result.to_json())
+    else:
+        target = f" {result.entity} {result.number}" if result.entity else ""
+        extra = f" ({result.reason})" if result.reason else ""
+        click.echo(f"{result.origin}: {result.outcome}{target} [{result.rule or '-'}]{extra}")
+
+
 @main.command()
 @click.option("--account", required=True, help="The account the mail would arrive in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
@@ -191,13 +238,15 @@ def show(ctx: click.Context, kind: str, number: int, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-@main.command()
+@main.group(cls=_Group, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message per line.")
 @click.pass_context
 def outbox(ctx: click.Context, as_json: bool) -> None:
-    """List the outgoing messages (the message table)."""
+    """List the outgoing messages (the message table); 'outbox send' sends the due ones."""
     from engine.storage.views import outbox_view
 
+    if ctx.invoked_subcommand is not None:
+        return
     with transaction(_runtime(ctx).engine) as session:
         rows = outbox_view(session)
     for row in rows:
@@ -207,6 +256,42 @@ def outbox(ctx: click.Context, as_json: bool) -> None:
             click.echo(
                 f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}"
             )
+
+
+@outbox.command("send")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per attempted message per line.")
+@click.pass_context
+def outbox_send(ctx: click.Context, as_json: bool) -> None:
+    """Send every due message once through its outgoing server; exit 1 if no server is configured."""
+    from engine.outgoing.delivery import send_outbox_once
+
+    report = send_outbox_once(_runtime(ctx))
+    for delivery in report.deliveries:
+        if as_json:
+            _echo_json(delivery.to_json())
+        else:
+            click.echo(f"{delivery.id:>5} {delivery.status:<8} {delivery.to:<30} {delivery.detail}")
+    if report.no_server:
+        raise MailgateError(f"no outgoing server is configured (outgoing.servers); {report.summary()}")
+    if not as_json:
+        click.echo(report.summary())
+
+
+@main.command()
+@click.argument("message_type", metavar="TYPE")
+@click.option("--account", help="Use this account's rule pack (default: the first account's).")
+@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text.")
+@click.pass_context
+def preview(ctx: click.Context, message_type: str, account: str | None, as_html: bool) -> None:
+    """Render the template of a message TYPE (e.g. call_logged) with sample data."""
+    from engine.outgoing.preview import preview_message
+
+    config = load_config(find_config_path(ctx.find_root().obj.get("config")))
+    rendered = preview_message(config, message_type, account)
+    if as_html:
+        click.echo(rendered.html, nl=False)
+    else:
+        click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}", nl=False)
 
 
 @main.command()
