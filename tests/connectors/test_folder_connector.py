@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import os
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from connectors.base import Connector, ConnectorError, MessageRef
 from connectors.folder import FolderConnector, FolderSettings
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message
+from engine.config import load_config
 
 BASE_TIME_NS = 1_700_000_000 * 10**9
 
@@ -313,3 +315,26 @@ def test_an_id_outside_the_listed_files_is_refused(tmp_path: Path, ident: str) -
 
     asyncio.run(run())
     assert (tmp_path / "secret.eml").exists()
+
+
+# ---- the documentation ---------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "connectors.md"
+
+
+def test_the_folder_examples_in_the_connector_guide_are_valid_configs(tmp_path: Path) -> None:
+    """Every ```yaml block of docs/connectors.md that uses the folder connector loads as written."""
+    blocks = re.findall(r"```yaml\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.DOTALL)
+    folder_blocks = [b for b in blocks if "type: folder" in b or "connector: folder" in b]
+    assert folder_blocks
+    for number, block in enumerate(folder_blocks):
+        path = tmp_path / f"example{number}.yaml"
+        path.write_text(block, encoding="utf-8")
+        assert all(a.connector_type == "folder" for a in load_config(path).accounts)
+
+
+def test_the_connector_guide_documents_every_folder_setting() -> None:
+    """Each field of FolderSettings has a row in the reference table."""
+    text = DOC.read_text(encoding="utf-8")
+    missing = [f.name for f in fields(FolderSettings) if f.name != "type" and f"| `{f.name}` |" not in text]
+    assert not missing
