@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.registry import BUILTIN, UnknownConnector, build_settings, connector_class, connector_names
 from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
+from engine.outgoing.settings import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
 from engine.params import type_error
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
 
@@ -65,6 +66,8 @@ class AccountConfig:
     address: str | None = None
     active: bool = True
     poll_interval_seconds: float = 60.0
+    outgoing: str | None = None  # the outgoing server's name (None: the first one)
+    from_address: str | None = None  # the From of outgoing mail (None: address, then the server's)
 
     @property
     def connector_type(self) -> str:
@@ -83,6 +86,7 @@ class Config:
     mail_domain: str = "mailgate.invalid"
     time_limit_seconds: float = 30.0
     accounts: tuple[AccountConfig, ...] = ()
+    outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -99,6 +103,12 @@ class Config:
         raise MailgateError(
             f"no account named {name!r}{did_you_mean(name, known)} in {self.path}; accounts: {listed}"
         )
+
+    def own_addresses(self) -> frozenset[str]:
+        """Every address mailgate receives or sends as (lower-cased): mail from one is never answered."""
+        found = [a.address for a in self.accounts] + [a.from_address for a in self.accounts]
+        found += [s.from_address for s in self.outgoing.servers]
+        return frozenset(a.strip().lower() for a in found if a and a.strip())
 
 
 _ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -190,7 +200,7 @@ def _section(node: Any, key: str, what: str, problems: Problems) -> Any:
     return value
 
 
-_TOP_KEYS = ("database", "product_name", "messaging", "processing", "mail_domain", "accounts")
+_TOP_KEYS = ("database", "product_name", "messaging", "processing", "mail_domain", "accounts", "outgoing")
 _ACCOUNT_KEYS = (
     "name",
     "connector",
@@ -202,6 +212,8 @@ _ACCOUNT_KEYS = (
     "address",
     "active",
     "poll_interval_seconds",
+    "outgoing",
+    "from_address",
 )
 
 
@@ -236,6 +248,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
             problems.at(node, "name", f"duplicate account name {account.name!r}")
         seen.add(account.name)
         accounts.append(account)
+    outgoing = _read_outgoing(data, raw_accounts, accounts, problems)
     return Config(
         path=path.resolve(),
         database=database,
@@ -244,6 +257,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         mail_domain=_get(data, "mail_domain", str, problems, "mailgate.invalid"),
         time_limit_seconds=time_limit,
         accounts=tuple(accounts),
+        outgoing=outgoing,
     )
 
 
@@ -300,6 +314,8 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
         address=_get(node, "address", str, problems),
         active=_get(node, "active", bool, problems, True),
         poll_interval_seconds=poll_interval,
+        outgoing=_get(node, "outgoing", str, problems),
+        from_address=_get(node, "from_address", str, problems),
     )
 
 
@@ -362,3 +378,103 @@ def _typed_env_text(hint: Any, text: Any) -> Any:
     if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", word):
         candidates.append(float(word))
     return next((value for value in candidates if type_error(hint, value) is None), text)
+
+
+# --- outgoing mail (engine.outgoing) -----------------------------------------------------------------
+
+_OUTGOING_KEYS = (
+    "servers",
+    "max_attempts",
+    "retry_delay_seconds",
+    "max_retry_delay_seconds",
+    "sending_timeout_seconds",
+    "replies_per_sender_per_hour",
+    "permanent_codes",
+)
+
+
+def _read_outgoing(
+    data: Any, raw_accounts: Any, accounts: list[AccountConfig], problems: Problems
+) -> OutgoingConfig:
+    node = _section(data, "outgoing", "a mapping with servers and delivery settings", problems)
+    _check_keys(node, _OUTGOING_KEYS, "outgoing", problems)
+    defaults = OutgoingConfig()
+    numbers: dict[str, Any] = {}
+    for key, kind, minimum in (
+        ("max_attempts", int, 1),
+        ("retry_delay_seconds", float, 0),
+        ("max_retry_delay_seconds", float, 0),
+        ("sending_timeout_seconds", float, 1),
+        ("replies_per_sender_per_hour", int, 1),
+    ):
+        value = _get(node, key, kind, problems, getattr(defaults, key))
+        if value < minimum:
+            problems.at(node, key, f"{key} must be at least {minimum}")
+        numbers[key] = value
+    codes = node.get("permanent_codes", list(DEFAULT_PERMANENT_CODES))
+    if not is_sequence(codes) or not all(isinstance(c, int) and 400 <= c <= 599 for c in codes):
+        problems.at(node, "permanent_codes", "permanent_codes must be a list of SMTP codes (400 to 599)")
+        codes = DEFAULT_PERMANENT_CODES
+    servers = _read_servers(node, problems)
+    names = [s.name for s in servers]
+    for account_node, account in zip(_account_nodes(raw_accounts), accounts, strict=False):
+        if account.outgoing is not None and account.outgoing not in names:
+            listed = ", ".join(names) or "none"
+            problems.at(
+                account_node,
+                "outgoing",
+                f"no outgoing server named {account.outgoing!r}{did_you_mean(account.outgoing, names)}"
+                f"; outgoing servers: {listed}",
+            )
+        server = OutgoingConfig(servers=tuple(servers)).server(account.outgoing)
+        if server is not None and not (account.from_address or account.address or server.from_address):
+            problems.at(
+                account_node,
+                None,
+                f"account {account.name!r} has no address to send from: set from_address (or address) "
+                f"here, or from_address on outgoing server {server.name!r}",
+            )
+    return OutgoingConfig(servers=tuple(servers), permanent_codes=tuple(codes), **numbers)
+
+
+def _account_nodes(raw_accounts: Any) -> list[Any]:
+    return [n for n in raw_accounts if is_mapping(n) and n.get("name")] if is_sequence(raw_accounts) else []
+
+
+def _read_servers(node: Any, problems: Problems) -> list[OutgoingServer]:
+    from engine.outgoing.transport import UnknownTransport, build_transport_settings, transport_class
+
+    raw = node.get("servers") or []
+    if not is_sequence(raw):
+        problems.at(node, "servers", "outgoing servers must be a list of mappings, each with a name")
+        return []
+    servers: list[OutgoingServer] = []
+    for index, entry in enumerate(raw):
+        if not is_mapping(entry) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
+            problems.at(raw, index, "each outgoing server must be a mapping with a name (e.g. name: main)")
+            continue
+        values = {str(k): _expand_env(v, entry, k, problems) for k, v in entry.items()}
+        kind = values.setdefault("type", "smtp")
+        if any(s.name == values["name"] for s in servers):
+            problems.at(entry, "name", f"duplicate outgoing server name {values['name']!r}")
+        try:
+            _, mistakes = build_transport_settings(str(kind), values)
+        except UnknownTransport as exc:
+            problems.at(entry, "type", str(exc))
+            continue
+        known = {f.name for f in fields(transport_class(str(kind)).Settings)}
+        for key, message in mistakes:
+            if key is not None and key in entry:
+                (problems.at if key in known else problems.at_key)(entry, key, message)
+            else:
+                problems.at(entry, None, message)
+        from_address = values.get("from_address")
+        servers.append(
+            OutgoingServer(
+                name=values["name"],
+                type=str(kind),
+                settings=values,
+                from_address=from_address if isinstance(from_address, str) else None,
+            )
+        )
+    return servers

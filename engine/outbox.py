@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from engine.config import Config
 from engine.mail import IncomingMessage
@@ -32,6 +34,7 @@ def queue_message(
     to: str,
     subject: str,
     body: str,
+    html: str = "",
     account: str | None,
     answering: IncomingMessage | None,
     auto_submitted: str,
@@ -54,6 +57,8 @@ def queue_message(
         to_address=to,
         subject=subject,
         body=body,
+        html_body=html,
+        auto_submitted=auto_submitted,
         message_id=new_message_id(config),
         in_reply_to=in_reply_to,
         references=references,
@@ -63,3 +68,13 @@ def queue_message(
     )
     session.add(message)
     return message
+
+
+def recent_replies_to(session: Session, address: str, since: datetime) -> int:
+    """How many automatic replies (``Auto-Submitted: auto-replied``) were queued to ``address`` since then."""
+    statement = select(func.count()).where(
+        func.lower(OutboxMessage.to_address) == address.strip().lower(),
+        col(OutboxMessage.auto_submitted) == "auto-replied",
+        col(OutboxMessage.created_at) >= since,
+    )
+    return int(session.exec(statement).one())

@@ -1,16 +1,25 @@
-"""Actions that write to the outbox: replies to the sender, notifications, and summaries."""
+"""Actions that write to the outbox: replies to the sender, notifications, and summaries.
+
+Loop and abuse safety: an automatic answer (a reply or a summary) is never sent to a machine
+(auto-submitted mail, mailing lists, bounces, the null sender), never to one of our own addresses,
+and at most ``outgoing.replies_per_sender_per_hour`` times an hour to one address. A mail that is
+not answered is still processed; its ledger entry's detail lists why it was not answered
+(``not_answered``).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import or_
-from sqlmodel import col, select
+from sqlalchemy import event, or_
+from sqlmodel import Session, col, select
 
 from engine.actions.base import Action, ActionContext, register_action
-from engine.outbox import entity_tag, queue_message
-from engine.storage.models import Call, Forward, Person, Request, Task
+from engine.outbox import entity_tag, queue_message, recent_replies_to
+from engine.storage.models import Call, Forward, LedgerEntry, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
 
 if TYPE_CHECKING:
@@ -36,6 +45,31 @@ SAMPLE_VARIABLES: dict[str, Any] = {
     ],
     "item_kind": "calls",
 }
+
+
+def sample_variables(
+    type_name: str, product_name: str = "mailgate", account: str = "helpdesk"
+) -> dict[str, Any]:
+    """Sample values to preview a template with; a ``summary_*`` type gets a list of items instead of one."""
+    variables = {**SAMPLE_VARIABLES, "product_name": product_name, "account": account}
+    if type_name.startswith("summary_"):
+        kind = type_name.removeprefix("summary_")
+        variables.update(
+            entity=None,
+            number=None,
+            status=None,
+            summary="",
+            item_kind=kind,
+            items=[
+                {"number": 12, "status": "open", "summary": "Printer on floor 3 is jammed",
+                 "updated_at": "2026-01-01 10:00"},
+                {"number": 15, "status": "open", "summary": "VPN drops every hour <urgent>",
+                 "updated_at": "2026-01-02 16:45"},
+                {"number": 21, "status": "open", "summary": "Neue Tastatur für Jürgen",
+                 "updated_at": "2026-01-05 08:12"},
+            ],
+        )  # fmt: skip
+    return variables
 
 
 def template_variables(ctx: ActionContext, **extra: Any) -> dict[str, Any]:
@@ -65,7 +99,8 @@ def _tag(ctx: ActionContext) -> str | None:
     return entity_tag(getattr(ctx.pack.keywords, slot)[0], ctx.number)
 
 
-def _with_tag(subject: str, tag: str | None) -> str:
+def with_tag(subject: str, tag: str | None) -> str:
+    """The subject with the item's tag in front, unless it is already in it."""
     if tag is None or tag.lower() in subject.lower():
         return subject
     return f"{tag} {subject}"
@@ -86,9 +121,57 @@ def _check_template(pack: RulePack, name: str) -> list[str]:
     return []
 
 
-def may_answer(ctx: ActionContext) -> bool:
-    """Never answer machines: auto-submitted mail and bounces get no automatic message."""
-    return not (ctx.message.auto_submitted or ctx.message.is_bounce)
+def refusal_to_answer(ctx: ActionContext, to: str) -> str | None:
+    """Why no automatic answer to this mail may go to ``to``, or None when one may."""
+    message = ctx.message
+    sender = message.from_address.strip().lower()
+    if not sender or sender == "<>":
+        return "the mail has no sender (null sender)"
+    if message.is_bounce:
+        return "the mail is a bounce"
+    if message.auto_submitted:
+        return f"the mail was sent by a machine: {message.auto_submitted_reason}"
+    own = ctx.config.own_addresses()
+    for address in dict.fromkeys((sender, to.strip().lower())):
+        if address in own:
+            return f"{address} is one of our own addresses"
+    limit = ctx.config.outgoing.replies_per_sender_per_hour
+    sent = recent_replies_to(ctx.session, to, ctx.now - timedelta(hours=1))
+    if sent >= limit:
+        return f"rate limit: {sent} automatic replies to {to} in the last hour (at most {limit})"
+    return None
+
+
+def may_answer(ctx: ActionContext, to: str | None = None) -> bool:
+    """Whether an automatic answer may go to ``to`` (the sender by default); records why not."""
+    reason = refusal_to_answer(ctx, to if to is not None else ctx.message.from_address)
+    if reason is not None:
+        _note_not_answered(ctx.session, reason)
+    return reason is None
+
+
+_NOT_ANSWERED = "mailgate.not_answered"
+
+
+def _note_not_answered(session: Session, reason: str) -> None:
+    """Have this message's ledger entry (written later in the same transaction) say why it got no answer.
+
+    The reasons are kept on the session (one per message) and written into the new ledger entry's
+    detail just before it is flushed, so the pipeline needs no knowledge of them.
+    """
+    reasons: list[str] = session.info.setdefault(_NOT_ANSWERED, [])
+    if not reasons:
+        event.listen(session, "before_flush", _write_not_answered)
+    if reason not in reasons:
+        reasons.append(reason)
+
+
+def _write_not_answered(session: Session, _context: Any, _instances: Any) -> None:
+    for entry in session.new:
+        if isinstance(entry, LedgerEntry):
+            detail = json.loads(entry.detail or "{}")
+            detail["not_answered"] = list(session.info.get(_NOT_ANSWERED, []))
+            entry.detail = json.dumps(detail, sort_keys=True)
 
 
 @register_action
@@ -104,18 +187,19 @@ class Reply(Action):
         return _check_template(pack, self.template)
 
     def run(self, ctx: ActionContext) -> None:
-        """Queue the reply (unless the mail came from a machine)."""
+        """Queue the reply (unless the mail came from a machine, from us, or the sender had enough)."""
         if not may_answer(ctx):
             return
-        subject, body = ctx.pack.templates[self.template].render(template_variables(ctx))
+        rendered = ctx.pack.templates[self.template].render_message(template_variables(ctx))
         ctx.replies.append(
             queue_message(
                 ctx.session,
                 ctx.config,
                 type=self.template,
                 to=ctx.message.from_address,
-                subject=_with_tag(subject, _tag(ctx)),
-                body=body,
+                subject=with_tag(rendered.subject, _tag(ctx)),
+                body=rendered.text,
+                html=rendered.html,
                 account=ctx.account.name,
                 answering=ctx.message,
                 auto_submitted="auto-replied",
@@ -149,7 +233,7 @@ class NotifyAssignee(Action):
             recipients = [analyst] if analyst else []
         elif isinstance(item, Call) and item.assigned_group_id is not None:
             recipients = group_members(ctx.session, item.assigned_group_id)
-        subject, body = ctx.pack.templates[self.template].render(template_variables(ctx))
+        rendered = ctx.pack.templates[self.template].render_message(template_variables(ctx))
         for person in recipients:
             if person.email.lower() == ctx.message.from_address:
                 continue
@@ -159,8 +243,9 @@ class NotifyAssignee(Action):
                     ctx.config,
                     type=self.template,
                     to=person.email,
-                    subject=_with_tag(subject, _tag(ctx)),
-                    body=body,
+                    subject=with_tag(rendered.subject, _tag(ctx)),
+                    body=rendered.text,
+                    html=rendered.html,
                     account=ctx.account.name,
                     answering=None,
                     auto_submitted="auto-generated",
@@ -184,9 +269,9 @@ class SendSummary(Action):
         return _check_template(pack, self.template)
 
     def run(self, ctx: ActionContext) -> None:
-        """Collect the items and queue the summary to the person on record."""
+        """Collect the items and queue the summary to the person on record (never to a Reply-To)."""
         person = ctx.sender
-        if person is None or not may_answer(ctx):
+        if person is None or not may_answer(ctx, person.email):
             return
         rows = [
             {
@@ -198,15 +283,16 @@ class SendSummary(Action):
             for row in self._collect(ctx, person)
         ]
         variables = template_variables(ctx, items=rows, item_kind=self.items, entity=None, number=None)
-        subject, body = ctx.pack.templates[self.template].render(variables)
+        rendered = ctx.pack.templates[self.template].render_message(variables)
         ctx.replies.append(
             queue_message(
                 ctx.session,
                 ctx.config,
                 type=self.template,
                 to=person.email,
-                subject=subject,
-                body=body,
+                subject=rendered.subject,
+                body=rendered.text,
+                html=rendered.html,
                 account=ctx.account.name,
                 answering=ctx.message,
                 auto_submitted="auto-replied",

@@ -1,11 +1,15 @@
-"""Message templates (Jinja2): one subject and one text body per message type, held in the rule pack.
+"""Message templates (Jinja2): a subject, a text body and an optional HTML body per message type.
 
 Templates are compiled once at load with ``StrictUndefined``, so a variable a template needs but
-is not given is an error, never an empty string in a customer's inbox.
+is not given is an error, never an empty string in a customer's inbox. The HTML body is rendered
+with autoescaping (a summary line with ``<`` in it stays text); a type without one gets HTML made
+from its text: each paragraph a ``<p>``, each line break a ``<br>``.
 """
 
 from __future__ import annotations
 
+import html as html_lib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +21,10 @@ from engine.errors import MailgateError
 from engine.yamlsource import Problems, is_mapping, position
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_HTML_ENV = SandboxedEnvironment(
+    undefined=jinja2.StrictUndefined, autoescape=True, keep_trailing_newline=True
+)
+_PARTS = ("subject", "body", "html")
 
 
 class TemplateError(MailgateError):
@@ -24,8 +32,17 @@ class TemplateError(MailgateError):
 
 
 @dataclass(frozen=True)
+class RenderedMessage:
+    """One message's texts: the one-line subject, the plain text and the HTML document."""
+
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
 class MessageTemplate:
-    """The subject and body templates of one message type."""
+    """The subject, text and (optional) HTML templates of one message type."""
 
     type: str
     subject_source: str
@@ -33,16 +50,45 @@ class MessageTemplate:
     subject: jinja2.Template
     body: jinja2.Template
     where: str = ""
+    html_source: str | None = None
+    html: jinja2.Template | None = None
 
     def render(self, variables: Mapping[str, Any]) -> tuple[str, str]:
         """Render (subject, body); TemplateError names the type and the missing piece."""
+        rendered = self.render_message(variables, with_html=False)
+        return rendered.subject, rendered.text
+
+    def render_message(self, variables: Mapping[str, Any], *, with_html: bool = True) -> RenderedMessage:
+        """Render the subject, the text and the HTML (its own template, or made from the text)."""
         try:
             subject = " ".join(self.subject.render(variables).split())
-            body = self.body.render(variables)
+            text = self.body.render(variables)
+            html = ""
+            if with_html:
+                html = html_document(self.html.render(variables)) if self.html else text_to_html(text)
         except jinja2.TemplateError as exc:
             where = f" (defined at {self.where})" if self.where else ""
             raise TemplateError(f"template {self.type!r}: {exc}{where}") from None
-        return subject, body
+        return RenderedMessage(subject, text, html)
+
+
+def html_document(fragment: str) -> str:
+    """An HTML fragment as a whole UTF-8 document (a text that already is one is kept as it is)."""
+    if re.match(r"\s*(<!doctype|<html)", fragment, re.IGNORECASE):
+        return fragment
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n'
+        f"{fragment.strip()}\n</body></html>\n"
+    )
+
+
+def text_to_html(text: str) -> str:
+    """HTML made from a plain text: escaped, a ``<p>`` per paragraph and a ``<br>`` per line break."""
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", text.strip()) if p.strip()]
+    blocks = [
+        "<p>" + "<br>\n".join(html_lib.escape(line) for line in p.split("\n")) + "</p>" for p in paragraphs
+    ]
+    return html_document("\n".join(blocks))
 
 
 def compile_templates(
@@ -58,26 +104,30 @@ def compile_templates(
     if node is None:
         return compiled
     if not is_mapping(node):
-        problems.at(node, None, "templates must map a message type to {subject, body}")
+        problems.at(node, None, "templates must map a message type to {subject, body, html}")
         return compiled
     for type_name, spec in node.items():
         if not is_mapping(spec):
             problems.at(node, type_name, f"template {type_name!r} must be a mapping with subject and body")
             continue
         for key in spec:
-            if key not in ("subject", "body"):
-                problems.at_key(spec, key, f"template {type_name!r}: unknown key {key!r} (use subject, body)")
+            if key not in _PARTS:
+                problems.at_key(
+                    spec, key, f"template {type_name!r}: unknown key {key!r} (use subject, body, html)"
+                )
         sources: dict[str, str] = {}
         parsed: dict[str, jinja2.Template] = {}
-        for part in ("subject", "body"):
+        for part in _PARTS:
             text = spec.get(part)
+            if part == "html" and text is None:
+                continue
             if not isinstance(text, str):
                 problems.at(
                     spec, part if part in spec else None, f"template {type_name!r} needs a {part} text"
                 )
                 continue
             try:
-                parsed[part] = _ENV.from_string(text)
+                parsed[part] = (_HTML_ENV if part == "html" else _ENV).from_string(text)
                 sources[part] = text
             except jinja2.TemplateSyntaxError as exc:
                 problems.at(
@@ -88,7 +138,7 @@ def compile_templates(
             if failure:
                 del parsed[part]
                 problems.at(spec, part, f"template {type_name!r} {part}: {failure}")
-        if len(parsed) == 2:
+        if all(part in parsed for part in _PARTS if part != "html" or spec.get("html") is not None):
             line, col = position(node, type_name)
             compiled[str(type_name)] = MessageTemplate(
                 str(type_name),
@@ -97,6 +147,8 @@ def compile_templates(
                 parsed["subject"],
                 parsed["body"],
                 f"{problems.filename}:{line}:{col}",
+                sources.get("html"),
+                parsed.get("html"),
             )
     return compiled
 

@@ -151,6 +151,16 @@ class OutboxMessage(SQLModel, table=True):
     entity: str | None = None
     number: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+    # --- delivery (engine.outgoing): the state machine lives in these columns --------------------
+    html_body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    auto_submitted: str = ""  # auto-replied | auto-generated (as the header says); replies are rate-limited
+    attempts: int = 0  # delivery attempts started (counted when the message is claimed)
+    next_attempt_at: datetime | None = None  # a queued/deferred message is due from then (None: now)
+    sending_since: datetime | None = None  # when the message was claimed for sending
+    sent_at: datetime | None = None
+    sent_via: str | None = None  # the outgoing server's name
+    server_reply: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class LedgerEntry(SQLModel, table=True):

@@ -1,0 +1,101 @@
+"""Building the MIME message of an outbox row: UTF-8 text and HTML alternatives with threading headers.
+
+The message is the same bytes on every attempt (its Date is when it was queued, its Message-ID
+the one stored with it), so a receiver can recognise a message sent twice after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from engine.config import AccountConfig, Config
+from engine.errors import MailgateError
+from engine.outgoing.settings import OutgoingServer
+from engine.rules.templates import text_to_html
+from engine.storage.models import OutboxMessage
+
+# CRLF line ends and 7-bit safe: every text part is quoted-printable, every non-ASCII header RFC 2047.
+_POLICY = policy.SMTP.clone(cte_type="7bit")
+
+
+class ComposeError(MailgateError):
+    """An outbox row cannot be made into a message (e.g. a header value that cannot be written)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an outbox row goes out: the server, the From address and name, and the X-Loop address."""
+
+    server: OutgoingServer
+    from_address: str
+    from_name: str
+    loop_address: str
+
+
+def route_for(config: Config, message: OutboxMessage) -> Route | None:
+    """The server and sender of a message (by its account), or None when no server is configured."""
+    account = _account(config, message.account)
+    server = config.outgoing.server(account.outgoing if account else None)
+    if server is None:
+        return None
+    sender = (account.from_address or account.address if account else None) or server.from_address
+    if not sender:
+        raise ComposeError(f"no address to send from for account {message.account!r}")
+    loop = (account.address if account else None) or sender
+    return Route(server, sender, config.product_name, loop)
+
+
+def _account(config: Config, name: str | None) -> AccountConfig | None:
+    return next((a for a in config.accounts if a.name == name), None)
+
+
+def compose(message: OutboxMessage, route: Route) -> EmailMessage:
+    """The message to send: headers, a text/plain and a text/html part (multipart/alternative)."""
+    try:
+        return _compose(message, route)
+    except (ValueError, TypeError, IndexError) as exc:
+        raise ComposeError(f"message {message.id} cannot be composed: {exc}") from None
+
+
+def _compose(message: OutboxMessage, route: Route) -> EmailMessage:
+    mail = EmailMessage(policy=_POLICY)
+    local, _, domain = route.from_address.rpartition("@")
+    mail["From"] = Address(route.from_name, local, domain) if local else route.from_address
+    mail["To"] = message.to_address
+    mail["Subject"] = message.subject
+    mail["Date"] = format_datetime(_utc(message.created_at))
+    mail["Message-ID"] = f"<{message.message_id}>"
+    if message.in_reply_to:
+        mail["In-Reply-To"] = f"<{message.in_reply_to}>"
+    if message.references:
+        mail["References"] = message.references
+    for name, value in sorted(_headers(message).items()):
+        mail[name] = value
+    mail["X-Loop"] = route.loop_address
+    mail.set_content(message.body, subtype="plain", charset="utf-8", cte="quoted-printable")
+    html = message.html_body or text_to_html(message.body)
+    mail.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    return mail
+
+
+def message_bytes(mail: EmailMessage) -> bytes:
+    """The message as sent on the wire (CRLF line ends, 7-bit)."""
+    return mail.as_bytes(policy=_POLICY)
+
+
+def _headers(message: OutboxMessage) -> dict[str, str]:
+    try:
+        found = json.loads(message.headers_json or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
