@@ -30,10 +30,11 @@ from engine.storage.status import STATE_FAILED, record_failure
 ConnectorFactory = Callable[[AccountConfig, Path], Connector]
 OutboxDrainer = Callable[[Runtime], Awaitable[object]]
 
-# Issue 4's sender: ``async def drain_outbox(runtime)`` in engine/outgoing. The service calls it
-# every ``outbox_interval`` seconds and soon after each commit once it exists; until then the
-# hook finds nothing and the outbox is left alone (``mailgate outbox`` still lists it).
-OUTBOX_HOOK = ("engine.outgoing", "drain_outbox")
+# Issue 4's sender, ``async def drain_outbox(runtime)``: the service calls it every
+# ``outbox_interval`` seconds and soon after each commit, in a task of its own. It is looked up
+# when the service starts; where it is not installed the outbox is left alone (``mailgate outbox``
+# still lists it) and the service says so once (``event=outbox_hook_absent``).
+OUTBOX_HOOK = ("engine.outgoing.delivery", "drain_outbox")
 
 # Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the K-th message's
 # commit, before its acknowledgement (a real crash, or a real stop request, at the worst moment).
@@ -46,12 +47,12 @@ def default_connector(account: AccountConfig, base_dir: Path) -> Connector:
 
 
 def find_outbox_drainer() -> OutboxDrainer | None:
-    """``engine.outgoing.drain_outbox`` if it is installed, else None (sending is someone else's)."""
+    """Issue 4's ``drain_outbox`` if it is installed, else None (then the outbox is left alone)."""
     module_name, attribute = OUTBOX_HOOK
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name == module_name:
+        if exc.name and (module_name + ".").startswith(exc.name + "."):
             return None
         log_event(logging.ERROR, "outbox_unavailable", error=describe_error(exc))
         return None

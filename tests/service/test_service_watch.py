@@ -15,7 +15,7 @@ from connectors.base import AuthenticationError, Connector, ConnectorError, Mess
 from connectors.memory import MemoryConnector, MemoryMailbox
 from engine.config import AccountConfig
 from engine.service import Backoff, Service, ServiceOptions
-from engine.service.runner import default_connector
+from engine.service.runner import default_connector, find_outbox_drainer
 
 FAST = ServiceOptions(
     retry=Backoff(initial=0.05, cap=0.2),
@@ -232,3 +232,10 @@ def test_the_outbox_hook_is_called_after_mail_was_processed(tmp_path: Path) -> N
         await asyncio.wait_for(task, 30)
 
     run_async(scenario())
+
+
+def test_the_service_finds_the_outgoing_mail_sender() -> None:
+    drain = find_outbox_drainer()
+
+    assert drain is not None and drain.__module__ == "engine.outgoing.delivery"
+    assert asyncio.iscoroutinefunction(drain)
