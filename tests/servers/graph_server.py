@@ -30,6 +30,7 @@ from servers.tls import TestCertificates
 TENANT = "6f1c9b2e-0d4a-4c8e-9a57-3b2f1e0c7d11"
 CLIENT_ID = "0b8e5a4c-2f1d-4e3b-8c6a-9d7f1a2b3c4d"
 CLIENT_SECRET = "Qx8~secret.value"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _serial = itertools.count(1)
 
 
@@ -45,6 +46,7 @@ class Authority:
         self.token_requests: list[dict[str, str]] = []
         self.issued: list[str] = []
         self.refusal: tuple[int, dict[str, Any]] | None = None  # answer every token request with this
+        self.certificate_pem: bytes | None = None  # accept client assertions signed for this certificate
 
     def revoke_consent(self) -> None:
         """From now on, answer token requests as Entra does once the app's service principal is gone."""
@@ -123,7 +125,12 @@ class Authority:
                 700016,
                 f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found.",
             )
-        if form.get("client_secret") != self.client_secret:
+        if "client_assertion" in form:
+            if not self._assertion_ok(form):
+                return 401, self._error(
+                    "invalid_client", 700027, "AADSTS700027: Client assertion failed signature validation."
+                )
+        elif form.get("client_secret") != self.client_secret:
             return 401, self._error(
                 "invalid_client",
                 7000215,
@@ -138,6 +145,25 @@ class Authority:
             "ext_expires_in": self.expires_in,
             "access_token": token,
         }
+
+    def _assertion_ok(self, form: dict[str, str]) -> bool:
+        """A JWT bearer assertion signed with the registered certificate's key, for our token endpoint."""
+        import jwt
+        from cryptography import x509
+
+        if self.certificate_pem is None or form.get("client_assertion_type") != JWT_BEARER:
+            return False
+        public_key = x509.load_pem_x509_certificate(self.certificate_pem).public_key()
+        try:
+            claims = jwt.decode(
+                form["client_assertion"],
+                key=public_key,  # type: ignore[arg-type]
+                algorithms=["PS256", "RS256"],
+                audience=self.discovery()["token_endpoint"],
+            )
+        except jwt.InvalidTokenError:
+            return False
+        return bool(claims.get("iss") == claims.get("sub") == self.client_id)
 
     def serves(self, handler: BaseHTTPRequestHandler) -> bool:
         """Answer the request if it is for the authority; False if it is not."""
