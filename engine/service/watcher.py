@@ -105,7 +105,7 @@ class AccountWatcher:
         except Exception as exc:
             failure = exc
         finally:
-            await self._close()
+            await self._close(always=failure is not None)
         outcomes = tuple(sorted(self._outcomes.items()))
         processed = sum(count for _, count in outcomes)
         if failure is not None:
@@ -138,7 +138,7 @@ class AccountWatcher:
                         self._passed()
                     break
                 except Exception as exc:
-                    await self._close()
+                    await self._close(always=True)  # also a half-opened session
                     auth = isinstance(exc, AuthenticationError)
                     policy = self.options.auth_retry if auth else self.options.retry
                     self.failures += 1
@@ -267,8 +267,8 @@ class AccountWatcher:
             return
         raise StopRequested
 
-    async def _close(self) -> None:
-        if self.connected:
+    async def _close(self, *, always: bool = False) -> None:
+        if self.connected or always:
             self.connected = False
             try:
                 await asyncio.wait_for(self.connector.close(), self.options.acknowledge_timeout)
