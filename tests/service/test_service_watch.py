@@ -239,3 +239,46 @@ def test_the_service_finds_the_outgoing_mail_sender() -> None:
 
     assert drain is not None and drain.__module__ == "engine.outgoing.delivery"
     assert asyncio.iscoroutinefunction(drain)
+
+
+class AcknowledgeHangs(MemoryConnector):
+    """A server that takes the message and then never answers the deletion."""
+
+    acknowledging = False
+
+    async def acknowledge(self, ref: MessageRef) -> None:
+        """Hang (until cancelled)."""
+        AcknowledgeHangs.acknowledging = True
+        await asyncio.Event().wait()
+
+
+def test_a_second_stop_request_stops_at_once_and_the_committed_message_is_a_duplicate_next_time(
+    tmp_path: Path,
+) -> None:
+    desk = build_service_desk(tmp_path, account_yaml("helpdesk", "{type: memory, mailbox: hd}"))
+    box = MemoryMailbox.named("hd")
+    box.append(make_mail(1))
+
+    def hanging_factory(account: AccountConfig, base_dir: Path) -> Connector:
+        return AcknowledgeHangs(account.name, default_connector(account, base_dir).settings, base_dir)
+
+    async def scenario() -> None:
+        AcknowledgeHangs.acknowledging = False
+        service = Service(
+            desk.runtime, ServiceOptions(acknowledge_timeout=3600), connector_factory=hanging_factory
+        )
+        task = asyncio.create_task(service.run())
+        await wait_until(lambda: AcknowledgeHangs.acknowledging, "the acknowledgement to start")
+        service.request_stop()  # the first request waits for the message in hand...
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        service.request_stop()  # ...the second does not
+        await asyncio.wait_for(task, 30)
+
+    run_async(scenario())
+    assert list(box.messages) == ["00000001"] and [e.outcome for e in desk.ledger()] == ["logged"]
+
+    [report] = run_async(Service(desk.runtime).run_once())
+
+    assert dict(report.outcomes) == {"duplicate": 1} and box.messages == {}
+    assert desk.call_count() == 1
