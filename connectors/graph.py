@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -77,7 +77,28 @@ class GraphSettings(ConnectorSettings):
             raise ValueError("processed_folder must differ from folder")
 
 
-def app_credentials(settings: GraphSettings, base_dir: Path) -> AppCredentials:
+class AppRegistration(Protocol):
+    """Settings naming an app registration (the connector's, and the Graph transport's)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str | None: ...
+    @property
+    def certificate_file(self) -> str | None: ...
+    @property
+    def certificate_password(self) -> str | None: ...
+    @property
+    def authority_url(self) -> str: ...
+    @property
+    def ca_file(self) -> str | None: ...
+    @property
+    def timeout(self) -> int: ...
+
+
+def app_credentials(settings: AppRegistration, base_dir: Path) -> AppCredentials:
     """The token-request side of the settings, with file paths made absolute."""
 
     def path(value: str | None) -> Path | None:
@@ -108,7 +129,8 @@ def _retry_after(response: httpx.Response, attempt: int) -> float:
     return float(2**attempt)
 
 
-def _graph_error(response: httpx.Response) -> str:
+def graph_error(response: httpx.Response) -> str:
+    """``status code: message`` from Graph's error body, or the status line when there is none."""
     try:
         error = response.json()["error"]
         return f"{response.status_code} {error['code']}: {error['message']}"
@@ -136,12 +158,15 @@ class GraphClient:
         segments = [quote(mailbox, safe="@")] + [quote(p, safe="$") for p in path]
         return f"{self.graph_url}/users/" + "/".join(segments)
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
         """One Graph call; retried on 429/503 as the server asks, and once with a new token on 401."""
+        extra_headers = headers or {}
         renewed = False
         attempt = 0
         while True:
-            headers = {"Authorization": f"Bearer {await self.tokens.bearer()}"}
+            headers = {**extra_headers, "Authorization": f"Bearer {await self.tokens.bearer()}"}
             try:
                 response = await self.http.request(method, url, headers=headers, **kwargs)
             except httpx.HTTPError as exc:
@@ -154,13 +179,13 @@ class GraphClient:
                 continue
             if response.status_code in (401, 403):
                 raise AuthenticationError(
-                    f"Graph refused {method} {urlsplit(url).path}: {_graph_error(response)}"
+                    f"Graph refused {method} {urlsplit(url).path}: {graph_error(response)}"
                 )
             if response.status_code not in RETRYABLE:
                 return response
             wait = _retry_after(response, attempt)
             if attempt >= MAX_RETRIES or wait > MAX_RETRY_WAIT:
-                busy = _graph_error(response)
+                busy = graph_error(response)
                 raise ConnectorError(
                     f"Graph still busy ({busy}) after {attempt} retries; asked to wait {wait:.0f} s"
                 )
@@ -263,7 +288,7 @@ class GraphConnector(Connector):
         response = await client.request("GET", url, params={"$select": "id,displayName"})
         if response.status_code == 404:
             raise ConnectorError(
-                f"Graph: {_graph_error(response)} (mailbox {self.graph.mailbox}, folder {folder!r})"
+                f"Graph: {graph_error(response)} (mailbox {self.graph.mailbox}, folder {folder!r})"
             )
         self._check(response, f"find folder {folder!r}")
         return str(response.json()["id"])
@@ -271,4 +296,4 @@ class GraphConnector(Connector):
     def _check(self, response: httpx.Response, what: str) -> None:
         if response.is_success:
             return
-        raise ConnectorError(f"Graph could not {what} in {self.graph.mailbox}: {_graph_error(response)}")
+        raise ConnectorError(f"Graph could not {what} in {self.graph.mailbox}: {graph_error(response)}")

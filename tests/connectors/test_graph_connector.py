@@ -19,6 +19,9 @@ from servers.tls import TestCertificates, make_test_certificates
 from connectors.base import AuthenticationError, Connector, ConnectorError
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message, message_id
+from engine.outgoing.graph import GraphTransport, GraphTransportSettings
+from engine.outgoing.transport import Envelope, SendError
+from engine.params import build_from_params
 
 UPN = "helpdesk@contoso.example"
 
@@ -261,6 +264,67 @@ def test_settings_mistakes_are_reported_for_the_admin() -> None:
         "graph", {**base, "client_secret": "s", "graph_url": "http://graph.local/v1.0"}
     )
     assert "graph_url must be an https URL" in mistakes[0][1]
+
+
+# --- the Graph outgoing transport (engine/outgoing/graph.py) ---------------------------------------
+
+
+def transport(server: GraphServer, certs: TestCertificates) -> GraphTransport:
+    """A Graph transport sending as the test mailbox, from an ``outgoing.servers`` entry."""
+    raw = {"name": "online", "type": "graph", "tenant_id": TENANT, "client_id": CLIENT_ID}
+    raw |= {"client_secret": CLIENT_SECRET, "from_address": UPN, "graph_url": server.graph_url}
+    raw |= {"authority_url": server.base_url, "ca_file": str(certs.ca_cert)}
+    settings, mistakes = build_from_params(GraphTransportSettings, raw, "outgoing server 'online'")
+    assert settings is not None, mistakes
+    return GraphTransport(settings, Path("."))
+
+
+def send_all(sender: GraphTransport, *envelopes: Envelope) -> list[str | SendError]:
+    """Send each envelope in one session; the replies, or the SendError raised."""
+
+    async def scenario() -> list[str | SendError]:
+        results: list[str | SendError] = []
+        for envelope in envelopes:
+            try:
+                results.append(await sender.send(envelope))
+            except SendError as exc:
+                results.append(exc)
+        await sender.close()
+        return results
+
+    return asyncio.run(scenario())
+
+
+def test_the_graph_transport_sends_the_mime_message(server: GraphServer, certs: TestCertificates) -> None:
+    """sendMail gets the exact MIME bytes (base64 as text/plain) and answers 202; one token serves both."""
+    first = b"From: " + UPN.encode() + b"\r\nTo: ada@example.com\r\nSubject: one\r\n\r\nHello\r\n"
+    second = first.replace(b"one", b"two")
+    replies = send_all(
+        transport(server, certs),
+        Envelope(UPN, "ada@example.com", first, "<1@x>"),
+        Envelope(UPN, "ada@example.com", second, "<2@x>"),
+    )
+
+    assert replies == ["202 Accepted (request-id 9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d)"] * 2
+    assert server.mailbox.sent == [first, second]
+    assert len(server.authority.token_requests) == 1
+
+
+def test_the_graph_transport_reports_refusals_for_the_delivery_to_classify(
+    server: GraphServer, certs: TestCertificates
+) -> None:
+    """A recipient missing from the headers is permanent; throttling beyond the bound is a server failure."""
+    data = b"From: " + UPN.encode() + b"\r\nTo: ada@example.com\r\nSubject: x\r\n\r\nHello\r\n"
+    server.fail_next.append((429, "3600", "ApplicationThrottled"))
+    elsewhere, throttled = send_all(
+        transport(server, certs),
+        Envelope(UPN, "bob@example.com", data, "<1@x>"),
+        Envelope(UPN, "ada@example.com", data, "<2@x>"),
+    )
+
+    assert isinstance(elsewhere, SendError) and elsewhere.permanent
+    assert isinstance(throttled, SendError) and throttled.connection and not throttled.permanent
+    assert server.mailbox.sent == []
 
 
 def _rsa_key_and_certificate() -> bytes:

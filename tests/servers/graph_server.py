@@ -313,7 +313,7 @@ class GraphServer:
     # --- Graph -----------------------------------------------------------------------------------
 
     def graph(
-        self, method: str, target: str, body: bytes, token: str
+        self, method: str, target: str, body: bytes, token: str, content_type: str = ""
     ) -> tuple[int, bytes, str, dict[str, str]]:
         """Answer one Graph call: (status, body, content type, extra headers)."""
         url = urlsplit(target)
@@ -337,20 +337,22 @@ class GraphServer:
         if parts[2].lower() != self.mailbox.upn.lower():
             return _error(404, "ErrorInvalidUser", f"The requested user '{parts[2]}' is invalid.")
         with self.mailbox.lock:
-            return self._mail(method, parts[3:], parse_qs(url.query), body)
+            return self._mail(method, parts[3:], parse_qs(url.query), body, content_type)
 
     def _mail(
-        self, method: str, rest: list[str], query: dict[str, list[str]], body: bytes
+        self, method: str, rest: list[str], query: dict[str, list[str]], body: bytes, content_type: str
     ) -> tuple[int, bytes, str, dict[str, str]]:
         box = self.mailbox
         if method == "POST" and rest == ["sendMail"]:
+            if not content_type.startswith("text/plain"):
+                return _error(400, "ErrorInvalidRequest", "JSON messages are not served by the test server.")
             try:
                 box.sent.append(base64.b64decode(body, validate=True))
             except ValueError:
                 return _error(
                     400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
                 )
-            return 202, b"", "text/plain", {}
+            return 202, b"", "text/plain", {"request-id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}
         if rest[0] == "mailFolders" and len(rest) >= 2:
             folder = box.folder(rest[1])
             if folder is None:
@@ -446,7 +448,11 @@ class GraphServer:
                     return
                 kind, _, token = self.headers.get("Authorization", "").partition(" ")
                 status, payload, content_type, headers = server.graph(
-                    self.command, self.path, body, token if kind == "Bearer" else ""
+                    self.command,
+                    self.path,
+                    body,
+                    token if kind == "Bearer" else "",
+                    self.headers.get("Content-Type", ""),
                 )
                 _reply(self, status, payload, content_type, headers)
 
