@@ -182,6 +182,8 @@ class SmtpTransport(Transport):
         username = settings.username or ""
         if mechanism is None:
             return
+        if client.is_ehlo_or_helo_needed:  # after STARTTLS the greeting must be repeated
+            await client.ehlo()
         if mechanism == "xoauth2":
             await client.auth_xoauth2(username, await self._token())
         elif mechanism == "login":
