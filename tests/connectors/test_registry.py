@@ -198,3 +198,16 @@ def test_importing_the_registry_and_the_config_imports_no_protocol_library(tmp_p
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def test_a_plugin_that_crashes_on_import_is_reported_not_raised(plugin_site: PluginSite) -> None:
+    """Any exception while importing a plugin becomes an UnknownConnector naming it."""
+    plugin_site.install(
+        "mailgate_crashing",
+        {"crashing": "mailgate_crashing:CrashingConnector"},
+        {"mailgate_crashing": "raise RuntimeError('plugin bug at import')\n"},
+    )
+    with pytest.raises(UnknownConnector) as refused:
+        connector_class("crashing")
+    assert str(refused.value) == "connector 'crashing' cannot be loaded: RuntimeError: plugin bug at import"
+    assert connector_class("folder") is FolderConnector
