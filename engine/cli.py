@@ -238,13 +238,15 @@ def show(ctx: click.Context, kind: str, number: int, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-@main.command()
+@main.group(cls=_Group, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message per line.")
 @click.pass_context
 def outbox(ctx: click.Context, as_json: bool) -> None:
-    """List the outgoing messages (the message table)."""
+    """List the outgoing messages (the message table); 'outbox send' sends the due ones."""
     from engine.storage.views import outbox_view
 
+    if ctx.invoked_subcommand is not None:
+        return
     with transaction(_runtime(ctx).engine) as session:
         rows = outbox_view(session)
     for row in rows:
@@ -254,6 +256,42 @@ def outbox(ctx: click.Context, as_json: bool) -> None:
             click.echo(
                 f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}"
             )
+
+
+@outbox.command("send")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per attempted message per line.")
+@click.pass_context
+def outbox_send(ctx: click.Context, as_json: bool) -> None:
+    """Send every due message once through its outgoing server; exit 1 if no server is configured."""
+    from engine.outgoing.delivery import send_outbox_once
+
+    report = send_outbox_once(_runtime(ctx))
+    for delivery in report.deliveries:
+        if as_json:
+            _echo_json(delivery.to_json())
+        else:
+            click.echo(f"{delivery.id:>5} {delivery.status:<8} {delivery.to:<30} {delivery.detail}")
+    if report.no_server:
+        raise MailgateError(f"no outgoing server is configured (outgoing.servers); {report.summary()}")
+    if not as_json:
+        click.echo(report.summary())
+
+
+@main.command()
+@click.argument("message_type", metavar="TYPE")
+@click.option("--account", help="Use this account's rule pack (default: the first account's).")
+@click.option("--html", "as_html", is_flag=True, help="Print the HTML part instead of the text.")
+@click.pass_context
+def preview(ctx: click.Context, message_type: str, account: str | None, as_html: bool) -> None:
+    """Render the template of a message TYPE (e.g. call_logged) with sample data."""
+    from engine.outgoing.preview import preview_message
+
+    config = load_config(find_config_path(ctx.find_root().obj.get("config")))
+    rendered = preview_message(config, message_type, account)
+    if as_html:
+        click.echo(rendered.html, nl=False)
+    else:
+        click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}", nl=False)
 
 
 @main.command()

@@ -5,10 +5,11 @@
   ``users={login: password}`` turns on AUTH LOGIN/PLAIN, ``token=...`` accepts XOAUTH2 with it.
   Every server is stopped after the test.
 - ``certs``: a throwaway CA and a certificate for localhost/127.0.0.1 (``tests/servers/tls.py``).
-- ``make_desk``: ``make_desk(server_settings, **outgoing)`` writes a mailgate.yaml whose account
-  ``helpdesk`` (helpdesk@desk.example) sends through one outgoing server, loads the people in
-  ``STAFF`` and the given items, and returns an :class:`OutDesk`: ``deliver`` runs a mail through
-  the pipeline, ``drain(now)`` drains the outbox once, ``rows()`` reads the outbox table.
+- ``make_desk``: ``make_desk(server_settings, account=..., top=..., files=..., **outgoing)`` writes a
+  mailgate.yaml whose account ``helpdesk`` (helpdesk@desk.example, plus ``account`` keys) sends through
+  one outgoing server called ``main`` (none when ``server_settings`` is None), with ``outgoing`` keys
+  and ``top`` top-level keys, writes ``files`` beside it, loads the people and calls of
+  ``outgoing_desk.STAFF`` and returns an ``OutDesk`` (``tests/outgoing/outgoing_desk.py``).
 """
 
 from __future__ import annotations
@@ -89,10 +90,14 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
         items: str = "",
         account: Mapping[str, Any] | None = None,
         top: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
         **outgoing: Any,
     ) -> OutDesk:
         folder = tmp_path / f"desk{len(made)}"
         folder.mkdir()
+        for relative, text in (files or {}).items():
+            (folder / relative).parent.mkdir(parents=True, exist_ok=True)
+            (folder / relative).write_text(text, encoding="utf-8")
         helpdesk: dict[str, Any] = {"name": "helpdesk", "address": DESK_ADDRESS, "connector": "memory"}
         helpdesk.update(account or {})
         config: dict[str, Any] = {

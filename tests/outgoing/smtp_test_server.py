@@ -38,12 +38,12 @@ class Arrival:
         return parsed
 
     def part(self, subtype: str) -> str:
-        """The decoded text of the text/``subtype`` part."""
+        """The decoded text of the text/``subtype`` part (line ends as ``\\n``; on the wire they are CRLF)."""
         found = self.message.get_body(preferencelist=(subtype,))
         assert found is not None and found.get_content_type() == f"text/{subtype}", subtype
         content = found.get_content()
         assert isinstance(content, str)
-        return content
+        return content.replace("\r\n", "\n")
 
 
 @dataclass
