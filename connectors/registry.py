@@ -63,11 +63,11 @@ def connector_class(name: str) -> type[Connector]:
         if name in ("ews", "graph"):
             hint = f" (install it with: pip install 'mailgate[{'exchange' if name == 'ews' else 'graph'}]')"
         raise UnknownConnector(f"connector {name!r} cannot be loaded: {exc}{hint}") from None
+    except AttributeError:
+        raise UnknownConnector(f"connector {name!r}: {target} does not exist") from None
     except Exception as exc:  # a broken plugin must not take mailgate down with a traceback
         log.warning("connector plugin %s (%s) failed to import", name, target, exc_info=True)
         raise UnknownConnector(f"connector {name!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
-    except AttributeError:
-        raise UnknownConnector(f"connector {name!r}: {target} does not exist") from None
     if not (isinstance(cls, type) and issubclass(cls, Connector)):
         raise UnknownConnector(f"connector {name!r}: {target} is not a mailgate Connector")
     return cls
