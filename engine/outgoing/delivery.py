@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, update
@@ -42,6 +43,7 @@ from engine.storage.views import iso
 log = logging.getLogger("mailgate.outgoing")
 
 _WAITING = ("queued", "deferred")
+_WARNED_NO_SERVER: set[Path] = set()  # configs already told about (once per process, not every pass)
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ async def drain_outbox(runtime: Runtime, *, now: datetime | None = None) -> Drai
     engine = runtime.engine
     if not policy.servers:
         waiting = await asyncio.to_thread(_count_waiting, engine, None)
+        if waiting and runtime.config.path not in _WARNED_NO_SERVER:
+            _WARNED_NO_SERVER.add(runtime.config.path)
+            log.warning(
+                "%d outgoing messages wait: no outgoing server is configured (outgoing.servers)", waiting
+            )
         return DrainReport((), waiting, no_server=True)
     transports: dict[str, Transport] = {}
     down: dict[str, str] = {}  # servers that could not be reached in this pass, with the error
@@ -171,6 +178,10 @@ async def _attempt(
     except MailgateError as exc:  # the server's settings cannot be used (checked at load; changed since?)
         down[server.name] = str(exc)
         return _deferred(row, str(exc), server.name, policy, clock())
+    except Exception as exc:  # a bug in a transport must cost a retry, never the message
+        log.exception("transport %s failed on outbox=%s", server.name, row.id)
+        error = f"internal error in transport {server.type!r}: {type(exc).__name__}: {exc}"
+        return _deferred(row, error, server.name, policy, clock())
     log.info("sent outbox=%s to=%s via=%s reply=%s", row.id, row.to_address, server.name, reply)
     return Delivery(row.id, row.to_address, "sent", row.attempts, reply, server.name)
 
