@@ -34,7 +34,7 @@ class OutgoingConfig:
     """
 
     servers: tuple[OutgoingServer, ...] = ()
-    max_attempts: int = 10
+    max_attempts: int = 30
     retry_delay_seconds: float = 60.0
     max_retry_delay_seconds: float = 3600.0
     sending_timeout_seconds: float = 600.0
