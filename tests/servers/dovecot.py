@@ -1,8 +1,8 @@
 """A private Dovecot (IMAP + POP3, plain/STARTTLS and implicit TLS, XOAUTH2) started by the test suite.
 
 ``start_dovecot(base)`` writes a config into ``base``, starts ``dovecot -F -c CONF`` on free loopback
-ports and waits until they accept connections. Users live in a passwd-file (PLAIN scheme) that
-Dovecot re-reads on change, so ``add_user`` needs no restart. Messages are delivered with IMAP
+ports and waits until they accept connections. Users live in passwd-files (PLAIN scheme, one per
+user), so ``add_user`` takes effect at once, without a restart. Messages are delivered with IMAP
 APPEND as the user (imaplib), so the server assigns the UIDs.
 
 XOAUTH2/OAUTHBEARER are served by Dovecot's own ``oauth2`` passdb, which asks a small loopback
@@ -16,13 +16,16 @@ Running as root (as on CI), Dovecot's login processes run as ``dovenull`` and ma
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import imaplib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -108,20 +111,25 @@ class Dovecot:
         self.ca_cert = ca_cert
         self.host = "127.0.0.1"
         self.log_path = base / "dovecot.log"
-        self.users_file = base / "users"
+        self.users_dir = base / "users"
         self.passwords: dict[str, str] = {}
         self._introspection = introspection
         self._lock = threading.Lock()
 
     def add_user(self, name: str, password: str) -> None:
-        """Create a mail user (PLAIN password); Dovecot sees it at the next login."""
+        """Create a mail user (PLAIN password); Dovecot sees it at the next login.
+
+        Each user has its own passwd-file (``users/NAME``): Dovecot re-reads a changed passwd-file
+        at most once a second, but a file it has never opened is read at once.
+        """
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"unusable user name {name!r}")
         with self._lock:
             self.passwords[name] = password
-            lines = "".join(f"{user}:{{PLAIN}}{pw}::::::\n" for user, pw in self.passwords.items())
-            tmp = self.users_file.with_suffix(".tmp")
-            tmp.write_text(lines)
+            tmp = self.users_dir / f".{name}.tmp"
+            tmp.write_text(f"{name}:{{PLAIN}}{password}::::::\n")
             tmp.chmod(0o644)
-            tmp.replace(self.users_file)
+            tmp.replace(self.users_dir / name)
 
     def grant_token(self, user: str, token: str) -> None:
         """Make ``token`` a valid OAuth2 bearer token for ``user`` (XOAUTH2 / OAUTHBEARER)."""
@@ -200,6 +208,13 @@ def _traversable(path: Path) -> None:
             )
 
 
+def _stop_when_parent_dies() -> None:
+    """In the child: Linux sends it SIGTERM if the test process dies without stopping it."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _config(
     base: Path, ports: dict[str, int], tls_cert: Path, tls_key: Path, introspection: str, extra: str
 ) -> str:
@@ -236,7 +251,7 @@ namespace inbox {{
 passdb {{
   driver = passwd-file
   mechanisms = plain login
-  args = scheme=PLAIN {base}/users
+  args = scheme=PLAIN {base}/users/%u
 }}
 passdb {{
   driver = oauth2
@@ -246,6 +261,11 @@ passdb {{
 userdb {{
   driver = static
   args = uid={mail_user} gid={mail_user} home={base}/mail/%u
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 service imap-login {{
   inet_listener imap {{
@@ -265,6 +285,7 @@ service pop3-login {{
     ssl = yes
   }}
 }}
+{extra}
 """
 
 
@@ -293,11 +314,11 @@ def start_dovecot(base: Path, extra_config: str = "") -> Dovecot:
     conf.write_text(
         _config(base, ports, certs.server_cert, certs.server_key, introspection.url, extra_config)
     )
-    users = base / "users"
-    users.write_text("")
-    users.chmod(0o644)
+    (base / "users").mkdir(exist_ok=True)
+    (base / "users").chmod(0o755)
     process = subprocess.Popen(
-        [binary, "-F", "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        [binary, "-F", "-c", str(conf)],
+        preexec_fn=_stop_when_parent_dies, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     dovecot = Dovecot(base, process, ports, certs.ca_cert, introspection)

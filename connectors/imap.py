@@ -1,0 +1,345 @@
+"""The IMAP connector (aioimaplib): a folder read by UID, acknowledged by UID EXPUNGE or MOVE, IDLE push.
+
+Messages are addressed as ``"{UIDVALIDITY}:{UID}"`` and listed by ascending UID (oldest first).
+Fetching uses ``BODY.PEEK[]``, so it never sets ``\\Seen`` or changes anything else.
+
+Acknowledging:
+
+- with ``processed_folder``: ``UID MOVE`` where the server has MOVE, else ``UID COPY`` followed by
+  the deletion below;
+- deletion: ``UID STORE +FLAGS.SILENT (\\Deleted)``, then ``UID EXPUNGE`` of that UID where the
+  server has UIDPLUS. Without UIDPLUS a plain EXPUNGE would also remove messages someone else
+  flagged \\Deleted in the folder, so it is sent only when ``UID SEARCH DELETED`` finds no
+  \\Deleted message but ours; otherwise ours stay flagged (hidden from ``list_waiting``, which
+  lists UNDELETED messages) and go with a later EXPUNGE. Another client flagging a message between
+  that SEARCH and the EXPUNGE is the one race left, and only on such old servers.
+- a ref whose UIDVALIDITY is not the folder's current one is refused (``ConnectorError``): after
+  the folder was recreated, its UID may name a different message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyped]
+
+from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
+from connectors.imap_auth import token_from_command
+from connectors.imap_session import ImapSession, mailbox_argument, response_text
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"plain": 143, "starttls": 143, "tls": 993}
+IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
+KEEPALIVE_SECONDS = 5 * 60  # NOOP this often when waiting without IDLE
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_NEW_MAIL = re.compile(rb"^\d+ (EXISTS|RECENT)\b", re.IGNORECASE)
+_BODY_LITERAL = re.compile(rb"BODY\[\] \{(\d+)\}$")
+_UID_ITEM = re.compile(rb"\bUID (\d+)\b")
+
+
+@dataclass(frozen=True)
+class ImapSettings(ConnectorSettings):
+    """``connector: {type: imap, host: ..., username: ..., password: ...}``.
+
+    ``port`` defaults to 993 for ``security: tls`` and 143 for ``starttls`` and ``plain``.
+    ``auth: xoauth2`` takes a bearer token from ``oauth_token`` or from the standard output of
+    ``oauth_token_command`` (run by the shell at every connection, so it can refresh the token).
+    ``ca_file`` adds a trust root (relative paths are from the config's folder); certificates are
+    always verified. ``processed_folder``: move acknowledged messages there instead of deleting
+    them (created if missing). ``timeout``: seconds without an answer before a command fails.
+    ``idle: false`` turns IMAP IDLE push off (the service then polls at the account's interval).
+    """
+
+    host: str
+    username: str
+    password: str | None = field(default=None, repr=False)
+    port: int | None = None
+    security: Literal["plain", "starttls", "tls"] = "tls"
+    auth: Literal["login", "xoauth2"] = "login"
+    oauth_token: str | None = field(default=None, repr=False)
+    oauth_token_command: str | None = None
+    ca_file: str | None = None
+    folder: str = "INBOX"
+    processed_folder: str | None = None
+    timeout: float = 30
+    idle: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ValueError("host must not be empty")
+        if self.port is not None and not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
+        if self.timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if not self.folder.strip():
+            raise ValueError("folder must not be empty")
+        if self.processed_folder is not None and self.processed_folder in ("", self.folder):
+            raise ValueError("processed_folder must name another folder than the one read")
+        tokens = [k for k in ("oauth_token", "oauth_token_command") if getattr(self, k) is not None]
+        if self.auth == "login":
+            if self.password is None:
+                raise ValueError("auth 'login' needs a password")
+            if tokens:
+                raise ValueError(f"{tokens[0]} is only used with auth: xoauth2")
+        elif len(tokens) != 1:
+            raise ValueError("auth 'xoauth2' needs exactly one of oauth_token and oauth_token_command")
+
+    @property
+    def server_port(self) -> int:
+        """The port to connect to: the configured one, or the default for the security mode."""
+        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
+
+
+class ImapConnector(Connector):
+    """Reads one IMAP folder; ``MessageRef.id`` is ``"{UIDVALIDITY}:{UID}"`` (see the module docstring).
+
+    The session stays open between passes; ``wait_for_new`` uses IDLE when the server offers it
+    and ``idle`` is on, else waits with a NOOP every few minutes to keep the session alive.
+    """
+
+    name = "imap"
+    Settings = ImapSettings
+    supports_push = True
+
+    def __init__(self, account: str, settings: ConnectorSettings, base_dir: Path) -> None:
+        super().__init__(account, settings, base_dir)
+        assert isinstance(settings, ImapSettings)
+        self.imap = settings
+        self.where = f"account {account!r} (imap {settings.username}@{settings.host}:{settings.server_port})"
+        self._session: ImapSession | None = None
+        self._uidvalidity: int | None = None
+        self._flagged_by_us: set[int] = set()  # \Deleted but not yet expunged (servers without UIDPLUS)
+
+    # --- session ---------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open a session, authenticate, select the folder (and create the processed folder)."""
+        await self.close()
+        session = ImapSession(self.where, self.imap.host, self.imap.server_port, self.imap.timeout)
+        try:
+            await session.open(self.imap.security, self._tls_context())
+            if self.imap.auth == "xoauth2":
+                token = self.imap.oauth_token or await token_from_command(
+                    self.imap.oauth_token_command or "", self.where, self.base_dir, self.imap.timeout
+                )
+                await session.xoauth2(self.imap.username, token)
+            else:
+                await session.login(self.imap.username, self.imap.password or "")
+            protocol = session.protocol
+            selected = await session.run(protocol.select(mailbox_argument(self.imap.folder)), "SELECT")
+            if selected.result != "OK":
+                session.fail(f"folder {self.imap.folder!r} cannot be opened: {response_text(selected)}")
+            self._uidvalidity = _uidvalidity(selected)
+            if self.imap.processed_folder is not None:  # NO [ALREADYEXISTS] is the usual answer
+                create = protocol.simple_command("CREATE", mailbox_argument(self.imap.processed_folder))
+                await session.run(create, "CREATE")
+        except BaseException:
+            await session.close()
+            raise
+        self._session = session
+        self._flagged_by_us.clear()
+
+    def _tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.imap.ca_file is not None:
+            path = Path(self.imap.ca_file).expanduser()
+            path = path if path.is_absolute() else self.base_dir / path
+            try:
+                context.load_verify_locations(cafile=str(path))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConnectorError(f"{self.where}: ca_file {str(path)!r} cannot be used: {exc}") from None
+        return context
+
+    @property
+    def session(self) -> ImapSession:
+        """The open session (``ConnectorError`` when not connected)."""
+        if self._session is None:
+            raise ConnectorError(f"{self.where}: not connected")
+        return self._session
+
+    async def close(self) -> None:
+        """LOGOUT and close the connection; never raises."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    # --- messages --------------------------------------------------------------------------------
+
+    async def list_waiting(self) -> list[MessageRef]:
+        """The folder's messages not flagged \\Deleted, by ascending UID."""
+        session = self.session
+        # a server announces new mail (EXISTS) between commands, and SEARCH sees only announced mail
+        session.check(await session.run(session.protocol.simple_command("NOOP"), "NOOP"), "NOOP")
+        found = await session.run(
+            session.protocol.search("UNDELETED", charset=None, by_uid=True), "UID SEARCH"
+        )
+        uids = sorted(_search_result(session.check(found, "UID SEARCH")))
+        return [MessageRef(f"{self._uidvalidity}:{uid}") for uid in uids]
+
+    async def fetch(self, ref: MessageRef) -> bytes:
+        """The message's raw bytes (``UID FETCH BODY.PEEK[]``; ``\\Seen`` is left alone)."""
+        session = self.session
+        uid = self._uid_of(ref, "fetch")
+        # the timeout restarts with every chunk received, so a 25 MB message is not cut short
+        command = session.protocol.fetch(str(uid), "BODY.PEEK[]", by_uid=True, timeout=self.imap.timeout)
+        response = session.check(await session.run(command, "UID FETCH", timeout=None), "UID FETCH")
+        raw = _body_literal(response, uid)
+        if raw is None:
+            session.fail(f"message {ref.id} is no longer in folder {self.imap.folder!r}")
+        return raw
+
+    async def acknowledge(self, ref: MessageRef) -> None:
+        """Move the message to the processed folder, or delete and expunge it; gone already is fine."""
+        session = self.session
+        uid = self._uid_of(ref, "acknowledge")
+        capabilities = session.capabilities
+        target = self.imap.processed_folder
+        if target is not None:
+            verb = "MOVE" if "MOVE" in capabilities else "COPY"
+            moved = await self._uid_command(verb, str(uid), mailbox_argument(target))
+            session.check(moved, f"UID {verb} to {target!r}")
+            if verb == "MOVE":
+                return
+        stored = await self._uid_command("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        session.check(stored, "UID STORE \\Deleted")
+        if "UIDPLUS" in capabilities:
+            session.check(await self._uid_command("EXPUNGE", str(uid)), "UID EXPUNGE")
+            return
+        self._flagged_by_us.add(uid)
+        found = await session.run(session.protocol.search("DELETED", charset=None, by_uid=True), "UID SEARCH")
+        others = _search_result(session.check(found, "UID SEARCH")) - self._flagged_by_us
+        if others:
+            log.warning(
+                "%s: not expunging yet: %d other message(s) in %r are flagged \\Deleted and the server "
+                "lacks UIDPLUS; ours stay flagged (not listed again) until they are gone",
+                self.where, len(others), self.imap.folder,
+            )  # fmt: skip
+            return
+        expunge = Command("EXPUNGE", session.protocol.new_tag(), loop=session.protocol.loop)
+        session.check(await session.run(session.protocol.execute(expunge), "EXPUNGE"), "EXPUNGE")
+        self._flagged_by_us.clear()
+
+    async def _uid_command(self, verb: str, *args: str) -> Response:
+        session = self.session
+        protocol = session.protocol
+        untagged = "FETCH" if verb == "STORE" else None
+        command = Command(
+            verb, protocol.new_tag(), *args, prefix="UID", untagged_resp_name=untagged, loop=protocol.loop
+        )
+        return await session.run(session.protocol.execute(command), f"UID {verb}")
+
+    def _uid_of(self, ref: MessageRef, action: str) -> int:
+        validity, _, uid = ref.id.partition(":")
+        if not (validity.isdigit() and uid.isdigit()):
+            raise ConnectorError(f"{self.where}: {ref.id!r} is not an IMAP message id (UIDVALIDITY:UID)")
+        if int(validity) != self._uidvalidity:
+            raise ConnectorError(
+                f"{self.where}: will not {action} message {ref.id}: folder {self.imap.folder!r} now has "
+                f"UIDVALIDITY {self._uidvalidity} (it was recreated), so UID {uid} may be another message"
+            )
+        return int(uid)
+
+    # --- push ------------------------------------------------------------------------------------
+
+    async def wait_for_new(self, timeout: float) -> bool:
+        """IDLE until the server reports new mail (True) or ``timeout`` passes (False)."""
+        session = self.session
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        use_idle = self.imap.idle and "IDLE" in session.capabilities
+        while (remaining := deadline - loop.time()) > 0:
+            if use_idle:
+                if await self._idle(min(remaining, IDLE_RENEW_SECONDS)):
+                    return True
+            else:
+                await asyncio.sleep(min(remaining, KEEPALIVE_SECONDS))
+                if deadline - loop.time() > 0:
+                    session.check(await session.run(session.protocol.simple_command("NOOP"), "NOOP"), "NOOP")
+        return False
+
+    async def _idle(self, seconds: float) -> bool:
+        """One IDLE command of at most ``seconds``: True if the server reported new mail."""
+        session = self.session
+        protocol = session.protocol
+        while not protocol.idle_queue.empty():  # leftovers of an earlier IDLE
+            protocol.idle_queue.get_nowait()
+        idle = asyncio.ensure_future(protocol.idle())
+        accepted = asyncio.ensure_future(protocol.wait_for_idle_response())
+        try:
+            await session.run(asyncio.wait({idle, accepted}, return_when=asyncio.FIRST_COMPLETED), "IDLE")
+        finally:
+            accepted.cancel()
+        if idle.done():  # answered without a continuation: refused, or ended at once
+            session.check(await session.run(idle, "IDLE"), "IDLE")
+            return False
+        try:
+            new_mail = await self._news_during_idle(seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                protocol.idle_done()  # DONE, also when the wait is cancelled
+        session.check(await session.run(idle, "IDLE DONE"), "IDLE")
+        return new_mail
+
+    async def _news_during_idle(self, seconds: float) -> bool:
+        session = self.session
+        queue = session.protocol.idle_queue
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            get = asyncio.ensure_future(queue.get())
+            try:
+                await asyncio.wait({get, session.lost}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                get.cancel()
+            if not get.done() or get.cancelled():
+                if session.lost.done():
+                    reason = session.lost.result()
+                    session.abort()
+                    session.fail(f"connection lost during IDLE{reason}")
+                return False
+            if any(
+                _NEW_MAIL.match(bytes(line)) for line in get.result() if isinstance(line, bytes | bytearray)
+            ):
+                return True
+        return False
+
+
+def _uidvalidity(selected: Response) -> int:
+    for line in selected.lines:
+        match = _UIDVALIDITY.search(bytes(line))
+        if match:
+            return int(match.group(1))
+    raise ConnectorError(f"the server did not say the folder's UIDVALIDITY: {response_text(selected)}")
+
+
+def _search_result(response: Response) -> set[int]:
+    uids: set[int] = set()
+    for line in response.lines[:-1]:
+        uids.update(int(word) for word in bytes(line).split() if word.isdigit())
+    return uids
+
+
+def _body_literal(response: Response, uid: int) -> bytes | None:
+    """The ``BODY[]`` literal of ``uid`` among a FETCH response's lines (unsolicited FETCHes skipped)."""
+    lines = response.lines
+    for index, line in enumerate(lines[:-1]):
+        if not isinstance(line, bytes):
+            continue
+        match = _BODY_LITERAL.search(line)
+        literal = lines[index + 1]
+        if not match or not isinstance(literal, bytearray) or len(literal) != int(match.group(1)):
+            continue
+        trailer = lines[index + 2] if index + 2 < len(lines) else b""
+        uids = _UID_ITEM.findall(line) + _UID_ITEM.findall(bytes(trailer))
+        if not uids or int(uids[0]) == uid:
+            return bytes(literal)
+    return None
