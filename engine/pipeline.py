@@ -15,7 +15,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -173,25 +173,29 @@ def _decide_and_act(
                 replies=_addressed(ctx.replies),
                 notifications=_addressed(ctx.notifications),
             )
-            session.add(_ledger_entry(result, problems=list(message.problems)))
+            session.connection().execute(_INSERT_LEDGER, _ledger_row(result, problems=list(message.problems)))
             session.flush()
     return result
 
 
-def _ledger_entry(result: ProcessResult, **detail: Any) -> LedgerEntry:
+_INSERT_LEDGER = insert(LedgerEntry)
+
+
+def _ledger_row(result: ProcessResult, **detail: Any) -> dict[str, Any]:
     info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
     if result.reason:
         info["reason"] = result.reason
-    return LedgerEntry(
-        account=result.account,
-        message_key=result.key,
-        message_id=result.message_id,
-        outcome=result.outcome,
-        rule=result.rule,
-        entity=result.entity,
-        number=result.number,
-        detail=json.dumps(info, sort_keys=True),
-    )
+    return {
+        "account": result.account,
+        "message_key": result.key,
+        "message_id": result.message_id,
+        "outcome": result.outcome,
+        "rule": result.rule,
+        "entity": result.entity,
+        "number": result.number,
+        "detail": json.dumps(info, sort_keys=True),
+        "processed_at": utcnow(),
+    }
 
 
 def quarantine(
@@ -219,7 +223,7 @@ def quarantine(
         result = ProcessResult(
             account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry.id
         )
-        session.add(_ledger_entry(result, quarantine_id=entry.id))
+        session.connection().execute(_INSERT_LEDGER, _ledger_row(result, quarantine_id=entry.id))
     return result
 
 

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlalchemy import insert
+
 from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
 from engine.mail import reply_portion
@@ -24,6 +26,11 @@ def _item(ctx: ActionContext) -> Item:
     return ctx.item
 
 
+# history and attachments are written with plain inserts: nothing reads them back in the same message
+_INSERT_HISTORY = insert(HistoryEntry)
+_INSERT_ATTACHMENT = insert(AttachedObject)
+
+
 def _entity(ctx: ActionContext) -> str:
     return ctx.entity or "call"
 
@@ -33,16 +40,17 @@ def add_history(ctx: ActionContext, kind: str, text: str, security_profile: str 
     item = _item(ctx)
     assert item.id is not None
     author = ctx.sender.id if ctx.sender else None
-    ctx.session.add(
-        HistoryEntry(
-            entity=_entity(ctx),
-            entity_id=item.id,
-            kind=kind,
-            text=text,
-            security_profile=security_profile,
-            author_id=author,
-            created_at=ctx.now,
-        )
+    ctx.session.connection().execute(
+        _INSERT_HISTORY,
+        {
+            "entity": _entity(ctx),
+            "entity_id": item.id,
+            "kind": kind,
+            "text": text,
+            "security_profile": security_profile,
+            "author_id": author,
+            "created_at": ctx.now,
+        },
     )
     item.updated_at = ctx.now
     ctx.session.add(item)
@@ -129,18 +137,19 @@ class AttachFiles(Action):
         item = _item(ctx)
         assert item.id is not None
         for attachment in ctx.message.attachments:
-            ctx.session.add(
-                AttachedObject(
-                    entity=_entity(ctx),
-                    entity_id=item.id,
-                    filename=attachment.filename,
-                    content_type=attachment.content_type,
-                    size=attachment.size,
-                    sha256=hashlib.sha256(attachment.data).hexdigest(),
-                    data=attachment.data,
-                    security_profile=self.security_profile,
-                    created_at=ctx.now,
-                )
+            ctx.session.connection().execute(
+                _INSERT_ATTACHMENT,
+                {
+                    "entity": _entity(ctx),
+                    "entity_id": item.id,
+                    "filename": attachment.filename,
+                    "content_type": attachment.content_type,
+                    "size": attachment.size,
+                    "sha256": hashlib.sha256(attachment.data).hexdigest(),
+                    "data": attachment.data,
+                    "security_profile": self.security_profile,
+                    "created_at": ctx.now,
+                },
             )
             text = f"Attached {attachment.filename} ({attachment.size} bytes) from email"
             add_history(ctx, "attachment", text, self.security_profile)
