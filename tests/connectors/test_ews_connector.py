@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers.entra import Authority
 from servers.ews_server import EwsMailbox, EwsServer
-from servers.graph_server import Authority
 from servers.tls import TestCertificates, make_test_certificates
 
 from connectors.base import AuthenticationError, Connector, ConnectorError

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.graph_server import CLIENT_ID, CLIENT_SECRET, TENANT, GraphMailbox, GraphServer
+from servers.entra import CLIENT_ID, CLIENT_SECRET, TENANT
+from servers.graph_server import GraphMailbox, GraphServer
 from servers.tls import TestCertificates, make_test_certificates
 
 from connectors.base import AuthenticationError, Connector, ConnectorError
