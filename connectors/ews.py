@@ -188,6 +188,7 @@ class EwsConnector(Connector):
 
     async def connect(self) -> None:
         """Log on (the first request also learns the server's version) and find the folders."""
+        await self.close()
         await self._run("connect", self._connect_blocking)
 
     async def list_waiting(self) -> list[MessageRef]:

@@ -7,9 +7,11 @@ by an admin, ideally limited to the helpdesk mailbox by an application access po
 
 Calls (Graph v1.0): ``GET /users/{mailbox}/mailFolders/{folder}/messages`` ($select id and
 receivedDateTime, oldest first, ``$top`` = page_size, following ``@odata.nextLink``);
-``GET /users/{mailbox}/messages/{id}/$value`` for the MIME; acknowledgement by
-``DELETE /users/{mailbox}/messages/{id}`` (Exchange keeps it in the recoverable items) or
-``POST .../messages/{id}/move`` to ``processed_folder``. A 404 on acknowledgement means already gone.
+``GET /users/{mailbox}/messages/{id}/$value`` for the MIME. Acknowledgement moves the message to
+``processed_folder`` (``POST .../messages/{id}/move``), else deletes it as ``delete`` says:
+``trash`` (default) moves it to Deleted Items, where an admin expects it; ``soft`` is Graph's
+``DELETE`` (Exchange keeps it in the recoverable items; Graph does not document more); ``hard`` is
+``POST .../permanentDelete`` (to the purges). A 404 on acknowledgement means already gone.
 429 and 503 are retried after their Retry-After (at most ``MAX_RETRY_WAIT`` seconds, at most
 ``MAX_RETRIES`` times); a longer wait asked for, or throttling that lasts, raises ``ConnectorError``
 so that the service backs off. 401 gets one retry with a new token; then, like 403, it is an
@@ -25,7 +27,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -57,6 +59,7 @@ class GraphSettings(ConnectorSettings):
     certificate_password: str | None = None
     folder: str = "inbox"
     processed_folder: str | None = None
+    delete: Literal["trash", "soft", "hard"] = "trash"
     graph_url: str = "https://graph.microsoft.com/v1.0"
     authority_url: str = "https://login.microsoftonline.com"
     ca_file: str | None = None
@@ -256,11 +259,14 @@ class GraphConnector(Connector):
         return response.content
 
     async def acknowledge(self, ref: MessageRef) -> None:
-        """Move to the processed folder, or delete; already gone (404) is fine."""
+        """Move to the processed folder, or delete as ``delete`` says; already gone (404) is fine."""
         client = self._session()
         url = client.user_url(self.graph.mailbox, "messages", ref.id)
-        if self._destination is not None:
-            response = await client.request("POST", url + "/move", json={"destinationId": self._destination})
+        if self._destination is not None or self.graph.delete == "trash":
+            destination = self._destination or "deleteditems"
+            response = await client.request("POST", url + "/move", json={"destinationId": destination})
+        elif self.graph.delete == "hard":
+            response = await client.request("POST", url + "/permanentDelete")
         else:
             response = await client.request("DELETE", url)
         if response.status_code == 404:

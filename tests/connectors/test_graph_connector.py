@@ -125,7 +125,24 @@ def test_acknowledged_messages_move_to_the_processed_folder(
 
     assert server.mailbox.in_folder() == []
     assert server.mailbox.in_folder(done.id) == [raw]
-    assert server.calls("DELETE") == 0
+    assert server.mailbox.in_folder("deleteditems") == []
+
+
+@pytest.mark.parametrize(
+    ("delete", "trash", "recoverable"), [("trash", 1, 0), ("soft", 0, 1), ("hard", 0, 0)]
+)
+def test_delete_goes_where_the_setting_says(
+    server: GraphServer, certs: TestCertificates, delete: str, trash: int, recoverable: int
+) -> None:
+    """trash (default) moves to Deleted Items, soft is Graph's DELETE, hard is permanentDelete."""
+    server.mailbox.deliver(make_message("to delete"))
+    overrides = {} if delete == "trash" else {"delete": delete}
+
+    run(graph(server, certs, **overrides), "ack-all")
+
+    assert server.mailbox.in_folder() == []
+    assert len(server.mailbox.in_folder("deleteditems")) == trash
+    assert len(server.mailbox.deleted) == recoverable
 
 
 def test_a_429_with_retry_after_is_waited_out_and_retried(

@@ -59,6 +59,7 @@ class GraphMailbox:
         ]
         self.messages: dict[str, GraphMessage] = {}
         self.sent: list[bytes] = []
+        self.deleted: list[bytes] = []  # soft-deleted (recoverable items)
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
     def folder(self, name: str) -> GraphFolder | None:
@@ -186,7 +187,11 @@ class GraphServer:
                 return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
             if rest[2:] == ["$value"] and method == "GET":
                 return 200, message.mime, "text/plain", {}
-            if len(rest) == 2 and method == "DELETE":
+            if len(rest) == 2 and method == "DELETE":  # soft delete: to the recoverable items
+                del box.messages[message.id]
+                box.deleted.append(message.mime)
+                return 204, b"", "", {}
+            if rest[2:] == ["permanentDelete"] and method == "POST":
                 del box.messages[message.id]
                 return 204, b"", "", {}
             if rest[2:] == ["move"] and method == "POST":
