@@ -20,7 +20,6 @@ Acknowledging:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import ssl
@@ -273,19 +272,18 @@ class ImapConnector(Connector):
         while not protocol.idle_queue.empty():  # leftovers of an earlier IDLE
             protocol.idle_queue.get_nowait()
         idle = asyncio.ensure_future(protocol.idle())
-        accepted = asyncio.ensure_future(protocol.wait_for_idle_response())
         try:
-            await session.run(asyncio.wait({idle, accepted}, return_when=asyncio.FIRST_COMPLETED), "IDLE")
-        finally:
-            accepted.cancel()
-        if idle.done():  # answered without a continuation: refused, or ended at once
-            session.check(await session.run(idle, "IDLE"), "IDLE")
-            return False
-        try:
+            accepted = asyncio.ensure_future(protocol.wait_for_idle_response())
+            try:
+                await session.run(asyncio.wait({idle, accepted}, return_when=asyncio.FIRST_COMPLETED), "IDLE")
+            finally:
+                accepted.cancel()
+            if idle.done():  # answered without a continuation: refused, or ended at once
+                session.check(await session.run(idle, "IDLE"), "IDLE")
+                return False
             new_mail = await self._news_during_idle(seconds)
         finally:
-            with contextlib.suppress(Exception):
-                protocol.idle_done()  # DONE, also when the wait is cancelled
+            session.end_idle()  # DONE, also when the wait is cancelled
         session.check(await session.run(idle, "IDLE DONE"), "IDLE")
         return new_mail
 

@@ -105,6 +105,7 @@ class ImapSession:
         self._protocol: _Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._lost: asyncio.Future[str] | None = None
+        self._done_sent_for: str | None = None  # tag of the IDLE command already ended with DONE
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -270,6 +271,18 @@ class ImapSession:
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(f": {_reason(exc)}" if exc else "")
 
+    def end_idle(self) -> None:
+        """Send DONE for the running IDLE command, once (a second DONE would be a bad command)."""
+        protocol = self._protocol
+        if protocol is None:
+            return
+        command = protocol.pending_sync_command
+        if command is None or command.name != "IDLE" or command.tag == self._done_sent_for:
+            return
+        self._done_sent_for = command.tag
+        with contextlib.suppress(Exception):  # the connection may be gone: the next command will say so
+            protocol.idle_done()
+
     # --- closing -----------------------------------------------------------------------------------
 
     def abort(self) -> None:
@@ -285,8 +298,7 @@ class ImapSession:
         if protocol is None:
             return
         try:
-            if protocol.has_pending_idle_command():
-                protocol.idle_done()
+            self.end_idle()
             if self._lost is not None and not self._lost.done():
                 await asyncio.wait_for(protocol.logout(), min(self.timeout, CLOSE_TIMEOUT))
         except Exception as exc:  # a failing goodbye must not hide why we are closing

@@ -366,17 +366,89 @@ def test_idle_returns_false_when_nothing_arrives(dovecot: Dovecot, mailbox_user:
     asyncio.run(scenario())
 
 
+def test_a_cancelled_wait_leaves_the_session_usable(dovecot: Dovecot, mailbox_user: User) -> None:
+    """Cancelling wait_for_new (the service stopping) ends IDLE cleanly: the session still works."""
+    connector = imap(dovecot, mailbox_user)
+    delivered = make_message("after the cancelled wait")
+
+    async def scenario() -> None:
+        async with session(connector):
+            waiting = asyncio.ensure_future(connector.wait_for_new(30))
+            await asyncio.sleep(0.2)
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await asyncio.to_thread(dovecot.append, mailbox_user[0], delivered)
+            (ref,) = await connector.list_waiting()
+            assert await connector.fetch(ref) == delivered
+            assert await connector.wait_for_new(0.2) is False
+
+    asyncio.run(scenario())
+
+
+# --- a server that goes away ---------------------------------------------------------------------------
+
+
+def test_a_dropped_connection_is_a_connector_error_and_a_new_connect_recovers(
+    dovecot: Dovecot, mailbox_user: User
+) -> None:
+    """The server closing the session makes the next command a ConnectorError; connect() starts afresh."""
+    dovecot.append(mailbox_user[0], make_message("survives the drop"))
+    connector = imap(dovecot, mailbox_user)
+
+    async def scenario() -> None:
+        async with session(connector):
+            assert len(await connector.list_waiting()) == 1
+            await asyncio.to_thread(dovecot.kick, mailbox_user[0])
+            with pytest.raises(ConnectorError, match="'helpdesk'"):
+                await connector.list_waiting()
+            await connector.connect()
+            (ref,) = await connector.list_waiting()
+            await connector.acknowledge(ref)
+
+    asyncio.run(scenario())
+    assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_a_connection_dropped_during_idle_ends_the_wait_with_a_connector_error(
+    dovecot: Dovecot, mailbox_user: User
+) -> None:
+    """IDLE on a session the server drops raises ConnectorError instead of waiting out its timeout."""
+    connector = imap(dovecot, mailbox_user)
+    timeout = 30.0
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with session(connector):
+            waiting = asyncio.ensure_future(connector.wait_for_new(timeout))
+            await asyncio.sleep(0.2)
+            started = loop.time()
+            await asyncio.to_thread(dovecot.kick, mailbox_user[0])
+            with pytest.raises(ConnectorError, match="connection lost during IDLE"):
+                await waiting
+            assert loop.time() - started < timeout, "the wait ran into its timeout instead of failing"
+
+    asyncio.run(scenario())
+
+
+def test_a_folder_that_does_not_exist_is_named_in_the_error(dovecot: Dovecot, mailbox_user: User) -> None:
+    """Reading a missing folder fails at connect with the folder's name and the server's reason."""
+    connector = imap(dovecot, mailbox_user, folder="No Such Folder")
+    with pytest.raises(ConnectorError, match="folder 'No Such Folder' cannot be opened"):
+        asyncio.run(connector.connect())
+
+
 # --- an older server: no UIDPLUS, no MOVE -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def old_dovecot() -> Iterator[Dovecot]:
-    """A Dovecot that advertises neither UIDPLUS nor MOVE (as some older servers do)."""
+    """A Dovecot that advertises neither UIDPLUS nor MOVE nor SASL-IR (as some older servers do)."""
     if shutil.which("dovecot") is None and os.environ.get("CI") != "true":
         pytest.skip("dovecot is not installed")
     base = Path(tempfile.mkdtemp(prefix="mailgate-dovecot-old-"))
     try:
-        server = start_dovecot(base, "imap_capability = IMAP4rev1 SASL-IR LITERAL+ IDLE")
+        server = start_dovecot(base, "imap_capability = IMAP4rev1 LITERAL+ IDLE")
     except DovecotError as exc:
         shutil.rmtree(base, ignore_errors=True)
         if os.environ.get("CI") == "true":
@@ -451,3 +523,23 @@ def test_without_move_the_processed_folder_gets_a_copy_and_the_original_goes(
     asyncio.run(scenario())
     assert old_dovecot.count(name) == 0
     assert old_dovecot.count(name, "Archive") == 1
+
+
+def test_xoauth2_without_sasl_ir_sends_the_token_after_the_continuation(
+    old_dovecot: Dovecot, old_user: User
+) -> None:
+    """No SASL-IR: AUTHENTICATE XOAUTH2 first, the token on its own line; a bad token still fails clearly."""
+    name = old_user[0]
+    token = secrets.token_urlsafe(24)
+    old_dovecot.grant_token(name, token)
+    old_dovecot.append(name, make_message("oauth on an old server"))
+    good = imap(old_dovecot, (name, None), auth="xoauth2", oauth_token=token)
+    bad = imap(old_dovecot, (name, None), auth="xoauth2", oauth_token="revoked")
+
+    async def scenario() -> None:
+        async with session(good):
+            assert len(await good.list_waiting()) == 1
+        with pytest.raises(AuthenticationError, match="XOAUTH2 token refused"):
+            await bad.connect()
+
+    asyncio.run(scenario())
