@@ -4,7 +4,9 @@ Used by the Graph connector and the Graph outgoing transport. msal is synchronou
 runs in a worker thread. A token is reused until it has less than five minutes left; msal applies
 the same rule to its own cache, so asking again then gets a fresh token from the authority. A
 refused token request (wrong secret, consent revoked, app deleted) raises ``AuthenticationError``
-carrying Entra ID's ``error_description`` (the AADSTS code and text); nothing here retries it.
+carrying Entra ID's ``error_description`` (the AADSTS code and text); an authority that is down
+(``temporarily_unavailable``, ``server_error``, no answer) raises ``ConnectorError``. Nothing here
+retries: the service backs off.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import requests
 from connectors.base import AuthenticationError, ConnectorError
 
 REFRESH_MARGIN_SECONDS = 300
+TRANSIENT_ERRORS = frozenset({"temporarily_unavailable", "server_error", "service_unavailable"})
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z ]+)-----.+?-----END \1-----", re.DOTALL)
 
 
@@ -127,20 +130,24 @@ class TokenSource:
                 await asyncio.to_thread(self._app.remove_tokens_for_client)
 
     def _acquire(self) -> tuple[str, float]:
+        authority = self.credentials.authority_url
         try:
             if self._app is None:
-                self._app = self._make_app()
+                try:
+                    self._app = self._make_app()
+                except ValueError as exc:  # msal: the discovery document was refused (unknown tenant)
+                    tenant = self.credentials.tenant_id
+                    raise AuthenticationError(f"{authority} refused tenant {tenant}: {exc}") from exc
             result = self._app.acquire_token_for_client(scopes=[self.scope])
-        except requests.RequestException as exc:
-            raise ConnectorError(f"token request to {self.credentials.authority_url} failed: {exc}") from exc
-        except ValueError as exc:  # msal: the authority's discovery document was refused (unknown tenant)
-            raise AuthenticationError(
-                f"authority refused tenant {self.credentials.tenant_id}: {exc}"
-            ) from exc
+        except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:  # no answer, or a 5xx
+            raise ConnectorError(f"token request to {authority} failed: {exc}") from exc
+        except ValueError as exc:  # msal could not read the token endpoint's answer
+            raise ConnectorError(f"token request to {authority} got an unreadable answer: {exc}") from exc
         if "access_token" not in result:
-            error = result.get("error", "unknown_error")
+            error = str(result.get("error", "unknown_error"))
             description = _first_line(str(result.get("error_description", "")))
-            raise AuthenticationError(f"token request refused: {error}: {description}")
+            refused = ConnectorError if error in TRANSIENT_ERRORS else AuthenticationError
+            raise refused(f"token request refused: {error}: {description}")
         return str(result["access_token"]), float(result.get("expires_in", 0))
 
     def _make_app(self) -> Any:

@@ -237,6 +237,19 @@ def test_revoked_consent_is_an_authentication_error_with_entras_description(
     assert server.requests == []
 
 
+def test_an_authority_outage_is_a_connector_error(server: GraphServer, certs: TestCertificates) -> None:
+    """A 503 or temporarily_unavailable from the token endpoint is retried by the service, not "refused"."""
+    description = "AADSTS90033: A transient error has occurred. Please try again."
+    for status, match in ((503, "HTTP Error: 503"), (400, "temporarily_unavailable: AADSTS90033")):
+        server.authority.refusal = (
+            status,
+            {"error": "temporarily_unavailable", "error_description": description},
+        )
+        with pytest.raises(ConnectorError, match=match) as raised:
+            run(graph(server, certs))
+        assert not isinstance(raised.value, AuthenticationError)
+
+
 def test_a_wrong_secret_is_an_authentication_error(server: GraphServer, certs: TestCertificates) -> None:
     """invalid_client from the token endpoint is an AuthenticationError naming AADSTS7000215."""
     with pytest.raises(AuthenticationError, match="invalid_client: AADSTS7000215"):
