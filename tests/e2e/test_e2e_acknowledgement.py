@@ -1,0 +1,83 @@
+"""How the service acknowledges mail on the real Dovecot: a processed folder, a crash between the
+commit and the deletion, and POP3 sessions cut at ``max_messages_per_session``.
+
+The crashes use the service's test-only hook ``MAILGATE_TEST_SIGNAL_AFTER_COMMIT=K:SIGKILL``: the
+``mailgate`` process kills itself right after the K-th message's commit, before its acknowledgement.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from conftest import MakeDesk
+from e2e_desk import Mailbox, account_yaml, connector_yaml, mail, without_sender
+
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+
+
+def _kill_after_commit(number: int) -> dict[str, str]:
+    return {TEST_SIGNAL_AFTER_COMMIT_ENV: f"{number}:SIGKILL"}
+
+
+def test_imap_processed_folder_receives_the_mails_instead_of_deleting_them(
+    make_desk: MakeDesk, mailbox: Mailbox
+) -> None:
+    connector = connector_yaml(mailbox, "imap", processed_folder="Processed")
+    desk = make_desk(account_yaml("helpdesk", connector))
+    mailbox.append(mail("Scanner is offline", message_id="p1@ex"), without_sender("p2@ex"))
+
+    [report] = desk.run_once()
+
+    assert (report.error, report.outcomes) == (None, (("logged", 1), ("quarantined", 1)))
+    assert (mailbox.count(), mailbox.count("Processed")) == (0, 2)
+    [again] = desk.run_once()  # what was moved away is not read again
+    assert (again.error, again.processed) == (None, 0)
+    assert [e["outcome"] for e in desk.ledger()] == ["logged", "quarantined"]
+
+
+def test_a_kill_between_commit_and_acknowledgement_creates_no_second_call_on_restart(
+    make_desk: MakeDesk, mailbox: Mailbox, protocol: str
+) -> None:
+    desk = make_desk(account_yaml("helpdesk", connector_yaml(mailbox, protocol)))
+    mailbox.append(mail("Printer 1 broken", message_id="k1@ex"), mail("Printer 2 broken", message_id="k2@ex"))
+
+    killed = desk.mailgate("run", "--once", env=_kill_after_commit(1))
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert mailbox.count() == 2  # the first is committed but was never deleted
+    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken"]
+
+    again = desk.mailgate("run", "--once")
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["helpdesk: 2 processed (1 duplicate, 1 logged)"]
+    assert mailbox.count() == 0
+    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
+    assert [(e["message_id"], e["outcome"]) for e in desk.ledger()] == [
+        ("k1@ex", "logged"),
+        ("k2@ex", "logged"),
+    ]
+    assert [m["subject"].endswith("has been logged") for m in desk.outbox()] == [True, True]
+
+
+def test_pop3_max_messages_per_session_makes_deletions_take_effect_during_the_pass(
+    make_desk: MakeDesk, mailbox: Mailbox
+) -> None:
+    connector = connector_yaml(mailbox, "pop3", max_messages_per_session=2)
+    desk = make_desk(account_yaml("helpdesk", connector))
+    mailbox.append(*(mail(f"Printer {n} broken", message_id=f"s{n}@ex") for n in range(1, 6)))
+
+    # killed after the 4th commit: the first session QUIT after 2 deletions, so those took effect;
+    # the second session's deletion of the 3rd never reached a QUIT, so the 3rd is still there
+    killed = desk.mailgate("run", "--once", env=_kill_after_commit(4))
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert mailbox.count() == 3
+    assert len(desk.new_calls()) == 4
+
+    again = desk.mailgate("run", "--once")  # 3 messages, 2 per session: QUIT, reconnect, 1 more
+
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["helpdesk: 3 processed (2 duplicate, 1 logged)"]
+    assert mailbox.count() == 0
+    assert [summary for _, summary in desk.new_calls()] == [f"Printer {n} broken" for n in range(1, 6)]
