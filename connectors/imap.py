@@ -137,6 +137,8 @@ class ImapConnector(Connector):
             if selected.result != "OK":
                 session.fail(f"folder {self.imap.folder!r} cannot be opened: {response_text(selected)}")
             self._uidvalidity = _uidvalidity(selected)
+            if self._uidvalidity is None:
+                session.fail(f"the server did not give folder {self.imap.folder!r} a UIDVALIDITY")
             if self.imap.processed_folder is not None:  # NO [ALREADYEXISTS] is the usual answer
                 create = protocol.simple_command("CREATE", mailbox_argument(self.imap.processed_folder))
                 await session.run(create, "CREATE")
@@ -311,12 +313,12 @@ class ImapConnector(Connector):
         return False
 
 
-def _uidvalidity(selected: Response) -> int:
+def _uidvalidity(selected: Response) -> int | None:
     for line in selected.lines:
         match = _UIDVALIDITY.search(bytes(line))
         if match:
             return int(match.group(1))
-    raise ConnectorError(f"the server did not say the folder's UIDVALIDITY: {response_text(selected)}")
+    return None
 
 
 def _search_result(response: Response) -> set[int]:
