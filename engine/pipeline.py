@@ -173,7 +173,8 @@ def _decide_and_act(
                 replies=_addressed(ctx.replies),
                 notifications=_addressed(ctx.notifications),
             )
-            session.connection().execute(_INSERT_LEDGER, _ledger_row(result, problems=list(message.problems)))
+            detail = {**ctx.ledger_detail, "problems": list(message.problems)}
+            session.connection().execute(_INSERT_LEDGER, _ledger_row(result, **detail))
             session.flush()
     return result
 

@@ -56,6 +56,7 @@ class ActionContext:
     number: int | None = None
     replies: list[OutboxMessage] = field(default_factory=list)
     notifications: list[OutboxMessage] = field(default_factory=list)
+    ledger_detail: dict[str, Any] = field(default_factory=dict)  # extra keys for the ledger entry's detail
 
     def __post_init__(self) -> None:
         if self.target is not None:

@@ -9,17 +9,16 @@ not answered is still processed; its ledger entry's detail lists why it was not 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import event, or_
-from sqlmodel import Session, col, select
+from sqlalchemy import or_
+from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext, register_action
 from engine.outbox import entity_tag, queue_message, recent_replies_to
-from engine.storage.models import Call, Forward, LedgerEntry, Person, Request, Task
+from engine.storage.models import Call, Forward, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
 
 if TYPE_CHECKING:
@@ -143,35 +142,13 @@ def refusal_to_answer(ctx: ActionContext, to: str) -> str | None:
 
 
 def may_answer(ctx: ActionContext, to: str | None = None) -> bool:
-    """Whether an automatic answer may go to ``to`` (the sender by default); records why not."""
+    """Whether an automatic answer may go to ``to`` (the sender by default); the ledger says why not."""
     reason = refusal_to_answer(ctx, to if to is not None else ctx.message.from_address)
     if reason is not None:
-        _note_not_answered(ctx.session, reason)
+        reasons = ctx.ledger_detail.setdefault("not_answered", [])
+        if reason not in reasons:
+            reasons.append(reason)
     return reason is None
-
-
-_NOT_ANSWERED = "mailgate.not_answered"
-
-
-def _note_not_answered(session: Session, reason: str) -> None:
-    """Have this message's ledger entry (written later in the same transaction) say why it got no answer.
-
-    The reasons are kept on the session (one per message) and written into the new ledger entry's
-    detail just before it is flushed, so the pipeline needs no knowledge of them.
-    """
-    reasons: list[str] = session.info.setdefault(_NOT_ANSWERED, [])
-    if not reasons:
-        event.listen(session, "before_flush", _write_not_answered)
-    if reason not in reasons:
-        reasons.append(reason)
-
-
-def _write_not_answered(session: Session, _context: Any, _instances: Any) -> None:
-    for entry in session.new:
-        if isinstance(entry, LedgerEntry):
-            detail = json.loads(entry.detail or "{}")
-            detail["not_answered"] = list(session.info.get(_NOT_ANSWERED, []))
-            entry.detail = json.dumps(detail, sort_keys=True)
 
 
 @register_action

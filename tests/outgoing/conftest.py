@@ -5,22 +5,23 @@
   ``users={login: password}`` turns on AUTH LOGIN/PLAIN, ``token=...`` accepts XOAUTH2 with it.
   Every server is stopped after the test.
 - ``certs``: a throwaway CA and a certificate for localhost/127.0.0.1 (``tests/servers/tls.py``).
-- ``make_desk``: ``make_desk(server_settings, account=..., top=..., files=..., **outgoing)`` writes a
-  mailgate.yaml whose account ``helpdesk`` (helpdesk@desk.example, plus ``account`` keys) sends through
-  one outgoing server called ``main`` (none when ``server_settings`` is None), with ``outgoing`` keys
-  and ``top`` top-level keys, writes ``files`` beside it, loads the people and calls of
-  ``outgoing_desk.STAFF`` and returns an ``OutDesk`` (``tests/outgoing/outgoing_desk.py``).
+- ``make_desk``: ``make_desk(server_settings, account=, top=, files=, database=, **outgoing)`` writes
+  a mailgate.yaml whose account ``helpdesk`` (helpdesk@desk.example, plus ``account`` keys) sends
+  through one outgoing server called ``main`` (none when ``server_settings`` is None), with
+  ``outgoing`` keys and ``top`` top-level keys, writes ``files`` beside it, uses ``database`` (a URL
+  such as ``db_url``'s) or a SQLite file, loads the people and calls of ``outgoing_desk.STAFF``, and
+  returns an ``OutDesk`` (``tests/outgoing/outgoing_desk.py``).
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from outgoing_desk import DESK_ADDRESS, STAFF, OutDesk
+from outgoing_desk import DESK_ADDRESS, STAFF, MakeDesk, OutDesk, StartServer
 from ruamel.yaml import YAML
 from servers.tls import TestCertificates, make_test_certificates
 from smtp_test_server import RecordingHandler, SmtpServer, password_authenticator, server_tls_context
@@ -34,9 +35,6 @@ from engine.storage.fixtures import load_fixtures
 def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
     """A throwaway CA and a server certificate for localhost and 127.0.0.1."""
     return make_test_certificates(tmp_path_factory.mktemp("smtp-certs"))
-
-
-StartServer = Callable[..., SmtpServer]
 
 
 @pytest.fixture
@@ -76,9 +74,6 @@ def smtp(certs: TestCertificates) -> Iterator[StartServer]:
         server.stop()
 
 
-MakeDesk = Callable[..., OutDesk]
-
-
 @pytest.fixture
 def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
     """A factory of desks sending through one outgoing server (see the module docstring)."""
@@ -91,6 +86,7 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
         account: Mapping[str, Any] | None = None,
         top: Mapping[str, Any] | None = None,
         files: Mapping[str, str] | None = None,
+        database: str | None = None,
         **outgoing: Any,
     ) -> OutDesk:
         folder = tmp_path / f"desk{len(made)}"
@@ -101,7 +97,7 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
         helpdesk: dict[str, Any] = {"name": "helpdesk", "address": DESK_ADDRESS, "connector": "memory"}
         helpdesk.update(account or {})
         config: dict[str, Any] = {
-            "database": f"sqlite:///{folder / 'mailgate.sqlite'}",
+            "database": database or f"sqlite:///{folder / 'mailgate.sqlite'}",
             "mail_domain": "desk.example",
             "product_name": "Désk",
             "accounts": [helpdesk],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -102,3 +102,10 @@ class OutDesk:
 def plain_server(server: SmtpServer, **extra: Any) -> dict[str, Any]:
     """The outgoing-server settings for a plain (no TLS, no login) test server."""
     return {"host": server.host, "port": server.port, "security": "plain", "timeout": 10, **extra}
+
+
+MakeDesk = Callable[..., OutDesk]
+"""The ``make_desk`` fixture's type."""
+
+StartServer = Callable[..., SmtpServer]
+"""The ``smtp`` fixture's type."""

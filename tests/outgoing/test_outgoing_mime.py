@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import MakeDesk, StartServer
-from outgoing_desk import DESK_ADDRESS, T0, plain_server
+from outgoing_desk import DESK_ADDRESS, T0, MakeDesk, StartServer, plain_server
 
 from engine.mail import parse_message
 

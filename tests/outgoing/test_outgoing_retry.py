@@ -6,8 +6,7 @@ import asyncio
 import socket
 from datetime import timedelta
 
-from conftest import MakeDesk, StartServer
-from outgoing_desk import T0, plain_server
+from outgoing_desk import T0, MakeDesk, StartServer, plain_server
 from sqlalchemy import update
 from sqlmodel import Session
 
@@ -16,11 +15,11 @@ from engine.storage.models import OutboxMessage
 
 
 def test_a_4xx_answer_defers_the_message_and_a_later_attempt_delivers_it(
-    smtp: StartServer, make_desk: MakeDesk
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
 ) -> None:
     server = smtp()
     server.handler.answers["ada@example.com"] = ["451 4.3.0 Mailbox busy, try later"]
-    desk = make_desk(plain_server(server), retry_delay_seconds=60)
+    desk = make_desk(plain_server(server), retry_delay_seconds=60, database=db_url)
     desk.deliver("Monitor flickers")
 
     first = desk.drain(T0)
@@ -108,10 +107,10 @@ def test_an_unreachable_server_defers_every_message_and_they_go_out_once_it_is_b
 
 
 def test_a_message_left_sending_by_a_crash_is_sent_again_after_the_timeout(
-    smtp: StartServer, make_desk: MakeDesk
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
 ) -> None:
     server = smtp()
-    desk = make_desk(plain_server(server), sending_timeout_seconds=600)
+    desk = make_desk(plain_server(server), sending_timeout_seconds=600, database=db_url)
     desk.deliver("Monitor flickers")
     [row] = desk.rows()
     with Session(desk.runtime.engine) as session:  # what a process killed mid-send leaves behind
@@ -134,9 +133,11 @@ def test_a_message_left_sending_by_a_crash_is_sent_again_after_the_timeout(
     assert desk.row(row.id or 0).attempts == 2
 
 
-def test_two_drains_at_once_send_each_message_exactly_once(smtp: StartServer, make_desk: MakeDesk) -> None:
+def test_two_drains_at_once_send_each_message_exactly_once(
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
+) -> None:
     server = smtp()
-    desk = make_desk(plain_server(server))
+    desk = make_desk(plain_server(server), database=db_url)
     for subject in ("One", "Two", "Three", "Four", "Five", "Six"):
         desk.deliver(subject)
 

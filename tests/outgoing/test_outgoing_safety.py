@@ -7,8 +7,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 import pytest
-from conftest import MakeDesk, StartServer
-from outgoing_desk import DESK_ADDRESS, T0, OutDesk, plain_server
+from outgoing_desk import DESK_ADDRESS, T0, MakeDesk, OutDesk, StartServer, plain_server
 
 
 def not_answered(desk: OutDesk) -> list[list[str]]:
@@ -17,10 +16,10 @@ def not_answered(desk: OutDesk) -> list[list[str]]:
 
 
 def test_beyond_the_hourly_limit_mail_is_processed_but_not_answered(
-    smtp: StartServer, make_desk: MakeDesk
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
 ) -> None:
     server = smtp()
-    desk = make_desk(plain_server(server), replies_per_sender_per_hour=2)
+    desk = make_desk(plain_server(server), replies_per_sender_per_hour=2, database=db_url)
 
     results = [desk.deliver(f"Problem {n}") for n in range(3)]
     desk.drain(T0)

@@ -9,8 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import MakeDesk, StartServer
-from outgoing_desk import plain_server
+from outgoing_desk import MakeDesk, StartServer, plain_server
 
 from engine.errors import ConfigError
 from engine.rules.pack import load_pack

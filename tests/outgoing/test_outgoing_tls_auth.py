@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MakeDesk, StartServer
-from outgoing_desk import T0
+from outgoing_desk import T0, MakeDesk, StartServer
 from servers.tls import TestCertificates, make_test_certificates
 from smtp_test_server import SmtpServer
 
