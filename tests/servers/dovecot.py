@@ -239,9 +239,10 @@ def _config(
     base: Path, ports: dict[str, int], tls_cert: Path, tls_key: Path, introspection: str, extra: str
 ) -> str:
     if os.geteuid() == 0:
-        internal_user, login_user, mail_user = "dovecot", "dovenull", "dovecot"
+        internal_user, login_user, mail_ids = "dovecot", "dovenull", "uid=dovecot gid=dovecot"
     else:
-        internal_user = login_user = mail_user = getpass.getuser()
+        internal_user = login_user = getpass.getuser()
+        mail_ids = f"uid={os.getuid()} gid={os.getgid()}"
     (base / "oauth2.conf.ext").write_text(
         f"introspection_mode = post\nintrospection_url = {introspection}\n"
         "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
@@ -280,7 +281,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={mail_user} gid={mail_user} home={base}/mail/%u
+  args = {mail_ids} home={base}/mail/%u
 }}
 service anvil {{
   unix_listener anvil-auth-penalty {{
