@@ -59,6 +59,7 @@ def queue_message(
         body=body,
         html_body=html,
         auto_submitted=auto_submitted,
+        answered_address=to.strip().lower() if auto_submitted == "auto-replied" else None,
         message_id=new_message_id(config),
         in_reply_to=in_reply_to,
         references=references,
@@ -73,8 +74,7 @@ def queue_message(
 def recent_replies_to(session: Session, address: str, since: datetime) -> int:
     """How many automatic replies (``Auto-Submitted: auto-replied``) were queued to ``address`` since then."""
     statement = select(func.count()).where(
-        func.lower(OutboxMessage.to_address) == address.strip().lower(),
-        col(OutboxMessage.auto_submitted) == "auto-replied",
+        col(OutboxMessage.answered_address) == address.strip().lower(),
         col(OutboxMessage.created_at) >= since,
     )
     return int(session.exec(statement).one())
