@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -136,6 +136,9 @@ class Forward(SQLModel, table=True):
 
 class OutboxMessage(SQLModel, table=True):
     """An outgoing message waiting in the message table (replies, notifications, summaries)."""
+
+    # the drain looks for due messages every few seconds: by status, not by reading every sent one
+    __table_args__ = (Index("ix_outboxmessage_status_due", "status", "next_attempt_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     type: str = Field(index=True)
