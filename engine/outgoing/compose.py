@@ -85,8 +85,11 @@ def _compose(message: OutboxMessage, route: Route) -> EmailMessage:
 
 
 def message_bytes(mail: EmailMessage) -> bytes:
-    """The message as sent on the wire (CRLF line ends, 7-bit)."""
-    return mail.as_bytes(policy=_POLICY)
+    """The message as sent on the wire (CRLF line ends, 7-bit); ComposeError if it cannot be written."""
+    try:
+        return mail.as_bytes(policy=_POLICY)
+    except (ValueError, TypeError, LookupError) as exc:
+        raise ComposeError(f"message {mail['Message-ID']} cannot be written: {exc}") from None
 
 
 def _headers(message: OutboxMessage) -> dict[str, str]:

@@ -161,3 +161,18 @@ def test_without_an_outgoing_server_messages_stay_queued(make_desk: MakeDesk) ->
 
     assert report.no_server and report.waiting == 1 and report.deliveries == ()
     assert [r.status for r in desk.rows()] == ["queued"]
+
+
+def test_an_address_smtp_cannot_carry_fails_the_message_at_once(
+    smtp: StartServer, make_desk: MakeDesk
+) -> None:
+    server = smtp()
+    desk = make_desk(plain_server(server))
+    desk.deliver("Monitor flickers", sender="jürgen@exämple.com")
+
+    report = desk.drain(T0)
+
+    [row] = desk.rows()
+    assert [d.status for d in report.deliveries] == ["failed"]
+    assert row.status == "failed" and "address cannot be sent" in (row.last_error or "")
+    assert server.handler.arrived == []
