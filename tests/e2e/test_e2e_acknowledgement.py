@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 
 from conftest import MakeDesk
-from e2e_desk import Mailbox, account_yaml, connector_yaml, mail, without_sender
+from e2e_desk import Mailbox, account_yaml, connector_yaml, events, mail, without_sender
 
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
 
@@ -58,6 +58,22 @@ def test_a_kill_between_commit_and_acknowledgement_creates_no_second_call_on_res
         ("k2@ex", "logged"),
     ]
     assert [m["subject"].endswith("has been logged") for m in desk.outbox()] == [True, True]
+
+
+def test_sigterm_finishes_the_message_in_hand_then_stops(
+    make_desk: MakeDesk, mailbox: Mailbox, protocol: str
+) -> None:
+    desk = make_desk(account_yaml("helpdesk", connector_yaml(mailbox, protocol)))
+    mailbox.append(mail("Printer 1 broken", message_id="t1@ex"), mail("Printer 2 broken", message_id="t2@ex"))
+
+    stopped = desk.mailgate("-v", "run", env={TEST_SIGNAL_AFTER_COMMIT_ENV: "1:SIGTERM"})
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert [e["signal"] for e in events(stopped.stderr, "stopping")] == ["SIGTERM"]
+    assert mailbox.count() == 1  # the first was acknowledged (over POP3: QUIT sent), the second left
+    again = desk.mailgate("run", "--once")
+    assert again.stdout.splitlines() == ["helpdesk: 1 processed (1 logged)"]  # not a duplicate
+    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
 
 
 def test_pop3_max_messages_per_session_makes_deletions_take_effect_during_the_pass(
