@@ -1,5 +1,6 @@
 """docs/service.md stays true: its config example loads, its key tables list exactly the IMAP and
-POP3 settings, its event table exactly the events the service logs, its state table every state."""
+POP3 settings, its event table exactly the events the service logs, its state table every state;
+and docs/configuration.md lists every account key (``poll_interval_seconds`` among them)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from connectors.imap import ImapSettings
 from connectors.pop3 import Pop3Settings
-from engine.config import load_config
+from engine.config import AccountConfig, load_config
 from engine.storage import status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +64,11 @@ def test_the_event_table_lists_exactly_the_events_the_service_logs() -> None:
 def test_the_state_table_lists_every_state() -> None:
     stored = {status.STATE_OK, status.STATE_RETRYING, status.STATE_AUTH_FAILED, status.STATE_FAILED}
     assert set(first_column(section("`mailgate status`"))) == stored | {"never_polled", "inactive"}
+
+
+def test_the_configuration_page_lists_every_account_key_the_service_reads() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    start = text.index("## `accounts:`")
+    table = text[start : text.index("\n### ", start)]
+    assert set(first_column(table)) == {f.name for f in dataclasses.fields(AccountConfig)}
+    assert "| `poll_interval_seconds` | number > 0 | `60` |" in table
