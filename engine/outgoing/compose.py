@@ -6,6 +6,7 @@ the one stored with it), so a receiver can recognise a message sent twice after 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,6 +82,9 @@ def _compose(message: OutboxMessage, route: Route) -> EmailMessage:
     mail.set_content(message.body, subtype="plain", charset="utf-8", cte="quoted-printable")
     html = message.html_body or text_to_html(message.body)
     mail.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    # a boundary from the Message-ID keeps every attempt's bytes the same ("=_" never occurs in
+    # quoted-printable text, where "=" is always followed by two hex digits or a line end)
+    mail.set_boundary("=_mailgate_" + hashlib.sha256(message.message_id.encode()).hexdigest()[:32])
     return mail
 
 

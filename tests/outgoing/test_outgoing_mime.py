@@ -7,6 +7,7 @@ import re
 from outgoing_desk import DESK_ADDRESS, T0, MakeDesk, StartServer, plain_server
 
 from engine.mail import parse_message
+from engine.outgoing.compose import compose, message_bytes, route_for
 
 
 def test_an_auto_reply_arrives_as_threaded_utf8_text_and_html_with_the_tag(
@@ -122,3 +123,16 @@ def test_a_sent_auto_reply_is_recognised_as_ours_if_it_comes_back(
     [arrival] = server.handler.arrived
     parsed = parse_message(arrival.data, our_addresses=desk.runtime.our_addresses)
     assert parsed.auto_submitted
+
+
+def test_every_attempt_sends_the_same_bytes(make_desk: MakeDesk) -> None:
+    """A copy sent again after a crash is byte for byte the first one, so receivers can drop it."""
+    desk = make_desk({"host": "127.0.0.1", "security": "plain"})
+    desk.deliver("Monitor flickers", body="Grüße <und> = Zeichen\n")
+    [row] = desk.rows()
+    route = route_for(desk.runtime.config, row)
+    assert route is not None
+
+    first, second = (message_bytes(compose(row, route)) for _ in range(2))
+
+    assert first == second
