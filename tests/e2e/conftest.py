@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_desk import PROTOCOLS, Desk, Mailbox, build_desk
+from e2e_desk import PROTOCOLS, Desk, Mailbox, MakeDesk, build_desk
 from servers.dovecot import Dovecot
-
-MakeDesk = Callable[[str], Desk]
 
 
 @pytest.fixture

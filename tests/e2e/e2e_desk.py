@@ -204,6 +204,9 @@ class Desk:
         return {row["account"]: row for row in status_view(self.runtime.engine, self.runtime.config.accounts)}
 
 
+MakeDesk = Callable[[str], Desk]  # the ``make_desk`` fixture: accounts YAML -> a new desk
+
+
 def build_desk(root: Path, accounts: str, ca_file: Path) -> Desk:
     """Write the config and the CA into ``root``, load ``STAFF``, open the runtime."""
     root.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import signal
 
-from conftest import MakeDesk
-from e2e_desk import Mailbox, account_yaml, connector_yaml, events, mail, without_sender
+from e2e_desk import Mailbox, MakeDesk, account_yaml, connector_yaml, events, mail, without_sender
 
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
 

@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import MakeDesk
-from e2e_desk import Mailbox, account_yaml, connector_yaml, mail
+from e2e_desk import Mailbox, MakeDesk, account_yaml, connector_yaml, mail
 
 
 def test_a_ca_file_in_the_home_folder_is_found(

@@ -10,8 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import MakeDesk
-from e2e_desk import Desk, Mailbox, account_yaml, connector_yaml, events, mail, wait_for
+from e2e_desk import Desk, Mailbox, MakeDesk, account_yaml, connector_yaml, events, mail, wait_for
 from servers.dovecot import free_port
 
 from engine.service import Backoff, Service, ServiceOptions

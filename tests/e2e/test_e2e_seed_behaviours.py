@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import re
 
-from conftest import MakeDesk
-from e2e_desk import Desk, Mailbox, account_yaml, connector_yaml, events, fatal_bounce, mail, without_sender
+from e2e_desk import (
+    Desk,
+    Mailbox,
+    MakeDesk,
+    account_yaml,
+    connector_yaml,
+    events,
+    fatal_bounce,
+    mail,
+    without_sender,
+)
 
 from engine.service import PassReport
 
