@@ -28,7 +28,7 @@ class Runtime:
         if problems:
             raise ConfigError(dict.fromkeys(problems))
         self._engine: Engine | None = open_database(config.database) if open_db else None
-        self.our_addresses = frozenset(a.address.lower() for a in config.accounts if a.address)
+        self.our_addresses = config.own_addresses()
 
     @property
     def engine(self) -> Engine:

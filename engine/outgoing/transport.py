@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "mailgate.transports"
 BUILTIN: Mapping[str, str] = {
     "smtp": "engine.outgoing.smtp:SmtpTransport",
+    "graph": "engine.outgoing.graph:GraphTransport",
 }
 
 

@@ -173,6 +173,12 @@ def outbox_view(session: Session) -> list[JsonDict]:
             "entity": message.entity,
             "number": message.number,
             "account": message.account,
+            "attempts": message.attempts,
+            "next_attempt_at": iso(message.next_attempt_at),
+            "sent_at": iso(message.sent_at),
+            "sent_via": message.sent_via,
+            "server_reply": message.server_reply,
+            "last_error": message.last_error,
         }
         for message in messages
     ]

@@ -382,3 +382,22 @@ def _rsa_key_and_certificate() -> bytes:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return key_pem + cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_an_outgoing_server_of_type_graph_sends_through_the_graph_transport(
+    server: GraphServer, certs: TestCertificates
+) -> None:
+    """``outgoing.servers: [{type: graph, ...}]`` is found by name in the transport registry and sends."""
+    from engine.outgoing.settings import OutgoingServer
+    from engine.outgoing.transport import make_transport, transport_names
+
+    assert "graph" in transport_names()
+    keys = {"tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "from_address": UPN}
+    keys |= {"graph_url": server.graph_url, "authority_url": server.base_url, "ca_file": str(certs.ca_cert)}
+    sender = make_transport(
+        OutgoingServer(name="online", type="graph", settings={"name": "online", **keys}), Path(".")
+    )
+    assert isinstance(sender, GraphTransport)
+    raw = b"From: " + UPN.encode() + b"\r\nTo: ada@example.com\r\nSubject: via registry\r\n\r\nHi\r\n"
+    send_all(sender, Envelope(UPN, "ada@example.com", raw, "<r@x>"))
+    assert server.mailbox.sent == [raw]

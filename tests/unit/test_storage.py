@@ -217,6 +217,12 @@ def test_outbox_view_lists_messages_in_id_order_with_every_field(engine: Engine)
         "entity": "call",
         "number": 42,
         "account": "helpdesk",
+        "attempts": 0,
+        "next_attempt_at": None,
+        "sent_at": None,
+        "sent_via": None,
+        "server_reply": None,
+        "last_error": None,
     }
     assert view[1]["account"] is None and view[1]["number"] is None
 
