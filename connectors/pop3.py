@@ -201,7 +201,7 @@ class Pop3Connector(Connector):
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()  # verifies the certificate and the host name
         if self.pop3.ca_file is not None:
-            path = self.base_dir / self.pop3.ca_file
+            path = self.base_dir / Path(self.pop3.ca_file).expanduser()
             try:
                 context.load_verify_locations(cafile=str(path))
             except (OSError, ssl.SSLError) as exc:
