@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from engine.actions.base import ActionContext
@@ -26,7 +26,7 @@ from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail import IncomingMessage, parse_message
 from engine.runtime import Runtime
-from engine.storage.db import transaction
+from engine.storage.db import DatabaseError, transaction
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
 from engine.subject import parse_subject
 from engine.timelimit import ProcessingTimeout, time_limit
@@ -102,7 +102,22 @@ def _ledger_has(session: Session, account: str, key: str) -> bool:
 def process_message(
     runtime: Runtime, account: AccountConfig, raw: bytes, origin: str = "", *, retry_of: int | None = None
 ) -> ProcessResult:
-    """Run one raw message through the account's pack; never raises for a bad message."""
+    """Run one raw message through the account's pack; never raises for a bad message.
+
+    Raises ``DatabaseError`` only when the database itself is unavailable: nothing was written,
+    and the message must stay where it is until the database is back.
+    """
+    try:
+        return _process(runtime, account, raw, origin, retry_of)
+    except OperationalError as exc:
+        # the database is unreachable or locked: not the message's fault, so it is not quarantined;
+        # the caller leaves it in its mailbox and tries again later (the MTA, for `deliver`)
+        raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
+
+
+def _process(
+    runtime: Runtime, account: AccountConfig, raw: bytes, origin: str, retry_of: int | None
+) -> ProcessResult:
     try:
         message = parse_message(raw, our_addresses=runtime.our_addresses)
     except MailError as exc:
@@ -112,6 +127,8 @@ def process_message(
         result = _decide_and_act(runtime, account, message, origin)
     except IntegrityError:
         return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
+    except OperationalError:
+        raise  # the database, not the message: see process_message
     except ProcessingTimeout as exc:
         reason = str(exc)
     except NoRuleMatched as exc:

@@ -233,3 +233,23 @@ def test_explain_writes_nothing(desk: Desk) -> None:
     assert [name for name, _, _ in explanation.steps] == ["log_call", "attach_files", "reply"]
     assert desk.ledger() == [] and desk.outbox() == [] and desk.call(101) is None
     assert desk.process(make_mail()).outcome == "logged"
+
+
+def test_unavailable_database_raises_and_quarantines_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    import pytest
+
+    from engine.storage.db import DatabaseError
+
+    desk = build_desk(tmp_path)
+    locker = sqlite3.connect(tmp_path / "mailgate.sqlite", timeout=1)
+    locker.execute("BEGIN EXCLUSIVE")  # another process holds the database: every write waits, then fails
+    try:
+        with pytest.raises(DatabaseError, match="database unavailable"):
+            desk.process(make_mail())
+    finally:
+        locker.rollback()
+        locker.close()
+    assert desk.quarantine() == [] and desk.ledger() == []
+    assert desk.process(make_mail()).outcome == "logged", "once the database is back the mail is processed"
