@@ -7,22 +7,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, update
+from sqlalchemy import Index, bindparam, event, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.schema import CreateIndex
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
-from engine.storage.models import NumberSequence
+from engine.storage.models import NumberSequence, OutboxMessage
 
 _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
     "call": models.Call,
     "request": models.Request,
     "task": models.Task,
 }
+
+
+# Every answered mail counts the automatic replies queued to its sender in the last hour (the reply
+# rate limit): without this index that count reads the whole outbox, so each mail costs more than the last.
+_RECENT_REPLIES_INDEX = Index(
+    "ix_outboxmessage_recipient_created",
+    func.lower(OutboxMessage.__table__.c.to_address),  # type: ignore[attr-defined]
+    OutboxMessage.__table__.c.created_at,  # type: ignore[attr-defined]
+)
 
 
 class DatabaseError(MailgateError):
@@ -62,6 +72,8 @@ def open_database(url: str) -> Engine:
     shown = parsed.render_as_string(hide_password=True)
     try:
         SQLModel.metadata.create_all(engine)
+        with engine.begin() as connection:  # also in databases created before the index existed
+            connection.execute(CreateIndex(_RECENT_REPLIES_INDEX, if_not_exists=True))
         _create_sequences(engine)
     except Exception as exc:
         reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link

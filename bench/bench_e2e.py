@@ -1,0 +1,270 @@
+"""End to end: a real Dovecot, N seeded messages, ``mailgate run --once`` over IMAP and POP3.
+
+    python bench/bench_e2e.py [N] [--seed S] [--big-mb MB]
+
+Starts a private Dovecot (tests/servers/dovecot.py), loads fixtures (people and 1,000 calls, so
+the replies' [CALL#n] tags hit real calls) into a fresh SQLite database per run, appends the
+seeded mix of bench/mailbox_mix.py to a fresh mailbox, and times the whole ``mailgate run
+--once`` subprocess (the console script), reading its peak RSS from ``wait4``. Runs, in order:
+
+- the ceiling: a bare imaplib loop over the same N messages (UID FETCH, UID STORE \\Deleted,
+  EXPUNGE for each), also in a subprocess;
+- an empty mailbox (mailgate's start-up time and baseline memory);
+- IMAP and POP3 over the N messages (messages/s, peak RSS, ratio to the ceiling);
+- IMAP over 4N messages (is peak memory flat in N?);
+- one message with a ``--big-mb`` (default 25) MB attachment: peak RSS against its size.
+
+It prints figures only; it asserts nothing. The target (issue 3): at least 600 messages/s over
+IMAP into SQLite on a 2-core machine, peak memory flat in N, a 25 MB attachment costing a small
+multiple of its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import imaplib
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the Dovecot harness of the test suite
+
+from mailbox_mix import big_attachment_message, describe, fixtures_yaml, mailbox_mix  # noqa: E402
+from servers.dovecot import Dovecot, start_dovecot  # noqa: E402
+
+MAILGATE = Path(sys.executable).parent / "mailgate"
+PASSWORD = "bench-secret"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    """One timed subprocess: wall time, peak resident memory, exit status and output."""
+
+    seconds: float
+    peak_rss: int  # bytes
+    status: int
+    stdout: str
+    stderr: str
+
+
+def run_child(argv: list[str], cwd: Path) -> ChildRun:
+    """Run ``argv`` and measure it: the wall time of the whole process and its own peak RSS."""
+    out_path, err_path = cwd / "child.out", cwd / "child.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        _, wait_status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(wait_status)
+    return ChildRun(
+        seconds,
+        usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        child.returncode,
+        out_path.read_text(errors="replace").strip(),
+        err_path.read_text(errors="replace").strip(),
+    )
+
+
+def append_all(dovecot: Dovecot, user: str, raws: list[bytes]) -> None:
+    """APPEND every message to the user's INBOX over one imaplib session (in order: oldest first)."""
+    client = imaplib.IMAP4(dovecot.host, dovecot.imap_port, timeout=60)
+    try:
+        client.login(user, PASSWORD)
+        for raw in raws:
+            status, data = client.append("INBOX", None, None, raw)
+            if status != "OK":
+                raise RuntimeError(f"APPEND failed: {data!r}")
+    finally:
+        client.logout()
+
+
+def ceiling_loop(host: str, port: int, user: str) -> int:
+    """The bare imaplib loop: UID FETCH, UID STORE \\Deleted, EXPUNGE, one message at a time."""
+    client = imaplib.IMAP4(host, port, timeout=60)
+    client.login(user, PASSWORD)
+    client.select("INBOX")
+    _, found = client.uid("SEARCH", "UNDELETED")
+    done = 0
+    for uid in found[0].split():
+        status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
+        if status != "OK" or not data or not isinstance(data[0], tuple):
+            raise RuntimeError(f"UID FETCH {uid!r} failed: {data!r}")
+        client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
+        client.expunge()
+        done += 1
+    client.logout()
+    return done
+
+
+class Bench:
+    """The Dovecot, a folder for the desks, and a counter for fresh user names."""
+
+    def __init__(self, dovecot: Dovecot, base: Path) -> None:
+        self.dovecot = dovecot
+        self.base = base
+        self.runs = 0
+
+    def mailbox(self, raws: list[bytes]) -> str:
+        """A fresh user whose INBOX holds ``raws``."""
+        self.runs += 1
+        user = f"bench{self.runs}"
+        self.dovecot.add_user(user, PASSWORD)
+        append_all(self.dovecot, user, raws)
+        return user
+
+    def desk(self, user: str, protocol: str) -> Path:
+        """A fresh installation (config, SQLite, fixtures loaded) reading ``user``'s mailbox."""
+        root = self.base / f"desk-{user}-{protocol}"
+        root.mkdir()
+        d = self.dovecot
+        port = d.imap_port if protocol == "imap" else d.pop3_port
+        connector = (
+            f"{{type: {protocol}, host: {d.host}, port: {port}, security: plain, "
+            f"username: {user}, password: {PASSWORD}, timeout: 60}}"
+        )
+        (root / "mailgate.yaml").write_text(
+            "database: sqlite:///desk.sqlite\naccounts:\n"
+            f"  - name: helpdesk\n    address: {DESK_ADDRESS}\n    connector: {connector}\n"
+        )
+        (root / "fixtures.yaml").write_text(fixtures_yaml())
+        loaded = run_child([str(MAILGATE), "--config", "mailgate.yaml", "db", "load", "fixtures.yaml"], root)
+        if loaded.status != 0:
+            raise RuntimeError(f"mailgate db load failed: {loaded.stderr or loaded.stdout}")
+        return root
+
+    def run_mailgate(self, user: str, protocol: str) -> tuple[ChildRun, str]:
+        """``mailgate run --once`` over ``user``'s mailbox: the run and the ledger's outcome counts."""
+        root = self.desk(user, protocol)
+        run = run_child([str(MAILGATE), "--config", "mailgate.yaml", "run", "--once"], root)
+        with sqlite3.connect(root / "desk.sqlite") as db:
+            rows = db.execute("SELECT outcome, count(*) FROM ledgerentry GROUP BY outcome ORDER BY 2 DESC")
+            ledger = ", ".join(f"{count} {outcome}" for outcome, count in rows)
+        return run, ledger or "empty"
+
+    def run_ceiling(self, user: str) -> ChildRun:
+        """The bare imaplib loop in a subprocess (started the same way as mailgate)."""
+        argv = [
+            sys.executable,
+            __file__,
+            "--ceiling-loop",
+            self.dovecot.host,
+            str(self.dovecot.imap_port),
+            user,
+        ]
+        return run_child(argv, self.base)
+
+
+DESK_ADDRESS = "helpdesk@example.com"
+
+
+def rate(count: int, seconds: float) -> float:
+    """Messages per second."""
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def report(label: str, count: int, run: ChildRun, left: int, ledger: str | None = None) -> None:
+    """One line of figures (and the child's complaint if it failed)."""
+    line = f"{label}: {count} messages in {run.seconds:.2f} s = {rate(count, run.seconds):,.0f} msg/s, "
+    line += f"peak RSS {run.peak_rss / MB:.0f} MB, left in mailbox {left}"
+    if ledger is not None:
+        line += f"; ledger: {ledger}"
+    print(line, flush=True)
+    if run.status != 0:
+        print(f"  (exit status {run.status}: {(run.stderr or run.stdout)[-800:]})", flush=True)
+
+
+def main() -> None:
+    """Run every scenario and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("count", nargs="?", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--big-mb", type=float, default=25.0)
+    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip: ceiling,pop3,4n,big")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    count = args.count
+    with tempfile.TemporaryDirectory(prefix="mailgate-bench-", dir="/tmp") as tmp:
+        base = Path(tmp)
+        base.chmod(0o755)  # Dovecot's unprivileged processes must reach its folder
+        dovecot = start_dovecot(base / "dovecot")
+        try:
+            scenarios(Bench(dovecot, base), count, args.seed, args.big_mb, skip)
+        finally:
+            dovecot.stop()
+
+
+def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]) -> None:
+    """The runs described in the module docstring, in order."""
+    mix = mailbox_mix(count, seed)
+    raws = [m.raw for m in mix]
+    print(f"mix (seed {seed}): {describe(mix)}", flush=True)
+    d = bench.dovecot
+
+    ceiling_rate: float | None = None
+    if "ceiling" not in skip:
+        user = bench.mailbox(raws)
+        run = bench.run_ceiling(user)
+        report("ceiling: imaplib UID FETCH + UID STORE \\Deleted + EXPUNGE", count, run, d.count(user))
+        ceiling_rate = rate(count, run.seconds)
+
+    empty, _ = bench.run_mailgate(bench.mailbox([]), "imap")
+    print(
+        f"start-up: mailgate run --once over an empty mailbox: {empty.seconds:.2f} s, "
+        f"peak RSS {empty.peak_rss / MB:.0f} MB",
+        flush=True,
+    )
+
+    imap_peak = 0
+    for protocol in ("imap", "pop3"):
+        if protocol in skip:
+            continue
+        user = bench.mailbox(raws)
+        run, ledger = bench.run_mailgate(user, protocol)
+        report(f"{protocol.upper()}: mailgate run --once", count, run, d.count(user), ledger)
+        steady = rate(count, run.seconds - empty.seconds)
+        line = f"  {steady:,.0f} msg/s after start-up"
+        if ceiling_rate is not None:
+            line += f"; ratio to the ceiling {rate(count, run.seconds) / ceiling_rate:.2f}"
+        print(line, flush=True)
+        if protocol == "imap":
+            imap_peak = run.peak_rss
+
+    if "4n" not in skip:
+        user = bench.mailbox([m.raw for m in mailbox_mix(4 * count, seed)])
+        run, ledger = bench.run_mailgate(user, "imap")
+        report("IMAP at 4N: mailgate run --once", 4 * count, run, d.count(user), ledger)
+        if imap_peak:
+            print(f"  peak RSS at 4N / at N: {run.peak_rss / imap_peak:.2f}", flush=True)
+
+    if "big" not in skip:
+        size = int(big_mb * MB)
+        raw = big_attachment_message(size)
+        user = bench.mailbox([raw])
+        run, ledger = bench.run_mailgate(user, "imap")
+        report(
+            f"big attachment ({size / MB:.0f} MB, {len(raw) / MB:.1f} MB on the wire)",
+            1,
+            run,
+            d.count(user),
+            ledger,
+        )
+        above = run.peak_rss - empty.peak_rss
+        print(
+            f"  peak RSS {run.peak_rss / MB:.0f} MB = {above / MB:.0f} MB above the empty run "
+            f"= {above / size:.1f} x the attachment",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--ceiling-loop":
+        print(ceiling_loop(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    else:
+        main()
