@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from connectors.registry import BUILTIN, UnknownConnector, build_settings, connector_class, connector_names
+from engine.configread import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
 from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
-from engine.outgoing.settings import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
-from engine.params import type_error
+from engine.outgoing.config_reader import read_outgoing
+from engine.outgoing.settings import OutgoingConfig
 from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
 
 CONFIG_FILENAME = "mailgate.yaml"
@@ -111,9 +112,6 @@ class Config:
         return frozenset(a.strip().lower() for a in found if a and a.strip())
 
 
-_ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
 def find_config_path(explicit: str | None) -> Path:
     """The config file: ``--config``, else ``$MAILGATE_CONFIG``, else ./mailgate.yaml."""
     if explicit:
@@ -138,68 +136,6 @@ def load_config(path: Path) -> Config:
     return config
 
 
-def _expand_env(value: Any, node: Any, key: Any, problems: Problems) -> Any:
-    if not isinstance(value, str):
-        return value
-
-    def repl(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            problems.at(node, key, f"environment variable {name} is not set")
-            return ""
-        return os.environ[name]
-
-    return _ENV_REF.sub(repl, value)
-
-
-def _check_keys(node: Any, allowed: tuple[str, ...], where: str, problems: Problems) -> None:
-    for key in node:
-        if key not in allowed:
-            problems.at_key(node, key, f"unknown key {key!r} in {where}{did_you_mean(str(key), allowed)}")
-
-
-def _get(node: Any, key: str, kind: type | tuple[type, ...], problems: Problems, default: Any = None) -> Any:
-    if key not in node or node[key] is None:
-        return default
-    value = _expand_env(node[key], node, key, problems)
-    if kind is bool and not isinstance(value, bool):
-        problems.at(node, key, f"{key} must be true or false, not {value!r}")
-        return default
-    if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        wanted = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-        problems.at(node, key, f"{key} must be {wanted}, not {_describe(value)}")
-        return default
-    return value
-
-
-_KIND_NAMES: dict[type, str] = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
-
-
-def _describe(value: Any) -> str:
-    """How a wrong value is shown: short values as written, containers by what they are."""
-    if is_mapping(value):
-        return "a mapping"
-    if is_sequence(value):
-        return "a list"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return "a number"
-    return repr(value)
-
-
-def _section(node: Any, key: str, what: str, problems: Problems) -> Any:
-    """The mapping at ``node[key]`` ({} when absent or empty); anything else is a mistake."""
-    value = node.get(key)
-    if value is None:
-        return {}
-    if not is_mapping(value):
-        problems.at(node, key, f"{key} must be {what}")
-        return {}
-    return value
-
-
 _TOP_KEYS = ("database", "product_name", "messaging", "processing", "mail_domain", "accounts", "outgoing")
 _ACCOUNT_KEYS = (
     "name",
@@ -221,15 +157,15 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
     if not is_mapping(data):
         problems.at(data, None, "the config must be a mapping with keys " + ", ".join(_TOP_KEYS))
         return None
-    _check_keys(data, _TOP_KEYS, "the config", problems)
-    database = _get(data, "database", str, problems, "sqlite:///mailgate.sqlite")
+    check_keys(data, _TOP_KEYS, "the config", problems)
+    database = get_value(data, "database", str, problems, "sqlite:///mailgate.sqlite")
     database = _resolve_sqlite(database, path.parent)
-    messaging = _section(data, "messaging", "a mapping", problems)
-    _check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
-    email_at_update = _get(messaging, "email_at_update_via_email_in", bool, problems, False)
-    processing = _section(data, "processing", "a mapping", problems)
-    _check_keys(processing, ("time_limit_seconds",), "processing", problems)
-    time_limit = _get(processing, "time_limit_seconds", float, problems, 30.0)
+    messaging = get_section(data, "messaging", "a mapping", problems)
+    check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
+    email_at_update = get_value(messaging, "email_at_update_via_email_in", bool, problems, False)
+    processing = get_section(data, "processing", "a mapping", problems)
+    check_keys(processing, ("time_limit_seconds",), "processing", problems)
+    time_limit = get_value(processing, "time_limit_seconds", float, problems, 30.0)
     if time_limit <= 0:
         problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
     accounts: list[AccountConfig] = []
@@ -248,13 +184,13 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
             problems.at(node, "name", f"duplicate account name {account.name!r}")
         seen.add(account.name)
         accounts.append(account)
-    outgoing = _read_outgoing(data, raw_accounts, accounts, problems)
+    outgoing = read_outgoing(data, raw_accounts, accounts, problems)
     return Config(
         path=path.resolve(),
         database=database,
-        product_name=_get(data, "product_name", str, problems, "mailgate"),
+        product_name=get_value(data, "product_name", str, problems, "mailgate"),
         email_at_update_via_email_in=email_at_update,
-        mail_domain=_get(data, "mail_domain", str, problems, "mailgate.invalid"),
+        mail_domain=get_value(data, "mail_domain", str, problems, "mailgate.invalid"),
         time_limit_seconds=time_limit,
         accounts=tuple(accounts),
         outgoing=outgoing,
@@ -276,29 +212,29 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
     if not is_mapping(node):
         problems.at(parent, index, "each account must be a mapping with at least a name")
         return None
-    _check_keys(node, _ACCOUNT_KEYS, "an account", problems)
-    name = _get(node, "name", str, problems)
+    check_keys(node, _ACCOUNT_KEYS, "an account", problems)
+    name = get_value(node, "name", str, problems)
     if node.get("name") is None or name == "":
         problems.at(node, "name" if "name" in node else None, "an account needs a name (e.g. name: helpdesk)")
     connector = _read_connector(node, problems)
-    flags_node = _section(node, "flags", "a mapping of flag names to true/false", problems)
+    flags_node = get_section(node, "flags", "a mapping of flag names to true/false", problems)
     flag_names = tuple(f.name for f in fields(Flags))
-    _check_keys(flags_node, flag_names, "flags", problems)
+    check_keys(flags_node, flag_names, "flags", problems)
     flag_values: dict[str, bool] = {}
     for flag in flag_names:
-        value = _get(flags_node, flag, bool, problems)
+        value = get_value(flags_node, flag, bool, problems)
         if value is not None:
             flag_values[flag] = value
-    template_node = _section(node, "call_template", "a mapping", problems)
+    template_node = get_section(node, "call_template", "a mapping", problems)
     template_names = tuple(f.name for f in fields(CallTemplate))
-    _check_keys(template_node, template_names, "call_template", problems)
-    template_values = {key: _get(template_node, key, str, problems) for key in template_names}
-    reopen = _get(node, "reopen_assign_to", str, problems, "last_analyst")
+    check_keys(template_node, template_names, "call_template", problems)
+    template_values = {key: get_value(template_node, key, str, problems) for key in template_names}
+    reopen = get_value(node, "reopen_assign_to", str, problems, "last_analyst")
     if reopen not in REOPEN_ASSIGN_CHOICES:
         problems.at(
             node, "reopen_assign_to", f"reopen_assign_to must be one of {', '.join(REOPEN_ASSIGN_CHOICES)}"
         )
-    poll_interval = _get(node, "poll_interval_seconds", float, problems, 60.0)
+    poll_interval = get_value(node, "poll_interval_seconds", float, problems, 60.0)
     if poll_interval <= 0:
         problems.at(node, "poll_interval_seconds", "poll_interval_seconds must be positive")
     if not name:
@@ -306,16 +242,16 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
     return AccountConfig(
         name=name,
         connector=connector,
-        rule_pack=_get(node, "rule_pack", str, problems, "default"),
+        rule_pack=get_value(node, "rule_pack", str, problems, "default"),
         flags=Flags(**flag_values),
         call_template=CallTemplate(**template_values),
-        default_logging_analyst=_get(node, "default_logging_analyst", str, problems),
+        default_logging_analyst=get_value(node, "default_logging_analyst", str, problems),
         reopen_assign_to=reopen,
-        address=_get(node, "address", str, problems),
-        active=_get(node, "active", bool, problems, True),
+        address=get_value(node, "address", str, problems),
+        active=get_value(node, "active", bool, problems, True),
         poll_interval_seconds=poll_interval,
-        outgoing=_get(node, "outgoing", str, problems),
-        from_address=_get(node, "from_address", str, problems),
+        outgoing=get_value(node, "outgoing", str, problems),
+        from_address=get_value(node, "from_address", str, problems),
     )
 
 
@@ -350,10 +286,10 @@ def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
     secrets_found = True
     for key in list(raw_map) if source is not None else ():
         before = len(problems.items)
-        raw_map[key] = _expand_env(source[key], source, key, problems)
+        raw_map[key] = expand_env(source[key], source, key, problems)
         secrets_found = secrets_found and len(problems.items) == before
-        if isinstance(source[key], str) and _ENV_REF.search(source[key]) and key in hints:
-            raw_map[key] = _typed_env_text(hints[key], raw_map[key])
+        if isinstance(source[key], str) and ENV_REF.search(source[key]) and key in hints:
+            raw_map[key] = typed_env_text(hints[key], raw_map[key])
     if cls is None or not secrets_found:  # a missing secret's own problem says enough
         return raw_map
     settings_fields = {f.name for f in fields(cls.Settings)}
@@ -365,116 +301,3 @@ def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
         else:
             problems.at_key(source, wrong_key, message)
     return raw_map
-
-
-def _typed_env_text(hint: Any, text: Any) -> Any:
-    """A secret's text as the number or true/false its setting expects (``port: ${IMAP_PORT}``)."""
-    if not isinstance(text, str) or type_error(hint, text) is None:
-        return text
-    word = text.strip().lower()
-    candidates: list[Any] = [word == "true"] if word in ("true", "false") else []
-    if re.fullmatch(r"[+-]?\d+", word):
-        candidates.append(int(word))
-    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?", word):
-        candidates.append(float(word))
-    return next((value for value in candidates if type_error(hint, value) is None), text)
-
-
-# --- outgoing mail (engine.outgoing) -----------------------------------------------------------------
-
-_OUTGOING_KEYS = (
-    "servers",
-    "max_attempts",
-    "retry_delay_seconds",
-    "max_retry_delay_seconds",
-    "sending_timeout_seconds",
-    "replies_per_sender_per_hour",
-    "permanent_codes",
-)
-
-
-def _read_outgoing(
-    data: Any, raw_accounts: Any, accounts: list[AccountConfig], problems: Problems
-) -> OutgoingConfig:
-    node = _section(data, "outgoing", "a mapping with servers and delivery settings", problems)
-    _check_keys(node, _OUTGOING_KEYS, "outgoing", problems)
-    defaults = OutgoingConfig()
-    numbers: dict[str, Any] = {}
-    for key, kind, minimum in (
-        ("max_attempts", int, 1),
-        ("retry_delay_seconds", float, 0),
-        ("max_retry_delay_seconds", float, 0),
-        ("sending_timeout_seconds", float, 1),
-        ("replies_per_sender_per_hour", int, 1),
-    ):
-        value = _get(node, key, kind, problems, getattr(defaults, key))
-        if value < minimum:
-            problems.at(node, key, f"{key} must be at least {minimum}")
-        numbers[key] = value
-    codes = node.get("permanent_codes", list(DEFAULT_PERMANENT_CODES))
-    if not is_sequence(codes) or not all(isinstance(c, int) and 400 <= c <= 599 for c in codes):
-        problems.at(node, "permanent_codes", "permanent_codes must be a list of SMTP codes (400 to 599)")
-        codes = DEFAULT_PERMANENT_CODES
-    servers = _read_servers(node, problems)
-    names = [s.name for s in servers]
-    for account_node, account in zip(_account_nodes(raw_accounts), accounts, strict=False):
-        if account.outgoing is not None and account.outgoing not in names:
-            listed = ", ".join(names) or "none"
-            problems.at(
-                account_node,
-                "outgoing",
-                f"no outgoing server named {account.outgoing!r}{did_you_mean(account.outgoing, names)}"
-                f"; outgoing servers: {listed}",
-            )
-        server = OutgoingConfig(servers=tuple(servers)).server(account.outgoing)
-        if server is not None and not (account.from_address or account.address or server.from_address):
-            problems.at(
-                account_node,
-                None,
-                f"account {account.name!r} has no address to send from: set from_address (or address) "
-                f"here, or from_address on outgoing server {server.name!r}",
-            )
-    return OutgoingConfig(servers=tuple(servers), permanent_codes=tuple(codes), **numbers)
-
-
-def _account_nodes(raw_accounts: Any) -> list[Any]:
-    return [n for n in raw_accounts if is_mapping(n) and n.get("name")] if is_sequence(raw_accounts) else []
-
-
-def _read_servers(node: Any, problems: Problems) -> list[OutgoingServer]:
-    from engine.outgoing.transport import UnknownTransport, build_transport_settings, transport_class
-
-    raw = node.get("servers") or []
-    if not is_sequence(raw):
-        problems.at(node, "servers", "outgoing servers must be a list of mappings, each with a name")
-        return []
-    servers: list[OutgoingServer] = []
-    for index, entry in enumerate(raw):
-        if not is_mapping(entry) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
-            problems.at(raw, index, "each outgoing server must be a mapping with a name (e.g. name: main)")
-            continue
-        values = {str(k): _expand_env(v, entry, k, problems) for k, v in entry.items()}
-        kind = values.setdefault("type", "smtp")
-        if any(s.name == values["name"] for s in servers):
-            problems.at(entry, "name", f"duplicate outgoing server name {values['name']!r}")
-        try:
-            _, mistakes = build_transport_settings(str(kind), values)
-        except UnknownTransport as exc:
-            problems.at(entry, "type", str(exc))
-            continue
-        known = {f.name for f in fields(transport_class(str(kind)).Settings)}
-        for key, message in mistakes:
-            if key is not None and key in entry:
-                (problems.at if key in known else problems.at_key)(entry, key, message)
-            else:
-                problems.at(entry, None, message)
-        from_address = values.get("from_address")
-        servers.append(
-            OutgoingServer(
-                name=values["name"],
-                type=str(kind),
-                settings=values,
-                from_address=from_address if isinstance(from_address, str) else None,
-            )
-        )
-    return servers

@@ -1,7 +1,7 @@
 """The ``outgoing:`` section of the config, validated: the outgoing servers and the delivery policy.
 
-Read by ``engine.config``; each server's own keys are checked against its transport's settings
-class (``engine.outgoing.transport``), so a mistake is reported at its line like any other.
+Read from the config by ``engine.outgoing.config_reader``; each server's own keys are checked against
+its transport's settings class (``engine.outgoing.transport``), so a mistake is reported at its line.
 """
 
 from __future__ import annotations

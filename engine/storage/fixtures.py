@@ -23,7 +23,7 @@ Loading the same file twice changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,12 +32,20 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from engine.errors import did_you_mean
 from engine.storage.db import transaction
+from engine.storage.fixture_checks import (
+    FIELDS,
+    REFERENCE_KINDS,
+    SECTIONS,
+    Fixture,
+    FixtureEntry,
+    check_references,
+    read_fixture,
+)
 from engine.storage.models import Call, Forward, Group, GroupMember, Person, Request, Task, utcnow
-from engine.yamlsource import Problems, is_mapping, is_sequence, key_position, load_yaml_file
+from engine.yamlsource import Problems, load_yaml_file
 
-SECTIONS = ("groups", "people", "calls", "requests", "tasks")
+__all__ = ["SECTIONS", "FixtureCounts", "load_fixtures"]
 
 
 @dataclass(frozen=True)
@@ -52,246 +60,18 @@ class FixtureCounts:
     forwards_added: int = 0
 
 
-@dataclass(frozen=True)
-class _Field:
-    """One field of a fixture entry: how its value is checked and which column (if any) it sets."""
-
-    kind: str  # text | name | email | flag | number | choice | person | group | request | group_list
-    column: str | None = None
-    choices: tuple[str, ...] = ()
-    required: bool = False
-
-
-_REFERENCE_KINDS = ("person", "group", "request")
-_NUMBER = _Field("number", required=True)
-_SUMMARY = _Field("text", "summary")
-_DESCRIPTION = _Field("text", "description")
-_ANALYST = _Field("person", "assigned_analyst_id")
-
-_SCHEMA: dict[str, dict[str, _Field]] = {
-    "groups": {"name": _Field("name", required=True)},
-    "people": {
-        "email": _Field("email", required=True),
-        "name": _Field("text", "name"),
-        "user": _Field("flag", "is_user"),
-        "analyst": _Field("flag", "is_analyst"),
-        "take_over": _Field("flag", "take_over"),
-        "groups": _Field("group_list"),
-    },
-    "calls": {
-        "number": _NUMBER,
-        "status": _Field("choice", "status", ("open", "closed")),
-        "user": _Field("person", "user_id"),
-        "assigned_analyst": _ANALYST,
-        "assigned_group": _Field("group", "assigned_group_id"),
-        "forwarded_by": _Field("person"),
-        "forwarded_to": _Field("person"),
-        "summary": _SUMMARY,
-        "description": _DESCRIPTION,
-    },
-    "requests": {
-        "number": _NUMBER,
-        "status": _Field("choice", "status", ("open", "approved", "rejected", "closed")),
-        "user": _Field("person", "user_id"),
-        "assigned_analyst": _ANALYST,
-        "summary": _SUMMARY,
-        "description": _DESCRIPTION,
-    },
-    "tasks": {
-        "number": _NUMBER,
-        "kind": _Field("choice", "kind", ("task", "approval", "user_approval")),
-        "status": _Field("choice", "status", ("open", "pending", "approved", "rejected", "closed")),
-        "request": _Field("request", "request_id"),
-        "sequence": _Field("number", "sequence"),
-        "approver": _Field("person", "approver_person_id"),
-        "approver_group": _Field("group", "approver_group_id"),
-        "assigned_analyst": _ANALYST,
-        "summary": _SUMMARY,
-        "description": _DESCRIPTION,
-    },
-}
-
-_SINGULAR = {"groups": "group", "people": "person", "calls": "call", "requests": "request", "tasks": "task"}
-
-
-@dataclass(frozen=True)
-class _Entry:
-    """One checked entry of a section: the fields it gave (already type-checked) and its YAML node."""
-
-    node: Any
-    values: Mapping[str, Any]
-
-
-_Fixture = dict[str, list[_Entry]]
-
-
 def load_fixtures(engine: Engine, path: Path) -> FixtureCounts:
     """Check a fixture file completely, then upsert it in one transaction (ConfigError: nothing written)."""
     document = load_yaml_file(path)
     problems = Problems(str(path))
-    fixture = _read_document(document, problems)
+    fixture = read_fixture(document, problems)
     with transaction(engine) as session:
-        _check_references(session, fixture, problems)
+        check_references(session, fixture, problems)
         problems.raise_if_any()
         return _apply(session, fixture)
 
 
-# --- reading and checking -----------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return "a list" if is_sequence(value) else "a mapping" if is_mapping(value) else type(value).__name__
-
-
-def _read_document(document: Any, problems: Problems) -> _Fixture:
-    fixture: _Fixture = {section: [] for section in SECTIONS}
-    if document is None:
-        return fixture
-    if not is_mapping(document):
-        problems.at(document, None, f"expected a mapping of {', '.join(SECTIONS)}; got {_describe(document)}")
-        return fixture
-    for section, entries in document.items():
-        if section not in _SCHEMA:
-            hint = did_you_mean(str(section), SECTIONS)
-            problems.at_key(document, section, f"unknown top-level key '{section}'{hint}")
-        elif entries is None:
-            continue
-        elif not is_sequence(entries):
-            problems.at(document, section, f"'{section}' must be a list; got {_describe(entries)}")
-        else:
-            fixture[section] = _read_section(section, entries, problems)
-    return fixture
-
-
-def _read_section(section: str, entries: Any, problems: Problems) -> list[_Entry]:
-    what = _SINGULAR[section]
-    schema = _SCHEMA[section]
-    identity = "name" if section == "groups" else "email" if section == "people" else "number"
-    seen: dict[Any, int] = {}
-    result: list[_Entry] = []
-    for index, item in enumerate(entries):
-        if not is_mapping(item):
-            problems.at(entries, index, f"each entry of '{section}' must be a mapping; got {_describe(item)}")
-            continue
-        values: dict[str, Any] = {}
-        for name, value in item.items():
-            field = schema.get(name)
-            if field is None:
-                hint = did_you_mean(str(name), schema)
-                problems.at_key(item, name, f"unknown field '{name}' in a {what}{hint}")
-            elif _check_value(field, name, value, item, problems):
-                values[name] = value
-        missing = [name for name, field in schema.items() if field.required and name not in item]
-        for name in missing:
-            problems.at(item, None, f"{what} is missing required field '{name}'")
-        if any(name not in values for name, field in schema.items() if field.required):
-            continue
-        key = values[identity].lower() if identity == "email" else values[identity]
-        if key in seen:
-            problems.at(
-                item, identity, f"{what} {values[identity]} is listed twice (first at line {seen[key]})"
-            )
-            continue
-        seen[key] = key_position(item, identity)[0]
-        result.append(_Entry(item, values))
-    return result
-
-
-def _check_value(field: _Field, name: str, value: Any, node: Any, problems: Problems) -> bool:
-    """True when ``value`` suits ``field``; otherwise records why at the value's position."""
-    got = _describe(value)
-    kind = field.kind
-    if kind in _REFERENCE_KINDS and value is None:
-        return True  # null clears a reference
-    if kind in ("text", "name", "person", "group") and not isinstance(value, str):
-        problems.at(node, name, f"'{name}' must be text; got {got}")
-    elif kind in ("name", "person", "group") and not value.strip():
-        problems.at(node, name, f"'{name}' must not be empty")
-    elif kind == "email" and not (isinstance(value, str) and "@" in value.strip("@")):
-        problems.at(node, name, f"'{name}' must be an email address; got {got}")
-    elif kind == "flag" and not isinstance(value, bool):
-        problems.at(node, name, f"'{name}' must be true or false; got {got}")
-    elif kind in ("number", "request") and (not isinstance(value, int) or isinstance(value, bool)):
-        problems.at(node, name, f"'{name}' must be a whole number; got {got}")
-    elif kind in ("number", "request") and value < 1:
-        problems.at(node, name, f"'{name}' must be 1 or more; got {value}")
-    elif kind == "choice" and value not in field.choices:
-        hint = did_you_mean(str(value), field.choices)
-        problems.at(node, name, f"'{name}' must be one of {', '.join(field.choices)}; got {got}{hint}")
-    elif kind == "group_list":
-        return _check_group_list(name, value, node, problems)
-    else:
-        return True
-    return False
-
-
-def _check_group_list(name: str, value: Any, node: Any, problems: Problems) -> bool:
-    if not is_sequence(value):
-        problems.at(node, name, f"'{name}' must be a list of group names; got {_describe(value)}")
-        return False
-    bad = [index for index, item in enumerate(value) if not isinstance(item, str) or not item.strip()]
-    for index in bad:
-        problems.at(value, index, f"each of '{name}' must be a group name; got {_describe(value[index])}")
-    return not bad
-
-
-def _references(fixture: _Fixture) -> list[tuple[str, Any, Any, Any]]:
-    """Every reference in the file as (kind, node, key, value); group list items use (list, index)."""
-    found: list[tuple[str, Any, Any, Any]] = []
-    for section in ("calls", "requests", "tasks"):
-        for entry in fixture[section]:
-            for name, value in entry.values.items():
-                kind = _SCHEMA[section][name].kind
-                if kind in _REFERENCE_KINDS and value is not None:
-                    found.append((kind, entry.node, name, value))
-    for entry in fixture["people"]:
-        groups = entry.values.get("groups", [])
-        found.extend(("group", groups, index, name) for index, name in enumerate(groups))
-    return found
-
-
-def _stored(session: Session, column: Any, values: list[Any]) -> set[Any]:
-    """Which of ``values`` the database holds in ``column``."""
-    return set(session.exec(select(column).where(column.in_(values))).all())
-
-
-def _check_references(session: Session, fixture: _Fixture, problems: Problems) -> None:
-    file_people = {entry.values["email"].lower() for entry in fixture["people"]}
-    file_groups = {entry.values["name"] for entry in fixture["groups"]}
-    file_requests = {entry.values["number"] for entry in fixture["requests"]}
-    references = _references(fixture)
-
-    def wanted(kind: str, known: set[Any]) -> list[Any]:
-        named = {value.lower() if kind == "person" else value for k, _, _, value in references if k == kind}
-        return sorted(named - known)
-
-    people = file_people | _stored(session, func.lower(Person.email), wanted("person", file_people))
-    groups = file_groups | _stored(session, col(Group.name), wanted("group", file_groups))
-    requests = file_requests | _stored(session, col(Request.number), wanted("request", file_requests))
-    for kind, node, key, value in references:
-        if kind == "person" and value.lower() not in people:
-            hint = did_you_mean(value.lower(), file_people)
-            problems.at(
-                node, key, f"unknown person '{value}': not in this file's people or the database{hint}"
-            )
-        elif kind == "group" and value not in groups:
-            hint = did_you_mean(value, file_groups)
-            problems.at(
-                node, key, f"unknown group '{value}': not in this file's groups or the database{hint}"
-            )
-        elif kind == "request" and value not in requests:
-            problems.at(node, key, f"unknown request {value}: not in this file's requests or the database")
-
-
-# --- writing ------------------------------------------------------------------------------------
+# --- writing (the file was checked by engine.storage.fixture_checks) -------------------------------
 
 
 _Row = TypeVar("_Row", Call, Request, Task)
@@ -305,14 +85,14 @@ def _assign(row: Any, column: str, value: Any) -> bool:
     return True
 
 
-def _set_columns(row: Any, section: str, entry: _Entry, resolve: _Resolver) -> bool:
+def _set_columns(row: Any, section: str, entry: FixtureEntry, resolve: _Resolver) -> bool:
     """Set the columns of every field the entry gave (references resolved to ids); True if any changed."""
     changed = False
-    for name, field in _SCHEMA[section].items():
+    for name, field in FIELDS[section].items():
         if field.column is None or name not in entry.values:
             continue
         value = entry.values[name]
-        if field.kind in _REFERENCE_KINDS:
+        if field.kind in REFERENCE_KINDS:
             value = resolve.id_of(field.kind, value)
         changed = _assign(row, field.column, value) or changed
     return changed
@@ -361,7 +141,7 @@ class _Resolver:
         return row.id
 
 
-def _apply(session: Session, fixture: _Fixture) -> FixtureCounts:
+def _apply(session: Session, fixture: Fixture) -> FixtureCounts:
     resolve = _Resolver(session)
     for entry in fixture["groups"]:
         if resolve.group(entry.values["name"]) is None:
@@ -385,7 +165,7 @@ def _apply(session: Session, fixture: _Fixture) -> FixtureCounts:
     )
 
 
-def _upsert_person(session: Session, resolve: _Resolver, entry: _Entry) -> None:
+def _upsert_person(session: Session, resolve: _Resolver, entry: FixtureEntry) -> None:
     email = entry.values["email"]
     person = resolve.person(email)
     if person is None:
@@ -419,10 +199,10 @@ def _upsert_numbered(
     resolve: _Resolver,
     model: type[_Row],
     section: str,
-    entries: list[_Entry],
+    entries: list[FixtureEntry],
     after_change: Callable[[_Row], None] | None = None,
-) -> list[tuple[_Row, _Entry]]:
-    rows: list[tuple[_Row, _Entry]] = []
+) -> list[tuple[_Row, FixtureEntry]]:
+    rows: list[tuple[_Row, FixtureEntry]] = []
     for entry in entries:
         number = entry.values["number"]
         row = session.exec(select(model).where(model.number == number)).first()
@@ -440,7 +220,7 @@ def _upsert_numbered(
     return rows
 
 
-def _add_forward(session: Session, resolve: _Resolver, call: Call, entry: _Entry) -> bool:
+def _add_forward(session: Session, resolve: _Resolver, call: Call, entry: FixtureEntry) -> bool:
     by_id = resolve.id_of("person", entry.values.get("forwarded_by"))
     to_id = resolve.id_of("person", entry.values.get("forwarded_to"))
     if by_id is None and to_id is None:
