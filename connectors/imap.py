@@ -1,13 +1,15 @@
 """The IMAP connector (aioimaplib): a folder read by UID, acknowledged by UID EXPUNGE or MOVE, IDLE push.
 
-Messages are addressed as ``"{UIDVALIDITY}:{UID}"`` and listed by ascending UID (oldest first).
-Fetching uses ``BODY.PEEK[]``, so it never sets ``\\Seen`` or changes anything else.
+Messages are addressed as ``"{UIDVALIDITY}:{UID}"`` and listed by ascending UID (oldest first),
+with their sizes (``RFC822.SIZE``). Fetching uses ``BODY.PEEK[]``, so it never sets ``\\Seen`` or
+changes anything else. ``fetch_many`` and ``acknowledge_many`` do the same for several messages with
+one command of each kind (a UID set), which the service uses to save round trips.
 
 Acknowledging:
 
 - with ``processed_folder``: ``UID MOVE`` where the server has MOVE, else ``UID COPY`` followed by
   the deletion below;
-- deletion: ``UID STORE +FLAGS.SILENT (\\Deleted)``, then ``UID EXPUNGE`` of that UID where the
+- deletion: ``UID STORE +FLAGS.SILENT (\\Deleted)``, then ``UID EXPUNGE`` of those UIDs where the
   server has UIDPLUS. Without UIDPLUS a plain EXPUNGE would also remove messages someone else
   flagged \\Deleted in the folder, so it is sent only when ``UID SEARCH DELETED`` finds no
   \\Deleted message but ours; otherwise ours stay flagged (hidden from ``list_waiting``, which
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import re
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,17 +34,24 @@ from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyp
 
 from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
 from connectors.imap_auth import token_from_command
-from connectors.imap_session import ImapSession, mailbox_argument, response_text
+from connectors.imap_session import (
+    ImapSession,
+    body_literals,
+    mailbox_argument,
+    response_text,
+    search_result,
+    sizes_of,
+    uid_set,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"plain": 143, "starttls": 143, "tls": 993}
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
 KEEPALIVE_SECONDS = 5 * 60  # NOOP this often when waiting without IDLE
+SIZES_PER_COMMAND = 200  # RFC822.SIZE asked for this many messages per command (short replies)
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _NEW_MAIL = re.compile(rb"^\d+ (EXISTS|RECENT)\b", re.IGNORECASE)
-_BODY_LITERAL = re.compile(rb"BODY\[\] \{(\d+)\}$")
-_UID_ITEM = re.compile(rb"\bUID (\d+)\b")
 
 
 @dataclass(frozen=True)
@@ -176,15 +186,20 @@ class ImapConnector(Connector):
     # --- messages --------------------------------------------------------------------------------
 
     async def list_waiting(self) -> list[MessageRef]:
-        """The folder's messages not flagged \\Deleted, by ascending UID."""
+        """The folder's messages not flagged \\Deleted, by ascending UID, with their sizes."""
         session = self.session
         # a server announces new mail (EXISTS) between commands, and SEARCH sees only announced mail
         session.check(await session.run(session.protocol.simple_command("NOOP"), "NOOP"), "NOOP")
         found = await session.run(
             session.protocol.search("UNDELETED", charset=None, by_uid=True), "UID SEARCH"
         )
-        uids = sorted(_search_result(session.check(found, "UID SEARCH")))
-        return [MessageRef(f"{self._uidvalidity}:{uid}") for uid in uids]
+        uids = sorted(search_result(session.check(found, "UID SEARCH")))
+        sizes: dict[int, int] = {}
+        for first in range(0, len(uids), SIZES_PER_COMMAND):
+            chunk = uids[first : first + SIZES_PER_COMMAND]
+            command = session.protocol.fetch(uid_set(chunk), "(RFC822.SIZE)", by_uid=True)
+            sizes.update(sizes_of(session.check(await session.run(command, "UID FETCH"), "UID FETCH")))
+        return [MessageRef(f"{self._uidvalidity}:{uid}", sizes.get(uid)) for uid in uids]
 
     async def fetch(self, ref: MessageRef) -> bytes:
         """The message's raw bytes (``UID FETCH BODY.PEEK[]``; ``\\Seen`` is left alone)."""
@@ -193,31 +208,55 @@ class ImapConnector(Connector):
         # the timeout restarts with every chunk received, so a 25 MB message is not cut short
         command = session.protocol.fetch(str(uid), "BODY.PEEK[]", by_uid=True, timeout=self.imap.timeout)
         response = session.check(await session.run(command, "UID FETCH", timeout=None), "UID FETCH")
-        raw = _body_literal(response, uid)
+        raw = body_literals(response, only=uid).get(uid)
         if raw is None:
             session.fail(f"message {ref.id} is no longer in folder {self.imap.folder!r}")
         return raw
 
+    async def fetch_many(self, refs: Sequence[MessageRef]) -> list[bytes]:
+        """The raw bytes of several messages with one ``UID FETCH``, in order, up to one that is gone."""
+        session = self.session
+        uids = [self._uid_of(ref, "fetch") for ref in refs]
+        command = session.protocol.fetch(uid_set(uids), "BODY.PEEK[]", by_uid=True, timeout=self.imap.timeout)
+        response = session.check(await session.run(command, "UID FETCH", timeout=None), "UID FETCH")
+        bodies = body_literals(response)
+        del response  # the literals are copied out: do not hold the batch twice
+        raws: list[bytes] = []
+        for uid in uids:
+            raw = bodies.pop(uid, None)
+            if raw is None:
+                break
+            raws.append(raw)
+        # the first one gone (or a server that names no UIDs): ``fetch`` says which, or reads it alone
+        return raws or [await self.fetch(refs[0])]
+
     async def acknowledge(self, ref: MessageRef) -> None:
         """Move the message to the processed folder, or delete and expunge it; gone already is fine."""
+        await self.acknowledge_many([ref])
+
+    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
+        """``acknowledge`` for several messages, with one command of each kind for all of them."""
         session = self.session
-        uid = self._uid_of(ref, "acknowledge")
+        uids = [self._uid_of(ref, "acknowledge") for ref in refs]
+        if not uids:
+            return
+        which = uid_set(uids)
         capabilities = session.capabilities
         target = self.imap.processed_folder
         if target is not None:
             verb = "MOVE" if "MOVE" in capabilities else "COPY"
-            moved = await self._uid_command(verb, str(uid), mailbox_argument(target))
+            moved = await self._uid_command(verb, which, mailbox_argument(target))
             session.check(moved, f"UID {verb} to {target!r}")
             if verb == "MOVE":
                 return
-        stored = await self._uid_command("STORE", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+        stored = await self._uid_command("STORE", which, "+FLAGS.SILENT", r"(\Deleted)")
         session.check(stored, "UID STORE \\Deleted")
         if "UIDPLUS" in capabilities:
-            session.check(await self._uid_command("EXPUNGE", str(uid)), "UID EXPUNGE")
+            session.check(await self._uid_command("EXPUNGE", which), "UID EXPUNGE")
             return
-        self._flagged_by_us.add(uid)
+        self._flagged_by_us.update(uids)
         found = await session.run(session.protocol.search("DELETED", charset=None, by_uid=True), "UID SEARCH")
-        others = _search_result(session.check(found, "UID SEARCH")) - self._flagged_by_us
+        others = search_result(session.check(found, "UID SEARCH")) - self._flagged_by_us
         if others:
             log.warning(
                 "%s: not expunging yet: %d other message(s) in %r are flagged \\Deleted and the server "
@@ -318,28 +357,4 @@ def _uidvalidity(selected: Response) -> int | None:
         match = _UIDVALIDITY.search(bytes(line))
         if match:
             return int(match.group(1))
-    return None
-
-
-def _search_result(response: Response) -> set[int]:
-    uids: set[int] = set()
-    for line in response.lines[:-1]:
-        uids.update(int(word) for word in bytes(line).split() if word.isdigit())
-    return uids
-
-
-def _body_literal(response: Response, uid: int) -> bytes | None:
-    """The ``BODY[]`` literal of ``uid`` among a FETCH response's lines (unsolicited FETCHes skipped)."""
-    lines = response.lines
-    for index, line in enumerate(lines[:-1]):
-        if not isinstance(line, bytes):
-            continue
-        match = _BODY_LITERAL.search(line)
-        literal = lines[index + 1]
-        if not match or not isinstance(literal, bytearray) or len(literal) != int(match.group(1)):
-            continue
-        trailer = lines[index + 2] if index + 2 < len(lines) else b""
-        uids = _UID_ITEM.findall(line) + _UID_ITEM.findall(bytes(trailer))
-        if not uids or int(uids[0]) == uid:
-            return bytes(literal)
     return None

@@ -14,7 +14,7 @@ import logging
 import poplib
 import ssl
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +135,20 @@ class Pop3Connector(Connector):
     async def acknowledge(self, ref: MessageRef) -> None:
         """Mark the message deleted (takes effect at the next QUIT); gone already is fine."""
         await self._run(lambda: self._acknowledge(ref.id))
+
+    async def fetch_many(self, refs: Sequence[MessageRef]) -> list[bytes]:
+        """Several messages in one trip to the worker thread; a prefix, ending where a session must.
+
+        With ``max_messages_per_session`` no more are returned than the session may still delete,
+        so that a batch's deletions are all in one session (QUIT follows the last of them).
+        """
+        uidls = [ref.id for ref in refs]
+        return await self._run(lambda: self._fetch_many(uidls))
+
+    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
+        """``acknowledge`` for several messages, in one trip to the worker thread."""
+        uidls = [ref.id for ref in refs]
+        await self._run(lambda: self._acknowledge_many(uidls))
 
     async def close(self) -> None:
         """QUIT, so that the deletions take effect; logs, never raises, if that fails."""
@@ -288,6 +302,24 @@ class Pop3Connector(Connector):
             return _retrieve(client, number)
         except (OSError, poplib.error_proto) as exc:
             self._fail(f"RETR of message {uidl} failed", exc)
+
+    def _fetch_many(self, uidls: list[str]) -> list[bytes]:
+        self._session()
+        limit = self.pop3.max_messages_per_session
+        room = len(uidls) if limit is None else max(1, limit - self._deleted_in_session)
+        raws: list[bytes] = []
+        for uidl in uidls[:room]:
+            try:
+                raws.append(self._fetch(uidl))
+            except ConnectorError:
+                if not raws:
+                    raise
+                break  # those fetched are good; the next fetch reports the failure
+        return raws
+
+    def _acknowledge_many(self, uidls: list[str]) -> None:
+        for uidl in uidls:
+            self._acknowledge(uidl)
 
     def _acknowledge(self, uidl: str) -> None:
         client = self._session()

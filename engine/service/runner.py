@@ -39,6 +39,23 @@ OUTBOX_HOOK = ("engine.outgoing.delivery", "drain_outbox")
 # Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the K-th message's
 # commit, before its acknowledgement (a real crash, or a real stop request, at the worst moment).
 TEST_SIGNAL_AFTER_COMMIT_ENV = "MAILGATE_TEST_SIGNAL_AFTER_COMMIT"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopEvent(asyncio.Event):
+    """The service's stop event, also set at once by a signal (``signalled``).
+
+    A signal handler runs in the main thread as soon as the signal arrives, between two bytecodes,
+    so it may only set a flag; ``request_stop`` then runs on the loop. ``signalled`` makes
+    ``is_set`` true in between, so that a watcher working through a fetched batch sees the stop
+    before it begins its next message, not one message later.
+    """
+
+    signalled = False
+
+    def is_set(self) -> bool:
+        """True once a stop was requested (or signalled)."""
+        return self.signalled or super().is_set()
 
 
 def default_connector(account: AccountConfig, base_dir: Path) -> Connector:
@@ -96,7 +113,8 @@ class Service:
         self.options = options or ServiceOptions()
         self.connector_factory = connector_factory
         self.outbox_drainer = outbox_drainer
-        self.stop_event = asyncio.Event()
+        self.stop_event = StopEvent()
+        self._stop_requested = False
         self._outbox_wanted = asyncio.Event()
         self._test_hook = after_commit or (lambda: None)
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,13 +122,33 @@ class Service:
     def request_stop(self, signum: int | None = None) -> None:
         """Stop after the message in hand; a second request cancels everything at once."""
         how = signal.Signals(signum).name if signum else "request"
-        if self.stop_event.is_set():
+        if self._stop_requested:
             log_event(logging.WARNING, "stopping_now", signal=how)
             for task in self._tasks:
                 task.cancel()
             return
+        self._stop_requested = True
         log_event(logging.INFO, "stopping", signal=how)
         self.stop_event.set()
+
+    def handle_signals(self) -> Callable[[], None]:
+        """Stop on SIGTERM and SIGINT (call on the loop, in the main thread); returns the undo.
+
+        The handler flags the stop at once and requests it on the loop (see ``StopEvent``).
+        """
+        loop = asyncio.get_running_loop()
+
+        def received(signum: int, _frame: object) -> None:
+            self.stop_event.signalled = True
+            loop.call_soon_threadsafe(self.request_stop, signum)
+
+        previous = {signum: signal.signal(signum, received) for signum in STOP_SIGNALS}
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore
 
     async def run(self) -> None:
         """Watch every active account until ``request_stop``; never returns early on a failure."""
@@ -210,16 +248,13 @@ def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None
             outbox_drainer=find_outbox_drainer(),
             after_commit=signal_after_commit(os.environ.get(TEST_SIGNAL_AFTER_COMMIT_ENV)),
         )
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, service.request_stop, signum)
+        restore_signals = service.handle_signals()
         try:
             if once:
                 return await service.run_once()
             await service.run()
             return []
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
+            restore_signals()
 
     return asyncio.run(main())

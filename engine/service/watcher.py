@@ -5,6 +5,13 @@ are committed when it returns, whatever the outcome: duplicate and quarantined i
 acknowledge. A failed acknowledgement is logged and the pass goes on: the message stays in the
 mailbox, the next pass finds it in the ledger (``duplicate``, nothing done) and acknowledges it.
 
+A connector that also offers ``fetch_many`` and ``acknowledge_many`` (``BatchConnector``: IMAP
+and POP3 do) is driven a batch at a time, to save round trips: up to ``BATCH_MESSAGES`` messages
+(and ``BATCH_BYTES``, by their listed sizes) are fetched together, each is processed and committed
+on its own, and those committed are then acknowledged together, also when the batch is cut short
+by a stop request or a database failure. The order per message is unchanged: a message is
+acknowledged only after its own commit.
+
 ``process_message`` is synchronous and runs on the event loop's thread, which is the main
 thread, so its SIGALRM time limit works; it holds the loop for the few milliseconds a message
 takes. Everything else (connect, list, fetch, wait) is awaited with a time bound and gives way
@@ -16,10 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config import AccountConfig
@@ -37,6 +44,42 @@ from engine.storage.status import (
 )
 
 T = TypeVar("T")
+
+BATCH_MESSAGES = 50  # at most this many messages fetched (and acknowledged) together
+BATCH_BYTES = 4 * 1024 * 1024  # and no more than this many bytes of them, by their listed sizes
+
+
+@runtime_checkable
+class BatchConnector(Protocol):
+    """What a connector offers to be driven a batch at a time (optional; see the module docstring).
+
+    Contract: ``fetch_many`` returns the raw bytes of a non-empty prefix of ``refs``, in order (a
+    connector may return fewer than asked, e.g. to end a batch where its session must end);
+    ``acknowledge_many`` acknowledges every ref as ``acknowledge`` would, gone already being fine.
+    """
+
+    async def fetch_many(self, refs: Sequence[MessageRef]) -> list[bytes]:
+        """The raw bytes of the first ``len(result)`` messages of ``refs``."""
+        ...
+
+    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
+        """Delete (or move) every message of ``refs``."""
+        ...
+
+
+def next_batch(refs: Sequence[MessageRef], start: int) -> list[MessageRef]:
+    """The refs fetched together from ``start``: at least one, then while count and size allow.
+
+    A message of unknown size ends the batch before it, so a batch is never larger than known.
+    """
+    batch = [refs[start]]
+    total = refs[start].size or 0
+    for ref in refs[start + 1 : start + BATCH_MESSAGES]:
+        if ref.size is None or total + ref.size > BATCH_BYTES:
+            break
+        batch.append(ref)
+        total += ref.size
+    return batch
 
 
 class StopRequested(Exception):
@@ -162,38 +205,73 @@ class AccountWatcher:
         self._listed = False
         refs = await self._guarded(self.connector.list_waiting(), self.options.operation_timeout)
         self._listed = True
-        for ref in refs:
-            if self.stop.is_set():
-                return
-            raw = await self._guarded(self.connector.fetch(ref), self.options.operation_timeout)
-            result = process_message(
-                self.runtime, self.account, raw, f"{self.account.connector_type}:{ref.id}"
-            )
-            self._outcomes[result.outcome] += 1
-            log_event(
-                logging.INFO,
-                "processed",
-                account=self.account.name,
-                uid=ref.id,
-                outcome=result.outcome,
-                rule=result.rule,
-                entity=result.entity,
-                number=result.number,
-                key=result.key,
-                **({"reason": result.reason} if result.reason else {}),
-            )
-            self.after_commit()
-            await self._acknowledge(ref)
-            await asyncio.sleep(0)  # let the other accounts have their turn
+        start = 0
+        while start < len(refs) and not self.stop.is_set():
+            raws = await self._fetch(refs, start)
+            batch = refs[start : start + len(raws)]
+            start += len(raws)
+            await self._process_batch(batch, raws)
 
-    async def _acknowledge(self, ref: MessageRef) -> None:
+    async def _fetch(self, refs: Sequence[MessageRef], start: int) -> list[bytes]:
+        connector, timeout = self.connector, self.options.operation_timeout
+        if isinstance(connector, BatchConnector):
+            wanted = next_batch(refs, start)
+            raws = await self._guarded(connector.fetch_many(wanted), timeout)
+            if not raws or len(raws) > len(wanted):
+                raise ConnectorError(f"{type(connector).__name__}.fetch_many returned {len(raws)} messages")
+            return raws
+        return [await self._guarded(connector.fetch(refs[start]), timeout)]
+
+    async def _process_batch(self, refs: Sequence[MessageRef], raws: list[bytes]) -> None:
+        """Process (and commit) each message, then acknowledge those committed, together."""
+        committed: list[MessageRef] = []
         try:
-            await asyncio.wait_for(self.connector.acknowledge(ref), self.options.acknowledge_timeout)
+            for index, ref in enumerate(refs):
+                if self.stop.is_set():  # finish the message in hand, begin no other
+                    break
+                raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
+                self._process(ref, raw)
+                committed.append(ref)
+                await asyncio.sleep(0)  # let the other accounts have their turn
+        except Exception:  # e.g. the database went away: what was committed is still acknowledged
+            await self._acknowledge(committed)
+            raise
+        await self._acknowledge(committed)
+
+    def _process(self, ref: MessageRef, raw: bytes) -> None:
+        result = process_message(self.runtime, self.account, raw, f"{self.account.connector_type}:{ref.id}")
+        self._outcomes[result.outcome] += 1
+        log_event(
+            logging.INFO,
+            "processed",
+            account=self.account.name,
+            uid=ref.id,
+            outcome=result.outcome,
+            rule=result.rule,
+            entity=result.entity,
+            number=result.number,
+            key=result.key,
+            **({"reason": result.reason} if result.reason else {}),
+        )
+        self.after_commit()
+
+    async def _acknowledge(self, refs: Sequence[MessageRef]) -> None:
+        if not refs:
+            return
+        connector = self.connector
+        try:
+            if len(refs) > 1 and isinstance(connector, BatchConnector):
+                work = connector.acknowledge_many(refs)
+            else:
+                [ref] = refs
+                work = connector.acknowledge(ref)
+            await asyncio.wait_for(work, self.options.acknowledge_timeout)
         except Exception as exc:
             error = "no answer in time" if isinstance(exc, TimeoutError) else describe_error(exc)
-            log_event(
-                logging.WARNING, "acknowledge_failed", account=self.account.name, uid=ref.id, error=error
-            )
+            for ref in refs:
+                log_event(
+                    logging.WARNING, "acknowledge_failed", account=self.account.name, uid=ref.id, error=error
+                )
 
     # --- bookkeeping ------------------------------------------------------------------------------
 
