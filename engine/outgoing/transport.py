@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "mailgate.transports"
 BUILTIN: Mapping[str, str] = {
     "smtp": "engine.outgoing.smtp:SmtpTransport",
     "graph": "engine.outgoing.graph:GraphTransport",
+    "ews": "engine.outgoing.ews:EwsTransport",
 }
 
 

@@ -1,4 +1,8 @@
-"""The in-memory mailbox behind the loopback EWS server: folders (Exchange's well-known ones) and items."""
+"""The in-memory mailbox behind the loopback EWS server: folders (Exchange's well-known ones) and items.
+
+It also sends: ``sent`` holds every message handed to Exchange for delivery (CreateItem with a send
+disposition), byte for byte; ``max_send_size`` and ``send_as`` are the limits Exchange applies.
+"""
 
 from __future__ import annotations
 
@@ -49,11 +53,15 @@ class EwsMailbox:
         self.lock = threading.Lock()
         self.folders: dict[str, EwsFolder] = {}
         self.items: dict[str, EwsItem] = {}
+        self.sent: list[bytes] = []  # what Exchange accepted for delivery, in order
+        self.max_send_size = 10 * 1024 * 1024  # Exchange's default MaxSendSize (10 MB)
+        self.send_as: set[str] = set()  # addresses besides ``email`` its From may carry (Send As rights)
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
         root = self._add(EwsFolder("", None, "root"))
         top = self._add(EwsFolder("Top of Information Store", root.id, "msgfolderroot"))
         self._add(EwsFolder("Inbox", top.id, "inbox"))
         self._add(EwsFolder("Deleted Items", top.id, "deleteditems"))
+        self._add(EwsFolder("Sent Items", top.id, "sentitems"))
         self._add(EwsFolder("Recoverable Items", root.id, "recoverableitemsroot"))
 
     def _add(self, folder: EwsFolder) -> EwsFolder:
@@ -85,6 +93,13 @@ class EwsMailbox:
             item = EwsItem(raw, self._clock, target.id)
             self.items[item.id] = item
             return item.id
+
+    def store(self, raw: bytes, folder_id: str) -> EwsItem:
+        """Put a message in a folder, received a minute after the previous one (call with the lock held)."""
+        self._clock += timedelta(minutes=1)
+        item = EwsItem(raw, self._clock, folder_id)
+        self.items[item.id] = item
+        return item
 
     def messages(self, path: str = "Inbox") -> list[bytes]:
         """The messages in a folder, oldest first."""

@@ -3,7 +3,9 @@
 It answers the SOAP requests exchangelib sends for what mailgate does (``servers.ews_soap``):
 ``ConvertId`` (exchangelib's version probe, answered with an error message as Exchange does for its
 dummy id), ``GetFolder``, ``FindFolder`` (a display-name restriction), ``FindItem`` (indexed paging,
-sorted), ``GetItem`` (``MimeContent``), ``DeleteItem`` (the three delete types) and ``MoveItem``.
+sorted), ``GetItem`` (``MimeContent``), ``DeleteItem`` (the three delete types), ``MoveItem``, and
+``CreateItem`` sending a ``MimeContent`` message (``SendOnly`` or ``SendAndSaveCopy``; what was
+sent is in ``mailbox.sent``).
 
 Authentication is HTTP Basic (a wrong password gets 401, as IIS answers) or a bearer token issued
 by the test authority (``servers.entra.Authority``) served on the same port. HTTPS with a throwaway

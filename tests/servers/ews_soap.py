@@ -5,14 +5,18 @@ Shapes from the EWS reference (learn.microsoft.com, "EWS XML elements"): every r
 ``ResponseClass``/``ResponseCode`` (``NoError``, or e.g. ``ErrorItemNotFound`` with its usual
 ``MessageText``); ``FindItem``/``FindFolder`` answer in a ``RootFolder`` with
 ``IndexedPagingOffset``, ``TotalItemsInView`` and ``IncludesLastItemInRange``; ``MimeContent`` is
-base64; a moved item gets a new id. Only the properties asked for are returned. A request outside
-what is served raises ``SoapError`` (answered with a SOAP fault), so a change in exchangelib shows.
+base64; a moved item gets a new id; a message created with a send disposition is answered with an
+empty ``Items`` (no id), as "CreateItem operation (email message)" shows. Only the properties asked
+for are returned. A request outside what is served raises ``SoapError`` (answered with a SOAP
+fault), so a change in exchangelib shows.
 """
 
 from __future__ import annotations
 
 import base64
 import xml.etree.ElementTree as ET
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from xml.sax.saxutils import escape, quoteattr
 
 from servers.ews_mailbox import EwsFolder, EwsItem, EwsMailbox
@@ -64,6 +68,14 @@ def fault(text: str) -> bytes:
     )
 
 
+SEND_AS_DENIED = (
+    "The user account which was used to submit this request does not have the right to send mail on "
+    "behalf of the specified sending account."
+)
+NO_RECIPIENTS = (
+    "At least one recipient isn't valid., A message can't be sent because it contains no recipients."
+)
+TOO_LARGE = "The message exceeds the maximum supported size., Size is larger than maximum size allowed."
 NOT_FOUND = (
     "The specified object was not found in the store., The process failed to get the correct properties."
 )
@@ -327,6 +339,49 @@ class EwsOperations:
                 self.mailbox.items[moved.id] = moved
                 answers.append(_success("MoveItem", f"<m:Items>{_item_xml(moved, set())}</m:Items>"))
         return response("MoveItem", answers)
+
+    def CreateItem(self, request: ET.Element) -> bytes:
+        """Send messages given as MimeContent: SendOnly, or SendAndSaveCopy (a copy in SavedItemFolderId,
+        by default Sent Items), after Exchange's checks: the size limit, recipients, Send As for the From.
+        """
+        disposition = request.get("MessageDisposition")
+        if disposition not in ("SendOnly", "SendAndSaveCopy"):
+            raise SoapError(f"only sending is served, not MessageDisposition {disposition!r}")
+        saved = request.find(f"{{{M}}}SavedItemFolderId")
+        folder: EwsFolder | None = self.mailbox.distinguished("sentitems")
+        if saved is not None and len(saved):
+            folder = self.folder_of(saved[0])
+        items = request.find(f"{{{M}}}Items")
+        answers = []
+        for message in items if items is not None else []:
+            mime = message.findtext(f"{{{T}}}MimeContent")
+            if message.tag != f"{{{T}}}Message" or mime is None:
+                raise SoapError("only messages given as MimeContent are served")
+            raw = base64.b64decode(mime)
+            refusal = self._send_refusal(raw)
+            if disposition == "SendAndSaveCopy" and folder is None:
+                refusal = ("ErrorFolderNotFound", "The specified folder could not be found in the store.")
+            if refusal is not None:
+                answers.append(error_message("CreateItem", *refusal, "<m:Items/>"))
+                continue
+            self.mailbox.sent.append(raw)
+            if disposition == "SendAndSaveCopy" and folder is not None:
+                self.mailbox.store(raw, folder.id)
+            answers.append(_success("CreateItem", "<m:Items/>"))
+        return response("CreateItem", answers)
+
+    def _send_refusal(self, raw: bytes) -> tuple[str, str] | None:
+        """Why Exchange would not send this message (response code, text), or None."""
+        if len(raw) > self.mailbox.max_send_size:
+            return "ErrorMessageSizeExceeded", TOO_LARGE
+        headers = BytesHeaderParser().parsebytes(raw)
+        recipients = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+        if not [address for _, address in getaddresses(recipients) if "@" in address]:
+            return "ErrorInvalidRecipients", NO_RECIPIENTS
+        senders = {address.lower() for _, address in getaddresses([str(headers.get("From", ""))]) if address}
+        if senders - {self.mailbox.email.lower(), *(a.lower() for a in self.mailbox.send_as)}:
+            return "ErrorSendAsDenied", SEND_AS_DENIED
+        return None
 
 
 # --- HTTP -------------------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""The EWS transport: Exchange Server sends the MIME message from the mailbox (CreateItem, SendAndSaveCopy).
+
+``outgoing: {servers: [{name: exchange, type: ews, service_endpoint: https://mail.example.com/EWS/Exchange.asmx,
+email: helpdesk@example.com, username: 'CONTOSO\\helpdesk', password: ...}]}``. The keys and the
+credentials are the EWS connector's (``connectors.ews``: NTLM, Basic or OAuth client credentials with
+impersonation; ``ca_file`` for a private CA), so an account read through EWS can answer through it.
+
+exchangelib creates the message from the exact MIME bytes (``MimeContent``) and sends it with
+``MessageDisposition="SendAndSaveCopy"``, keeping a copy in the mailbox's Sent Items (found by its
+well-known name, whatever its language), as Outlook and the Graph transport do. Saving there also
+makes the mailbox the sender when the login is a service account with rights on it (EWS cannot send
+``SendOnly`` on behalf of another mailbox). Exchange takes the recipients from the MIME headers, not
+from an envelope: a message whose envelope recipient is not among its To/Cc/Bcc is refused here
+rather than sent elsewhere. The From must be the mailbox, or an address it has Send As rights on.
+
+exchangelib is synchronous: each send runs in a worker thread, one at a time per transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from exchangelib import (  # type: ignore[import-untyped]
+    DELEGATE,
+    IMPERSONATION,
+    Account,
+    Configuration,
+    Credentials,
+    FailFast,
+    Identity,
+    Message,
+)
+from exchangelib.errors import (  # type: ignore[import-untyped]
+    ErrorInvalidRecipients,
+    ErrorMessageSizeExceeded,
+    ErrorMimeContentConversionFailed,
+    ErrorMimeContentInvalid,
+    ErrorMimeContentInvalidBase64String,
+    ErrorSendAsDenied,
+    ErrorServerBusy,
+    ResponseMessageError,
+)
+
+from connectors.ews import (
+    AUTH_TYPES,
+    REFUSED,
+    _describe,
+    _drop_protocol,
+    _TenantOAuth2Credentials,
+    trust_ca_file,
+)
+from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings
+
+# response codes that retrying the same message cannot cure
+PERMANENT = (
+    ErrorInvalidRecipients,
+    ErrorMessageSizeExceeded,
+    ErrorMimeContentConversionFailed,
+    ErrorMimeContentInvalid,
+    ErrorMimeContentInvalidBase64String,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EwsTransportSettings(TransportSettings):
+    """The keys of an ``outgoing.servers`` entry of ``type: ews``; ``email`` defaults to from_address."""
+
+    service_endpoint: str
+    email: str | None = None
+    username: str | None = None
+    password: str | None = None
+    auth: Literal["ntlm", "basic", "oauth"] = "ntlm"
+    client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret: str | None = None
+    authority_url: str = "https://login.microsoftonline.com"
+    oauth_scope: str = "https://outlook.office365.com/.default"
+    ca_file: str | None = None
+    timeout: int = 60
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.service_endpoint).scheme not in ("http", "https"):
+            raise ValueError(
+                "service_endpoint must be the full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
+            )
+        if "@" not in self.mailbox:
+            raise ValueError("needs email (the mailbox's primary SMTP address) or from_address")
+        if self.auth == "oauth":
+            missing = [k for k in ("client_id", "tenant_id", "client_secret") if not getattr(self, k)]
+        else:
+            missing = [k for k in ("username", "password") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"auth {self.auth} needs {' and '.join(missing)}")
+        if self.timeout < 1:
+            raise ValueError("timeout must be at least 1")
+
+    @property
+    def mailbox(self) -> str:
+        """The mailbox that sends (and keeps the copies)."""
+        return self.email or self.from_address or ""
+
+
+def header_recipients(data: bytes) -> set[str]:
+    """The addresses of a message's To, Cc and Bcc headers, lower-cased."""
+    headers = BytesHeaderParser().parsebytes(data)
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+    return {address.lower() for _, address in getaddresses(fields) if address}
+
+
+class EwsTransport(Transport):
+    """Sends each message with one CreateItem request (the session is kept between messages)."""
+
+    name = "ews"
+    Settings = EwsTransportSettings
+
+    def __init__(self, settings: TransportSettings, base_dir: Path) -> None:
+        super().__init__(settings, base_dir)
+        self._lock = asyncio.Lock()
+        self._account: Any = None
+
+    @property
+    def ews(self) -> EwsTransportSettings:
+        """The settings, typed."""
+        assert isinstance(self.settings, EwsTransportSettings)
+        return self.settings
+
+    async def send(self, envelope: Envelope) -> str:
+        """Hand the message to Exchange; ``NoError ...`` or SendError."""
+        if envelope.recipient.lower() not in header_recipients(envelope.data):
+            raise SendError(
+                f"EWS sends to the message's To/Cc/Bcc only, and {envelope.recipient} is not there",
+                permanent=True,
+            )
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(self._send_blocking, envelope.data)
+            except Exception as exc:
+                error = exc if isinstance(exc, SendError) else self._send_error(exc)
+                if error.connection:
+                    await self._forget()
+                raise error from None
+
+    async def close(self) -> None:
+        """Close the HTTP session (never raises)."""
+        async with self._lock:
+            await self._forget()
+
+    async def _forget(self) -> None:
+        account, self._account = self._account, None
+        if account is not None:
+            with suppress(Exception):  # closing must never raise
+                await asyncio.to_thread(_drop_protocol, account)
+
+    # --- blocking work, run in a thread ---
+
+    def _send_blocking(self, data: bytes) -> str:
+        if self._account is None:
+            self._account = self._new_account()
+        account = self._account
+        # the copy in Sent Items is marked read, as a message sent from Outlook is
+        Message(account=account, folder=account.sent, mime_content=data, is_read=True).send_and_save()
+        build = getattr(getattr(account, "version", None), "build", None)
+        server = f" (Exchange {build})" if build is not None else ""
+        return f"NoError: sent by {self.ews.mailbox}, a copy saved in Sent Items{server}"
+
+    def _new_account(self) -> Any:
+        s = self.ews
+        if s.ca_file is not None:
+            ca_file = (self.base_dir / Path(s.ca_file).expanduser()).resolve()
+            if not ca_file.is_file():
+                raise SendError(f"ca_file {ca_file} does not exist", connection=True)
+            trust_ca_file(s.service_endpoint, str(ca_file))
+        if s.auth == "oauth":
+            credentials: Any = _TenantOAuth2Credentials(
+                authority_url=s.authority_url,
+                scope=s.oauth_scope,
+                client_id=s.client_id,
+                client_secret=s.client_secret,
+                tenant_id=s.tenant_id,
+                identity=Identity(primary_smtp_address=s.mailbox),
+            )
+            access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
+        else:
+            credentials = Credentials(username=s.username, password=s.password)
+            access_type = DELEGATE
+        config = Configuration(
+            service_endpoint=s.service_endpoint,
+            credentials=credentials,
+            auth_type=AUTH_TYPES[s.auth],
+            retry_policy=FailFast(),  # the delivery retries with its own backoff
+            max_connections=1,
+        )
+        account = Account(
+            primary_smtp_address=s.mailbox, config=config, autodiscover=False, access_type=access_type
+        )
+        account.protocol.TIMEOUT = s.timeout
+        return account
+
+    def _send_error(self, exc: Exception) -> SendError:
+        """What the delivery needs to know about an exchangelib failure."""
+        s = self.ews
+        said = f"{type(exc).__name__}: {_describe(exc)}"
+        if isinstance(exc, REFUSED):
+            who = s.client_id if s.auth == "oauth" else s.username
+            return SendError(f"EWS refused the login of {who} for {s.mailbox}: {said}", connection=True)
+        if isinstance(exc, ErrorServerBusy):
+            return SendError(f"EWS server is busy, try later: {said}", connection=True)
+        if isinstance(exc, PERMANENT):
+            return SendError(f"EWS refused the message: {said}", permanent=True)
+        if isinstance(exc, ErrorSendAsDenied):
+            return SendError(
+                f"EWS refused the message: {said} (the From address must be {s.mailbox} "
+                "or one it has Send As rights on)"
+            )
+        if isinstance(exc, ResponseMessageError):  # another refusal of this message: tried again later
+            return SendError(f"EWS refused the message: {said}")
+        return SendError(f"EWS {s.service_endpoint}: {said}", connection=True)
