@@ -7,6 +7,7 @@ answered by the server, which keeps what it was given byte for byte.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import timedelta
 from email import message_from_bytes
@@ -18,9 +19,10 @@ from outgoing_desk import DESK_ADDRESS, T0, MakeDesk
 from servers.entra import Authority
 from servers.ews_server import EwsMailbox, EwsServer
 from servers.tls import TestCertificates
+from test_outgoing_docs import section, table_keys
 
 from engine.outgoing.delivery import send_outbox_once
-from engine.outgoing.ews import EwsTransport
+from engine.outgoing.ews import EwsTransport, EwsTransportSettings
 from engine.outgoing.settings import OutgoingServer
 from engine.outgoing.transport import Envelope, SendError, build_transport_settings, make_transport
 
@@ -250,3 +252,10 @@ def test_a_busy_exchange_defers_the_reply_and_a_later_drain_sends_it(
     [row] = desk.rows()
     assert row.status == "sent"
     assert len(server.mailbox.sent) == 1
+
+
+def test_the_ews_section_of_the_outgoing_doc_lists_every_key() -> None:
+    """docs/outgoing.md's EWS key table names exactly the fields of EwsTransportSettings."""
+    documented = table_keys(section("Exchange Server (EWS)"))
+    assert set(documented) == {f.name for f in dataclasses.fields(EwsTransportSettings)}
+    assert documented["timeout"] == f"`{EwsTransportSettings.timeout}`"
