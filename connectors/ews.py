@@ -114,7 +114,7 @@ def _same_path(a: str, b: str) -> bool:
     return [p.lower() for p in a.split("/") if p] == [p.lower() for p in b.split("/") if p]
 
 
-class _TenantOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
+class TenantOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
     """Client-credentials OAuth with the authority and scope taken from the settings."""
 
     def __init__(self, authority_url: str, scope: str, **kwargs: Any) -> None:
@@ -164,7 +164,8 @@ def trust_ca_file(service_endpoint: str, ca_file: str) -> None:
     _CA_FILES[_host_port(service_endpoint)] = ca_file
 
 
-def _describe(exc: BaseException) -> str:
+def describe_ews_error(exc: BaseException) -> str:
+    """A short readable text for an exchangelib error (cut at 300 characters)."""
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) < 300 else text[:300] + "..."
 
@@ -208,7 +209,7 @@ class EwsConnector(Connector):
         account, self._account = self._account, None
         if account is not None:
             with suppress(Exception):
-                await asyncio.to_thread(_drop_protocol, account)
+                await asyncio.to_thread(drop_protocol, account)
 
     # --- blocking work, run in a thread ---
 
@@ -219,12 +220,12 @@ class EwsConnector(Connector):
             except ConnectorError:
                 raise
             except REFUSED as exc:
-                raise AuthenticationError(f"EWS {what}: refused: {_describe(exc)}") from exc
+                raise AuthenticationError(f"EWS {what}: refused: {describe_ews_error(exc)}") from exc
             except (EWSError, requests.RequestException, OSError) as exc:
-                raise ConnectorError(f"EWS {what}: {type(exc).__name__}: {_describe(exc)}") from exc
+                raise ConnectorError(f"EWS {what}: {type(exc).__name__}: {describe_ews_error(exc)}") from exc
             except Exception as exc:  # exchangelib raises assorted exceptions; never let one escape raw
                 raise ConnectorError(
-                    f"EWS {what}: unexpected {type(exc).__name__}: {_describe(exc)}"
+                    f"EWS {what}: unexpected {type(exc).__name__}: {describe_ews_error(exc)}"
                 ) from exc
 
     def _connect_blocking(self) -> None:
@@ -235,7 +236,7 @@ class EwsConnector(Connector):
                 raise ConnectorError(f"ca_file {ca_file} does not exist")
             trust_ca_file(s.service_endpoint, str(ca_file))
         if s.auth == "oauth":
-            credentials: Any = _TenantOAuth2Credentials(
+            credentials: Any = TenantOAuth2Credentials(
                 authority_url=s.authority_url,
                 scope=s.oauth_scope,
                 client_id=s.client_id,
@@ -264,7 +265,7 @@ class EwsConnector(Connector):
             if s.processed_folder is not None:
                 self._processed = self._find_folder(account, s.processed_folder)
         except BaseException:
-            _drop_protocol(account)
+            drop_protocol(account)
             raise
         self._account = account
 
@@ -321,7 +322,7 @@ class EwsConnector(Connector):
                 raise result
 
 
-def _drop_protocol(account: Any) -> None:
+def drop_protocol(account: Any) -> None:
     """Close the account's HTTP sessions and forget exchangelib's cached protocol for its config."""
     protocol = account.protocol
     with suppress(KeyError):

@@ -21,8 +21,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -51,12 +49,12 @@ from exchangelib.errors import (  # type: ignore[import-untyped]
 from connectors.ews import (
     AUTH_TYPES,
     REFUSED,
-    _describe,
-    _drop_protocol,
-    _TenantOAuth2Credentials,
+    TenantOAuth2Credentials,
+    describe_ews_error,
+    drop_protocol,
     trust_ca_file,
 )
-from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings
+from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 # response codes that retrying the same message cannot cure
 PERMANENT = (
@@ -107,13 +105,6 @@ class EwsTransportSettings(TransportSettings):
         return self.email or self.from_address or ""
 
 
-def header_recipients(data: bytes) -> set[str]:
-    """The addresses of a message's To, Cc and Bcc headers, lower-cased."""
-    headers = BytesHeaderParser().parsebytes(data)
-    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
-    return {address.lower() for _, address in getaddresses(fields) if address}
-
-
 class EwsTransport(Transport):
     """Sends each message with one CreateItem request (the session is kept between messages)."""
 
@@ -156,7 +147,7 @@ class EwsTransport(Transport):
         account, self._account = self._account, None
         if account is not None:
             with suppress(Exception):  # closing must never raise
-                await asyncio.to_thread(_drop_protocol, account)
+                await asyncio.to_thread(drop_protocol, account)
 
     # --- blocking work, run in a thread ---
 
@@ -178,7 +169,7 @@ class EwsTransport(Transport):
                 raise SendError(f"ca_file {ca_file} does not exist", connection=True)
             trust_ca_file(s.service_endpoint, str(ca_file))
         if s.auth == "oauth":
-            credentials: Any = _TenantOAuth2Credentials(
+            credentials: Any = TenantOAuth2Credentials(
                 authority_url=s.authority_url,
                 scope=s.oauth_scope,
                 client_id=s.client_id,
@@ -206,7 +197,7 @@ class EwsTransport(Transport):
     def _send_error(self, exc: Exception) -> SendError:
         """What the delivery needs to know about an exchangelib failure."""
         s = self.ews
-        said = f"{type(exc).__name__}: {_describe(exc)}"
+        said = f"{type(exc).__name__}: {describe_ews_error(exc)}"
         if isinstance(exc, REFUSED):
             who = s.client_id if s.auth == "oauth" else s.username
             return SendError(f"EWS refused the login of {who} for {s.mailbox}: {said}", connection=True)

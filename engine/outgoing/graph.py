@@ -14,13 +14,11 @@ from __future__ import annotations
 import base64
 from contextlib import suppress
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from urllib.parse import urlsplit
 
 from connectors.base import AuthenticationError, ConnectorError
 from connectors.graph import GraphClient, app_credentials, graph_error
-from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings
+from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,12 +53,6 @@ class GraphTransportSettings(TransportSettings):
         return self.mailbox or self.from_address or ""
 
 
-def _recipients(data: bytes) -> set[str]:
-    headers = BytesHeaderParser().parsebytes(data)
-    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
-    return {address.lower() for _, address in getaddresses(fields) if address}
-
-
 class GraphTransport(Transport):
     """Sends each message with one sendMail call (connection and token reused between messages)."""
 
@@ -77,7 +69,7 @@ class GraphTransport(Transport):
 
     async def send(self, envelope: Envelope) -> str:
         """Hand the message to Graph; ``202 Accepted`` (with Graph's request id) or SendError."""
-        if envelope.recipient.lower() not in _recipients(envelope.data):
+        if envelope.recipient.lower() not in header_recipients(envelope.data):
             raise SendError(
                 f"Graph sends to the message's To/Cc/Bcc only, and {envelope.recipient} is not there",
                 permanent=True,

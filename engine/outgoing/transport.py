@@ -19,6 +19,8 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
@@ -161,3 +163,14 @@ def make_transport(server: OutgoingServer, base_dir: Path) -> Transport:
     if settings is None:
         raise MailgateError("; ".join(message for _, message in mistakes))
     return transport_class(server.type)(settings, base_dir)
+
+
+def header_recipients(data: bytes) -> set[str]:
+    """The addresses of a message's To, Cc and Bcc headers, lower-cased.
+
+    Graph and EWS send to the recipients named in the message itself, not to an envelope
+    recipient; their transports refuse an envelope recipient that is not among these.
+    """
+    headers = BytesHeaderParser().parsebytes(data)
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+    return {address.lower() for _, address in getaddresses(fields) if address}
