@@ -34,6 +34,7 @@ from engine.pipeline import process_message
 from engine.runtime import Runtime
 from engine.service.events import format_event, log, log_event
 from engine.service.options import ServiceOptions
+from engine.storage.db import held_connection
 from engine.storage.models import utcnow
 from engine.storage.status import (
     STATE_AUTH_FAILED,
@@ -226,13 +227,14 @@ class AccountWatcher:
         """Process (and commit) each message, then acknowledge those committed, together."""
         committed: list[MessageRef] = []
         try:
-            for index, ref in enumerate(refs):
-                if self.stop.is_set():  # finish the message in hand, begin no other
-                    break
-                raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
-                self._process(ref, raw)
-                committed.append(ref)
-                await asyncio.sleep(0)  # let the other accounts have their turn
+            with held_connection(self.runtime.engine):  # one database connection for the batch
+                for index, ref in enumerate(refs):
+                    if self.stop.is_set():  # finish the message in hand, begin no other
+                        break
+                    raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
+                    self._process(ref, raw)
+                    committed.append(ref)
+                    await asyncio.sleep(0)  # let the other accounts have their turn
         except Exception:  # e.g. the database went away: what was committed is still acknowledged
             await self._acknowledge(committed)
             raise

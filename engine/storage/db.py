@@ -1,17 +1,18 @@
-"""Opening the database, creating the schema, and handing out item numbers."""
+"""Opening the database, creating the schema, transactions, and handing out item numbers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Index, bindparam, event, func, update
+from sqlalchemy import Index, bindparam, case, event, func, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.schema import CreateIndex
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -98,10 +99,35 @@ def _create_sequences(engine: Engine) -> None:
             session.rollback()
 
 
+# the connection ``held_connection`` lends to the transactions of the current task (or thread)
+_HELD: ContextVar[Connection | None] = ContextVar("mailgate_held_connection", default=None)
+
+
+@contextmanager
+def held_connection(engine: Engine) -> Iterator[None]:
+    """Within this block, ``transaction(engine)`` of this task reuses one connection.
+
+    For a run of messages: each still has its own transaction, but no pool checkout, connection
+    object and engine-bound session setup per message. The connection is returned at the end.
+    """
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:  # the database, not a message: the caller retries later
+        raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
+    token = _HELD.set(connection)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        connection.close()
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on any error."""
-    with Session(engine, expire_on_commit=False) as session:
+    held = _HELD.get()
+    bind: Engine | Connection = held if held is not None and held.engine is engine else engine
+    with Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
@@ -123,13 +149,34 @@ _STORE_SEQUENCE = (
 )
 
 
+def _reserve_statement(name: str) -> Any:
+    """One UPDATE ... RETURNING that takes the next number: the sequence's, or one above the highest."""
+    table = _NUMBERED[name]
+    highest = sa_select(func.coalesce(func.max(table.number), 0)).scalar_subquery()
+    next_value = col(NumberSequence.next_value)
+    return (
+        update(NumberSequence)
+        .where(col(NumberSequence.name) == bindparam("seq_name"))
+        .values(next_value=case((next_value > highest, next_value), else_=highest + 1) + 1)
+        .returning(next_value)
+    )
+
+
+_RESERVE = {name: _reserve_statement(name) for name in _NUMBERED}
+
+
 def next_number(session: Session, name: str) -> int:
     """Reserve the next available number for a new call, request or task (inside the caller's transaction).
 
     The number is the sequence's next value, or one above the highest number in use if rows were
     added with explicit numbers (fixtures); the sequence row is locked until the transaction ends.
+    Where the database has UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+) that is one statement.
     """
     connection = session.connection()
+    if connection.dialect.update_returning:
+        reserved = connection.execute(_RESERVE[name], {"seq_name": name}).scalar()
+        if reserved is not None:
+            return int(reserved) - 1
     next_value = connection.execute(_LOCK_SEQUENCE, {"name": name}).scalar()
     highest = connection.execute(_HIGHEST[name]).scalar() or 0
     number = max(next_value or 1, highest + 1)
