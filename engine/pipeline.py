@@ -26,7 +26,7 @@ from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail import IncomingMessage, parse_message
 from engine.runtime import Runtime
-from engine.storage.db import DatabaseError, transaction
+from engine.storage.db import DatabaseError, insert_persistent, transaction
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
 from engine.subject import parse_subject
 from engine.timelimit import ProcessingTimeout, time_limit
@@ -192,8 +192,20 @@ def _decide_and_act(
             )
             detail = {**ctx.ledger_detail, "problems": list(message.problems)}
             session.connection().execute(_INSERT_LEDGER, _ledger_row(result, **detail))
+            _write_queued_messages(session)
             session.flush()
     return result
+
+
+def _write_queued_messages(session: Session) -> None:
+    """Write the outgoing messages the actions queued with plain INSERTs, in the order queued.
+
+    An outbox row references nothing and nothing references it in the same transaction, so this
+    leaves what the flush would, at a fraction of its cost (the flush writes whatever else remains).
+    """
+    for row in [row for row in session.new if isinstance(row, OutboxMessage)]:
+        session.expunge(row)  # pending -> transient: written below instead of by the flush
+        insert_persistent(session, row)
 
 
 _INSERT_LEDGER = insert(LedgerEntry)

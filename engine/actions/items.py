@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col
 
 from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
 from engine.mail import reply_portion
-from engine.storage.db import next_number
+from engine.storage.db import insert_persistent, next_number
 from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
 from engine.storage.queries import find_group, group_id, person_id
-
-Row = TypeVar("Row", bound=SQLModel)
 
 
 class ActionError(MailgateError):
@@ -39,20 +35,7 @@ def _item(ctx: ActionContext) -> Item:
 # actions see stay true and nothing is written twice.
 _INSERT_HISTORY = insert(HistoryEntry)
 _INSERT_ATTACHMENT = insert(AttachedObject)
-_INSERT: dict[type[SQLModel], Any] = {Person: insert(Person), Call: insert(Call)}
 _SET_COLUMNS: dict[tuple[type[SQLModel], tuple[str, ...]], Any] = {}
-
-
-def _insert_persistent(session: Session, row: Row) -> Row:
-    """INSERT a new row (one statement, no flush) and attach its object to the session as persistent."""
-    columns = sa_inspect(type(row)).local_table.columns
-    values = {c.name: getattr(row, c.name) for c in columns if c.name != "id"}
-    inserted = session.connection().execute(_INSERT[type(row)], values).inserted_primary_key
-    assert inserted is not None
-    row.id = inserted[0]
-    make_transient_to_detached(row)
-    session.add(row)
-    return row
 
 
 def set_columns(session: Session, item: Item, **values: Any) -> None:
@@ -120,7 +103,7 @@ def _ensure_sender(ctx: ActionContext) -> Person:
         person = Person(
             email=ctx.message.from_address, name=ctx.message.from_name, is_user=True, is_analyst=False
         )
-        ctx.sender = _insert_persistent(ctx.session, person)
+        ctx.sender = insert_persistent(ctx.session, person)
     return ctx.sender
 
 
@@ -159,7 +142,7 @@ class LogCall(Action):
             created_at=ctx.now,
             updated_at=ctx.now,
         )
-        _insert_persistent(ctx.session, call)
+        insert_persistent(ctx.session, call)
         ctx.item, ctx.entity, ctx.number = call, "call", call.number
         add_history(ctx, "logged", f"Logged from email by {sender.email}: {call.summary}")
 
