@@ -8,19 +8,18 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Index, bindparam, case, event, func, insert, update
+from sqlalchemy import bindparam, case, event, func, insert, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.schema import CreateIndex
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
-from engine.storage.models import NumberSequence, OutboxMessage
+from engine.storage.models import NumberSequence
 
 Row = TypeVar("Row", bound=SQLModel)
 
@@ -29,15 +28,6 @@ _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task
     "request": models.Request,
     "task": models.Task,
 }
-
-
-# Every answered mail counts the automatic replies queued to its sender in the last hour (the reply
-# rate limit): without this index that count reads the whole outbox, so each mail costs more than the last.
-_RECENT_REPLIES_INDEX = Index(
-    "ix_outboxmessage_recipient_created",
-    func.lower(OutboxMessage.__table__.c.to_address),  # type: ignore[attr-defined]
-    OutboxMessage.__table__.c.created_at,  # type: ignore[attr-defined]
-)
 
 
 class DatabaseError(MailgateError):
@@ -77,8 +67,6 @@ def open_database(url: str) -> Engine:
     shown = parsed.render_as_string(hide_password=True)
     try:
         SQLModel.metadata.create_all(engine)
-        with engine.begin() as connection:  # also in databases created before the index existed
-            connection.execute(CreateIndex(_RECENT_REPLIES_INDEX, if_not_exists=True))
         _create_sequences(engine)
     except Exception as exc:
         reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link
