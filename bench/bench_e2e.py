@@ -5,7 +5,8 @@
 Starts a private Dovecot (tests/servers/dovecot.py), loads fixtures (people and 1,000 calls, so
 the replies' [CALL#n] tags hit real calls) into a fresh SQLite database per run, appends the
 seeded mix of bench/mailbox_mix.py to a fresh mailbox, and times the whole ``mailgate run
---once`` subprocess (the console script), reading its peak RSS from ``wait4``. Runs, in order:
+--once`` subprocess (the console script), reading its peak RSS from ``wait4`` (through a tiny launcher,
+so that the benchmark's own memory is not counted). Runs, in order:
 
 - the ceiling: a bare imaplib loop over the same N messages (UID FETCH, UID STORE \\Deleted,
   EXPUNGE for each), also in a subprocess;
@@ -23,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import imaplib
-import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,19 +53,32 @@ class ChildRun:
     stderr: str
 
 
+# A forked child starts with its parent's peak RSS as its own (Linux keeps the larger across
+# exec), and this process holds the whole mix; so children are started from this tiny launcher,
+# which reports the wall time and the peak RSS of the command it runs.
+_LAUNCHER = """
+import os, subprocess, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+child = subprocess.Popen(argv)
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - started
+with open(report, "w") as out:
+    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def run_child(argv: list[str], cwd: Path) -> ChildRun:
     """Run ``argv`` and measure it: the wall time of the whole process and its own peak RSS."""
-    out_path, err_path = cwd / "child.out", cwd / "child.err"
+    out_path, err_path, report = cwd / "child.out", cwd / "child.err", cwd / "child.measure"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.perf_counter()
-        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        _, wait_status, usage = os.wait4(child.pid, 0)
-        seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(wait_status)
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), *argv]
+        subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
+    seconds, maxrss_kb, status = report.read_text().split()
     return ChildRun(
-        seconds,
-        usage.ru_maxrss * 1024,  # Linux reports kilobytes
-        child.returncode,
+        float(seconds),
+        int(maxrss_kb) * 1024,  # Linux reports kilobytes
+        int(status),
         out_path.read_text(errors="replace").strip(),
         err_path.read_text(errors="replace").strip(),
     )
