@@ -99,16 +99,33 @@ def _ledger_has(session: Session, account: str, key: str) -> bool:
     return found is not None
 
 
+def read_message(raw: bytes, our_addresses: frozenset[str]) -> IncomingMessage | MailError:
+    """The parsed message, or the ``MailError`` saying why it cannot be read (never raises)."""
+    try:
+        return parse_message(raw, our_addresses=our_addresses)
+    except MailError as exc:
+        return exc
+
+
 def process_message(
-    runtime: Runtime, account: AccountConfig, raw: bytes, origin: str = "", *, retry_of: int | None = None
+    runtime: Runtime,
+    account: AccountConfig,
+    raw: bytes,
+    origin: str = "",
+    *,
+    retry_of: int | None = None,
+    parsed: IncomingMessage | MailError | None = None,
 ) -> ProcessResult:
     """Run one raw message through the account's pack; never raises for a bad message.
+
+    ``parsed``: ``read_message(raw, runtime.our_addresses)`` if the caller has it already (the
+    service parses ahead, in another process); else the message is parsed here.
 
     Raises ``DatabaseError`` only when the database itself is unavailable: nothing was written,
     and the message must stay where it is until the database is back.
     """
     try:
-        return _process(runtime, account, raw, origin, retry_of)
+        return _process(runtime, account, raw, origin, retry_of, parsed)
     except OperationalError as exc:
         # the database is unreachable or locked: not the message's fault, so it is not quarantined;
         # the caller leaves it in its mailbox and tries again later (the MTA, for `deliver`)
@@ -116,13 +133,17 @@ def process_message(
 
 
 def _process(
-    runtime: Runtime, account: AccountConfig, raw: bytes, origin: str, retry_of: int | None
+    runtime: Runtime,
+    account: AccountConfig,
+    raw: bytes,
+    origin: str,
+    retry_of: int | None,
+    parsed: IncomingMessage | MailError | None,
 ) -> ProcessResult:
-    try:
-        message = parse_message(raw, our_addresses=runtime.our_addresses)
-    except MailError as exc:
+    message = parsed if parsed is not None else read_message(raw, runtime.our_addresses)
+    if isinstance(message, MailError):
         message_id, key = fallback_key(raw)
-        return quarantine(runtime, account, raw, origin, message_id, key, exc.reason, retry_of=retry_of)
+        return quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of=retry_of)
     try:
         result = _decide_and_act(runtime, account, message, origin)
     except IntegrityError:

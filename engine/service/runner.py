@@ -24,6 +24,7 @@ from engine.errors import MailgateError
 from engine.runtime import Runtime
 from engine.service.events import log_event
 from engine.service.options import ServiceOptions
+from engine.service.parsing import ParseAhead
 from engine.service.watcher import AccountWatcher, PassReport, describe_error
 from engine.storage.status import STATE_FAILED, record_failure
 
@@ -114,6 +115,7 @@ class Service:
         self.connector_factory = connector_factory
         self.outbox_drainer = outbox_drainer
         self.stop_event = StopEvent()
+        self.parser = ParseAhead(runtime.our_addresses)  # a worker process, started at a first backlog
         self._stop_requested = False
         self._outbox_wanted = asyncio.Event()
         self._test_hook = after_commit or (lambda: None)
@@ -161,7 +163,10 @@ class Service:
             self._tasks.append(asyncio.create_task(self._outbox_loop(self.outbox_drainer), name="outbox"))
         else:
             log_event(logging.INFO, "outbox_hook_absent", hook=".".join(OUTBOX_HOOK))
-        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self.parser.close()
         for task, result in zip(self._tasks, results, strict=True):
             if isinstance(result, Exception):
                 log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(result))
@@ -172,7 +177,10 @@ class Service:
         watchers, unusable = self._watchers()
         if not watchers and not unusable:
             raise MailgateError(self._nothing_to_watch(unusable))
-        reports = list(unusable) + list(await asyncio.gather(*(w.one_pass() for w in watchers)))
+        try:
+            reports = list(unusable) + list(await asyncio.gather(*(w.one_pass() for w in watchers)))
+        finally:
+            self.parser.close()
         if self.outbox_drainer is not None and not self.stop_event.is_set():
             await self._drain(self.outbox_drainer)
         order = {a.name: i for i, a in enumerate(self.runtime.config.accounts)}
@@ -204,7 +212,13 @@ class Service:
                 continue
             watchers.append(
                 AccountWatcher(
-                    self.runtime, account, connector, self.options, self.stop_event, self._after_commit
+                    self.runtime,
+                    account,
+                    connector,
+                    self.options,
+                    self.stop_event,
+                    self._after_commit,
+                    self.parser,
                 )
             )
         return watchers, unusable

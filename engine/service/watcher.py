@@ -34,6 +34,7 @@ from engine.pipeline import process_message
 from engine.runtime import Runtime
 from engine.service.events import format_event, log, log_event
 from engine.service.options import ServiceOptions
+from engine.service.parsing import ParseAhead, Parsed, Parsing
 from engine.storage.db import held_connection
 from engine.storage.models import utcnow
 from engine.storage.status import (
@@ -66,6 +67,15 @@ class BatchConnector(Protocol):
     async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
         """Delete (or move) every message of ``refs``."""
         ...
+
+
+@dataclass
+class _Fetched:
+    """A fetched batch: its refs, their raw bytes, and their parsing in the worker if started."""
+
+    refs: Sequence[MessageRef]
+    raws: list[bytes]
+    parsing: Parsing | None
 
 
 def next_batch(refs: Sequence[MessageRef], start: int) -> list[MessageRef]:
@@ -121,6 +131,7 @@ class AccountWatcher:
         options: ServiceOptions,
         stop: asyncio.Event,
         after_commit: Callable[[], None] = lambda: None,
+        parser: ParseAhead | None = None,
     ) -> None:
         self.runtime = runtime
         self.account = account
@@ -128,6 +139,7 @@ class AccountWatcher:
         self.options = options
         self.stop = stop
         self.after_commit = after_commit
+        self.parser = parser  # parses a backlog's batches ahead, in a worker process
         self.connected = False
         self.failures = 0
         self._outcomes: Counter[str] = Counter()
@@ -207,11 +219,24 @@ class AccountWatcher:
         refs = await self._guarded(self.connector.list_waiting(), self.options.operation_timeout)
         self._listed = True
         start = 0
-        while start < len(refs) and not self.stop.is_set():
-            raws = await self._fetch(refs, start)
-            batch = refs[start : start + len(raws)]
-            start += len(raws)
-            await self._process_batch(batch, raws)
+        if self.parser is None or len(refs) <= BATCH_MESSAGES:
+            while start < len(refs) and not self.stop.is_set():
+                raws = await self._fetch(refs, start)
+                await self._process_batch(_Fetched(refs[start : start + len(raws)], raws, None))
+                start += len(raws)
+            return
+        # a backlog: batch k+1 is fetched (and parsed by the worker) before batch k is processed
+        with self.parser.backlog() as ahead:
+            pending: _Fetched | None = None
+            while start < len(refs) and not self.stop.is_set():
+                raws = await self._fetch(refs, start)
+                fetched = _Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws))
+                start += len(raws)
+                if pending is not None:
+                    await self._process_batch(pending)
+                pending = fetched
+            if pending is not None:
+                await self._process_batch(pending)  # begins nothing if a stop was requested
 
     async def _fetch(self, refs: Sequence[MessageRef], start: int) -> list[bytes]:
         connector, timeout = self.connector, self.options.operation_timeout
@@ -223,8 +248,13 @@ class AccountWatcher:
             return raws
         return [await self._guarded(connector.fetch(refs[start]), timeout)]
 
-    async def _process_batch(self, refs: Sequence[MessageRef], raws: list[bytes]) -> None:
+    async def _process_batch(self, fetched: _Fetched) -> None:
         """Process (and commit) each message, then acknowledge those committed, together."""
+        refs, raws = fetched.refs, fetched.raws
+        parsed: list[Parsed] | None = None
+        if self.parser is not None and fetched.parsing is not None and not self.stop.is_set():
+            work = self.parser.results(fetched.parsing, raws)
+            parsed = await self._guarded(work, self.options.operation_timeout)
         committed: list[MessageRef] = []
         try:
             with held_connection(self.runtime.engine):  # one database connection for the batch
@@ -232,7 +262,7 @@ class AccountWatcher:
                     if self.stop.is_set():  # finish the message in hand, begin no other
                         break
                     raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
-                    self._process(ref, raw)
+                    self._process(ref, raw, parsed[index] if parsed is not None else None)
                     committed.append(ref)
                     await asyncio.sleep(0)  # let the other accounts have their turn
         except Exception:  # e.g. the database went away: what was committed is still acknowledged
@@ -240,8 +270,9 @@ class AccountWatcher:
             raise
         await self._acknowledge(committed)
 
-    def _process(self, ref: MessageRef, raw: bytes) -> None:
-        result = process_message(self.runtime, self.account, raw, f"{self.account.connector_type}:{ref.id}")
+    def _process(self, ref: MessageRef, raw: bytes, parsed: Parsed | None) -> None:
+        origin = f"{self.account.connector_type}:{ref.id}"
+        result = process_message(self.runtime, self.account, raw, origin, parsed=parsed)
         self._outcomes[result.outcome] += 1
         log_event(
             logging.INFO,
