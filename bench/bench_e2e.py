@@ -9,7 +9,8 @@ seeded mix of bench/mailbox_mix.py to a fresh mailbox, and times the whole ``mai
 so that the benchmark's own memory is not counted). Runs, in order:
 
 - the ceiling: a bare imaplib loop over the same N messages (UID FETCH, UID STORE \\Deleted,
-  EXPUNGE for each), also in a subprocess;
+  EXPUNGE for each), also in a subprocess; and the same loop making mailgate's round trips (one
+  UID FETCH, UID STORE and UID EXPUNGE per batch of messages);
 - an empty mailbox (mailgate's start-up time and baseline memory);
 - IMAP and POP3 over the N messages (messages/s, peak RSS, ratio to the ceiling);
 - IMAP over 4N messages (is peak memory flat in N?);
@@ -47,7 +48,8 @@ class ChildRun:
     """One timed subprocess: wall time, peak resident memory, exit status and output."""
 
     seconds: float
-    peak_rss: int  # bytes
+    peak_rss: int  # bytes: the process's own peak (wait4)
+    tree_rss: int  # bytes: the largest sum over the process and its children (sampled every 10 ms)
     status: int
     stdout: str
     stderr: str
@@ -57,14 +59,39 @@ class ChildRun:
 # exec), and this process holds the whole mix; so children are started from this tiny launcher,
 # which reports the wall time and the peak RSS of the command it runs.
 _LAUNCHER = """
-import os, subprocess, sys, time
+import os, subprocess, sys, threading, time
 report, argv = sys.argv[1], sys.argv[2:]
+
+def tree_rss(pid):  # kB resident in pid and its descendants (a parse worker, say)
+    total, todo = 0, [pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/status") as status:
+                total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            with open(f"/proc/{pid}/task/{pid}/children") as children:
+                todo += [int(child) for child in children.read().split()]
+        except (OSError, ValueError):
+            pass
+    return total
+
 started = time.perf_counter()
 child = subprocess.Popen(argv)
+tree_peak, done = 0, threading.Event()
+
+def sample():
+    global tree_peak
+    while not done.wait(0.01):
+        tree_peak = max(tree_peak, tree_rss(child.pid))
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 _, status, usage = os.wait4(child.pid, 0)
 seconds = time.perf_counter() - started
+done.set()
+sampler.join()
 with open(report, "w") as out:
-    out.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+    out.write(f"{seconds} {usage.ru_maxrss} {tree_peak} {os.waitstatus_to_exitcode(status)}")
 """
 
 
@@ -74,10 +101,11 @@ def run_child(argv: list[str], cwd: Path) -> ChildRun:
     with out_path.open("wb") as out, err_path.open("wb") as err:
         launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), *argv]
         subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
-    seconds, maxrss_kb, status = report.read_text().split()
+    seconds, maxrss_kb, tree_kb, status = report.read_text().split()
     return ChildRun(
         float(seconds),
         int(maxrss_kb) * 1024,  # Linux reports kilobytes
+        int(tree_kb) * 1024,
         int(status),
         out_path.read_text(errors="replace").strip(),
         err_path.read_text(errors="replace").strip(),
@@ -97,20 +125,30 @@ def append_all(dovecot: Dovecot, user: str, raws: list[bytes]) -> None:
         client.logout()
 
 
-def ceiling_loop(host: str, port: int, user: str) -> int:
-    """The bare imaplib loop: UID FETCH, UID STORE \\Deleted, EXPUNGE, one message at a time."""
+def ceiling_loop(host: str, port: int, user: str, batch: int) -> int:
+    """The bare imaplib loop; ``batch`` 1: UID FETCH, UID STORE \\Deleted, EXPUNGE for each message.
+
+    With a larger ``batch``, the round trips mailgate makes: one UID FETCH for ``batch`` messages,
+    then one UID STORE and one UID EXPUNGE for them.
+    """
     client = imaplib.IMAP4(host, port, timeout=60)
     client.login(user, PASSWORD)
     client.select("INBOX")
     _, found = client.uid("SEARCH", "UNDELETED")
+    uids = found[0].split()
     done = 0
-    for uid in found[0].split():
-        status, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
-        if status != "OK" or not data or not isinstance(data[0], tuple):
-            raise RuntimeError(f"UID FETCH {uid!r} failed: {data!r}")
-        client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
-        client.expunge()
-        done += 1
+    for first in range(0, len(uids), batch):
+        which = b",".join(uids[first : first + batch])
+        status, data = client.uid("FETCH", which, "(BODY.PEEK[])")
+        bodies = [item for item in data if isinstance(item, tuple)]
+        if status != "OK" or len(bodies) != len(uids[first : first + batch]):
+            raise RuntimeError(f"UID FETCH {which!r} failed: {status} {len(bodies)} bodies")
+        client.uid("STORE", which, "+FLAGS.SILENT", r"(\Deleted)")
+        if batch == 1:
+            client.expunge()
+        else:
+            client.uid("EXPUNGE", which)
+        done += len(bodies)
     client.logout()
     return done
 
@@ -160,16 +198,10 @@ class Bench:
             ledger = ", ".join(f"{count} {outcome}" for outcome, count in rows)
         return run, ledger or "empty"
 
-    def run_ceiling(self, user: str) -> ChildRun:
+    def run_ceiling(self, user: str, batch: int) -> ChildRun:
         """The bare imaplib loop in a subprocess (started the same way as mailgate)."""
-        argv = [
-            sys.executable,
-            __file__,
-            "--ceiling-loop",
-            self.dovecot.host,
-            str(self.dovecot.imap_port),
-            user,
-        ]
+        d = self.dovecot
+        argv = [sys.executable, __file__, "--ceiling-loop", d.host, str(d.imap_port), user, str(batch)]
         return run_child(argv, self.base)
 
 
@@ -184,7 +216,10 @@ def rate(count: int, seconds: float) -> float:
 def report(label: str, count: int, run: ChildRun, left: int, ledger: str | None = None) -> None:
     """One line of figures (and the child's complaint if it failed)."""
     line = f"{label}: {count} messages in {run.seconds:.2f} s = {rate(count, run.seconds):,.0f} msg/s, "
-    line += f"peak RSS {run.peak_rss / MB:.0f} MB, left in mailbox {left}"
+    line += f"peak RSS {run.peak_rss / MB:.0f} MB"
+    if run.tree_rss > run.peak_rss * 1.05:
+        line += f" (with its parse worker {run.tree_rss / MB:.0f} MB)"
+    line += f", left in mailbox {left}"
     if ledger is not None:
         line += f"; ledger: {ledger}"
     print(line, flush=True)
@@ -219,12 +254,18 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
     print(f"mix (seed {seed}): {describe(mix)}", flush=True)
     d = bench.dovecot
 
-    ceiling_rate: float | None = None
+    from engine.service.watcher import BATCH_MESSAGES  # not at the top: the ceiling's child stays bare
+
+    ceilings: list[tuple[str, float]] = []
     if "ceiling" not in skip:
-        user = bench.mailbox(raws)
-        run = bench.run_ceiling(user)
-        report("ceiling: imaplib UID FETCH + UID STORE \\Deleted + EXPUNGE", count, run, d.count(user))
-        ceiling_rate = rate(count, run.seconds)
+        for batch, label in ((1, "each message"), (BATCH_MESSAGES, f"{BATCH_MESSAGES} at a time")):
+            user = bench.mailbox(raws)
+            run = bench.run_ceiling(user, batch)
+            what = f"ceiling, {label}: imaplib UID FETCH + UID STORE \\Deleted + " + (
+                "EXPUNGE" if batch == 1 else "UID EXPUNGE"
+            )
+            report(what, count, run, d.count(user))
+            ceilings.append((label, rate(count, run.seconds)))
 
     empty, _ = bench.run_mailgate(bench.mailbox([]), "imap")
     print(
@@ -233,7 +274,7 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
         flush=True,
     )
 
-    imap_peak = 0
+    imap_peak: tuple[int, int] | None = None
     for protocol in ("imap", "pop3"):
         if protocol in skip:
             continue
@@ -242,18 +283,21 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
         report(f"{protocol.upper()}: mailgate run --once", count, run, d.count(user), ledger)
         steady = rate(count, run.seconds - empty.seconds)
         line = f"  {steady:,.0f} msg/s after start-up"
-        if ceiling_rate is not None:
-            line += f"; ratio to the ceiling {rate(count, run.seconds) / ceiling_rate:.2f}"
+        for label, ceiling in ceilings:
+            line += f"; ratio to the ceiling ({label}) {rate(count, run.seconds) / ceiling:.2f}"
         print(line, flush=True)
         if protocol == "imap":
-            imap_peak = run.peak_rss
+            imap_peak = (run.peak_rss, max(run.tree_rss, run.peak_rss))
 
     if "4n" not in skip:
         user = bench.mailbox([m.raw for m in mailbox_mix(4 * count, seed)])
         run, ledger = bench.run_mailgate(user, "imap")
         report("IMAP at 4N: mailgate run --once", 4 * count, run, d.count(user), ledger)
+        print(f"  {rate(4 * count, run.seconds - empty.seconds):,.0f} msg/s after start-up", flush=True)
         if imap_peak:
-            print(f"  peak RSS at 4N / at N: {run.peak_rss / imap_peak:.2f}", flush=True)
+            line = f"  peak RSS at 4N / at N: {run.peak_rss / imap_peak[0]:.2f}"
+            line += f" (with the parse worker: {run.tree_rss / imap_peak[1]:.2f})"
+            print(line, flush=True)
 
     if "big" not in skip:
         size = int(big_mb * MB)
@@ -276,7 +320,7 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--ceiling-loop":
-        print(ceiling_loop(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--ceiling-loop":
+        print(ceiling_loop(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])))
     else:
         main()
