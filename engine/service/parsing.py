@@ -13,7 +13,7 @@ never waited for; so are batches of more than ``MAX_BATCH_BYTES`` (a big attachm
 to another process and back). If the worker cannot be started, or dies (killed, out of memory),
 the service parses in its own process from then on, as it always does for a mailbox with little
 waiting. The worker ignores SIGINT (Ctrl-C reaches the whole process group; the service stops
-it) and, on Linux, is killed if the service dies.
+it) and ends when the service dies, however it dies.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ import contextlib
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -37,6 +40,7 @@ log = logging.getLogger("mailgate.service")
 Parsed = IncomingMessage | MailError
 Parsing = Future[list[IncomingMessage | str]]
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+WATCHDOG_SECONDS = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -51,12 +55,24 @@ def parse_batch(raws: list[bytes], our_addresses: frozenset[str]) -> list[Incomi
     return parsed
 
 
-def _start_worker() -> None:
-    """In the worker, first: leave Ctrl-C to the service, and die with it (Linux)."""
+def _start_worker(service_pid: int) -> None:
+    """In the worker, first: leave Ctrl-C to the service, and end with it.
+
+    On Linux the kernel kills the worker when the service dies (from now on); a watchdog thread
+    also ends it, within a second, once its parent is no longer the service (it died before this
+    ran, or the system has no such signal): a worker never outlives the service.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+    def watchdog() -> None:
+        while os.getppid() == service_pid:
+            time.sleep(WATCHDOG_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watchdog, name="service-watchdog", daemon=True).start()
 
 
 class ParseAhead:
@@ -87,7 +103,9 @@ class ParseAhead:
         try:
             if self._executor is None:
                 context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads
-                self._executor = ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker)
+                self._executor = ProcessPoolExecutor(
+                    1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+                )
             parsing = self._executor.submit(parse_batch, raws, self.our_addresses)
         except Exception as exc:
             self._give_up(exc)

@@ -1,0 +1,169 @@
+"""A backlog (more than one batch waiting) on the real Dovecot: batches, acknowledgements, the parse worker.
+
+On a backlog the service fetches and acknowledges ``BATCH_MESSAGES`` at a time and parses the next
+batch in a worker process while it processes the current one (engine/service/parsing.py). None of
+that may change what happens to a message: the same outcome, in UID order, each acknowledged only
+after its commit, a stop or a crash costing no mail and no second effect.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+from servers.dovecot import Dovecot
+from service_desk import ServiceDesk, account_yaml, build_service_desk, make_mail, run_async
+
+from engine.errors import MailError
+from engine.pipeline import read_message
+from engine.service import Service
+from engine.service.parsing import ParseAhead
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+from engine.service.watcher import BATCH_MESSAGES
+
+User = tuple[str, str]
+MAILGATE = Path(sys.executable).parent / "mailgate"
+BACKLOG = 2 * BATCH_MESSAGES + 20
+
+
+def unreadable(number: int) -> bytes:
+    """A mail without a From header (quarantined: no sender)."""
+    msg = EmailMessage()
+    msg["To"] = "helpdesk@example.com"
+    msg["Subject"] = f"No sender {number}"
+    msg["Message-ID"] = f"<m{number}@example.com>"
+    msg.set_content("Who sent this?")
+    return msg.as_bytes()
+
+
+def append_all(dovecot: Dovecot, user: User, raws: list[bytes]) -> None:
+    """APPEND in order over one session (the server gives them ascending UIDs)."""
+    client = imaplib.IMAP4(dovecot.host, dovecot.imap_port, timeout=30)
+    try:
+        client.login(*user)
+        for raw in raws:
+            assert client.append("INBOX", None, None, raw)[0] == "OK"
+    finally:
+        client.logout()
+
+
+def imap_desk(root: Path, dovecot: Dovecot, user: User) -> ServiceDesk:
+    """An installation reading ``user``'s INBOX over plain IMAP."""
+    connector = (
+        f"{{type: imap, host: {dovecot.host}, port: {dovecot.imap_port}, security: plain, "
+        f"username: {user[0]}, password: '{user[1]}', timeout: 10}}"
+    )
+    return build_service_desk(root, account_yaml("helpdesk", connector, poll=3600))
+
+
+def mailgate(desk: ServiceDesk, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``mailgate`` command on the desk's config."""
+    clean = {k: v for k, v in os.environ.items() if k != TEST_SIGNAL_AFTER_COMMIT_ENV}
+    return subprocess.run(
+        [str(MAILGATE), "--config", str(desk.config_path), *args],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        timeout=300,
+    )
+
+
+def test_a_backlog_is_processed_in_uid_order_with_unreadable_mail_quarantined(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: User
+) -> None:
+    raws = [unreadable(n) if n in (7, 77) else make_mail(n) for n in range(1, BACKLOG + 1)]
+    append_all(dovecot, mailbox_user, raws)
+    desk = imap_desk(tmp_path, dovecot, mailbox_user)
+
+    [report] = run_async(Service(desk.runtime).run_once())
+
+    assert report.error is None
+    assert dict(report.outcomes) == {"logged": BACKLOG - 2, "quarantined": 2}
+    ledger = desk.ledger()
+    assert [e.message_id for e in ledger] == [f"m{n}@example.com" for n in range(1, BACKLOG + 1)]
+    assert [e.outcome for e in ledger if e.outcome != "logged"] == ["quarantined", "quarantined"]
+    assert [e.number for e in ledger if e.outcome == "logged"] == list(range(1, BACKLOG - 1))
+    assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_a_stop_in_a_backlog_begins_no_further_message_and_loses_none(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: User
+) -> None:
+    append_all(dovecot, mailbox_user, [make_mail(n) for n in range(1, BACKLOG + 1)])
+    desk = imap_desk(tmp_path, dovecot, mailbox_user)
+    stop_after = BATCH_MESSAGES + 10  # in the middle of the second batch
+
+    stopped = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_COMMIT_ENV: f"{stop_after}:SIGTERM"})
+
+    assert stopped.returncode == 0, stopped.stderr
+    assert len(desk.ledger()) == stop_after
+    assert dovecot.count(mailbox_user[0]) == BACKLOG - stop_after  # every committed one acknowledged
+    again = mailgate(desk, "run", "--once")
+    left = BACKLOG - stop_after
+    assert again.stdout.splitlines() == [f"helpdesk: {left} processed ({left} logged)"], again.stderr
+    assert desk.call_count() == BACKLOG
+    assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_a_crash_in_a_backlog_acts_on_no_message_twice(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: User
+) -> None:
+    append_all(dovecot, mailbox_user, [make_mail(n) for n in range(1, BACKLOG + 1)])
+    desk = imap_desk(tmp_path, dovecot, mailbox_user)
+    crash_after = BATCH_MESSAGES + 10
+
+    crashed = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_COMMIT_ENV: f"{crash_after}:SIGKILL"})
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    left = dovecot.count(mailbox_user[0])
+    unacknowledged = left - (BACKLOG - crash_after)  # committed, not yet acknowledged: one batch at most
+    assert 0 <= unacknowledged <= BATCH_MESSAGES
+    again = mailgate(desk, "run", "--once")
+    assert again.returncode == 0, again.stderr
+    counts = (
+        f"{unacknowledged} duplicate, {BACKLOG - crash_after} logged"
+        if unacknowledged
+        else (f"{BACKLOG - crash_after} logged")
+    )
+    assert again.stdout.splitlines() == [f"helpdesk: {left} processed ({counts})"]
+    assert desk.call_count() == BACKLOG  # one call per mail, none twice
+    assert len(desk.ledger()) == BACKLOG
+    assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_the_parse_worker_reads_mail_as_parsing_here_does_and_after_it_dies_mail_is_parsed_here() -> None:
+    ours = frozenset({"helpdesk@example.com"})
+    raws = [make_mail(1), unreadable(2), make_mail(3, subject="RE: [CALL#3] still broken")]
+    here = [read_message(raw, ours) for raw in raws]
+    ahead = ParseAhead(ours)
+
+    async def scenario() -> tuple[list[object], list[object], object]:
+        parsing = ahead.submit(raws)
+        assert parsing is not None
+        parsing.result(timeout=120)  # the worker is up and has answered
+        from_worker = list(await ahead.results(parsing, raws))
+        for child in multiprocessing.active_children():  # the worker dies (killed, out of memory...)
+            child.kill()
+            child.join(30)
+        after_death = list(await ahead.results(ahead.submit(raws), raws))
+        return from_worker, after_death, ahead.submit(raws)
+
+    try:
+        from_worker, after_death, later = run_async(scenario())
+    finally:
+        ahead.close()
+
+    def same(found: list[object]) -> bool:
+        reasons = [x.reason if isinstance(x, MailError) else x for x in found]
+        return reasons == [x.reason if isinstance(x, MailError) else x for x in here]
+
+    assert isinstance(here[1], MailError) and "no sender" in here[1].reason
+    assert same(from_worker)
+    assert same(after_death)
+    assert later is None  # parsed in the service's process from then on
