@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import logging
 import poplib
 import ssl
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import Literal, NoReturn, TypeVar, cast
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_PORTS = {"plain": 110, "stls": 110, "tls": 995}
 READ_CHUNK = 1 << 20  # a message line longer than this is read in pieces, never refused
+_END_OF_MESSAGE = (b"\n.\r\n", b"\n.\n")
+_EMPTY_MESSAGE = (b".\r\n", b".\n")
 # RFC 3206 response codes that mean "try again later", not "your credentials are wrong"
 TRANSIENT_CODES = (b"[IN-USE]", b"[SYS/TEMP]")
 
@@ -384,23 +387,28 @@ def _command(client: poplib.POP3, line: bytes) -> bytes:
 
 
 def _retrieve(client: poplib.POP3, number: int) -> bytes:
-    """RETR one message into bytes, undoing dot-stuffing; lines of any length are accepted."""
+    """RETR one message into bytes, undoing dot-stuffing; lines of any length are accepted.
+
+    Read in large pieces, not line by line: POP3 sends nothing after a reply until the next
+    command, so the reply is complete exactly when what was received ends with the terminating
+    line (a lone "."; a content line starting with "." is sent with the dot doubled).
+    """
     reply = _command(client, f"RETR {number}".encode())
     if not reply.startswith(b"+OK"):
         raise poplib.error_proto(reply)
-    pieces: list[bytes] = []
-    readline = client.file.readline
-    at_line_start = True
-    while True:
-        piece = readline(READ_CHUNK)
+    received = bytearray()
+    read = cast(io.BufferedReader, client.file).read1
+    while not (received.endswith(_END_OF_MESSAGE) or received in _EMPTY_MESSAGE):
+        piece = read(READ_CHUNK)
         if not piece:
             raise poplib.error_proto("connection closed in the middle of a message")
-        if at_line_start and piece[:1] == b".":
-            if piece in (b".\r\n", b".\n"):
-                return b"".join(pieces)
-            piece = piece[1:]
-        pieces.append(piece)
-        at_line_start = piece[-1:] == b"\n"
+        received += piece
+    end = len(received) - (3 if received.endswith(b".\r\n") else 2)  # the terminating line goes
+    data = bytes(memoryview(received)[:end])
+    del received
+    if b"\n.." in data:
+        data = data.replace(b"\n..", b"\n.")
+    return data[1:] if data.startswith(b"..") else data
 
 
 def _is_continuation(reply: bytes) -> bool:
