@@ -20,12 +20,13 @@ from pathlib import Path
 from servers.dovecot import Dovecot
 from service_desk import ServiceDesk, account_yaml, build_service_desk, make_mail, run_async
 
+from connectors.base import MessageRef
 from engine.errors import MailError
 from engine.pipeline import read_message
 from engine.service import Service
 from engine.service.parsing import ParseAhead
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
-from engine.service.watcher import BATCH_MESSAGES
+from engine.service.watcher import BATCH_BYTES, BATCH_MESSAGES, next_batch
 
 User = tuple[str, str]
 MAILGATE = Path(sys.executable).parent / "mailgate"
@@ -167,3 +168,16 @@ def test_the_parse_worker_reads_mail_as_parsing_here_does_and_after_it_dies_mail
     assert same(from_worker)
     assert same(after_death)
     assert later is None  # parsed in the service's process from then on
+
+
+def test_a_batch_is_bounded_by_count_and_listed_size_and_ends_before_an_unknown_size() -> None:
+    small = [MessageRef(f"s{n}", 1000) for n in range(BATCH_MESSAGES + 5)]
+    assert next_batch(small, 0) == small[:BATCH_MESSAGES]
+    assert next_batch(small, BATCH_MESSAGES) == small[BATCH_MESSAGES:]
+    big = [MessageRef("b1", BATCH_BYTES // 2), MessageRef("b2", BATCH_BYTES // 2), MessageRef("b3", 1)]
+    assert next_batch(big, 0) == big[:2]  # the third would pass the byte budget
+    huge = [MessageRef("h", 10 * BATCH_BYTES), MessageRef("after", 1)]
+    assert next_batch(huge, 0) == huge[:1]  # a message larger than the budget comes alone
+    unknown = [MessageRef("k1", 10), MessageRef("u"), MessageRef("k2", 10)]
+    assert next_batch(unknown, 0) == unknown[:1]
+    assert next_batch(unknown, 1) == unknown[1:]  # unknown first: it leads, known ones may follow
