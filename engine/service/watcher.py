@@ -10,7 +10,12 @@ and POP3 do) is driven a batch at a time, to save round trips: up to ``BATCH_MES
 (and ``BATCH_BYTES``, by their listed sizes) are fetched together, each is processed and committed
 on its own, and those committed are then acknowledged together, also when the batch is cut short
 by a stop request or a database failure. The order per message is unchanged: a message is
-acknowledged only after its own commit.
+acknowledged only after its own commit. A batch shares one database connection
+(``held_connection``); each message still has its own transaction.
+
+On a backlog (more than ``BATCH_MESSAGES`` waiting) the next batch is fetched, and handed to the
+parse worker (``engine.service.parsing``), before the current one is processed, so that reading
+mail and deciding on it run on two cores at once; a stop leaves that next batch untouched.
 
 ``process_message`` is synchronous and runs on the event loop's thread, which is the main
 thread, so its SIGALRM time limit works; it holds the loop for the few milliseconds a message
