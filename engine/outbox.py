@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, func
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 from engine.config import Config
 from engine.mail import IncomingMessage
@@ -71,10 +72,14 @@ def queue_message(
     return message
 
 
+# built once: this runs for every automatic reply (the per-sender rate limit)
+_COUNT_RECENT_REPLIES = sa_select(func.count()).where(
+    col(OutboxMessage.answered_address) == bindparam("address"),
+    col(OutboxMessage.created_at) >= bindparam("since"),
+)
+
+
 def recent_replies_to(session: Session, address: str, since: datetime) -> int:
     """How many automatic replies (``Auto-Submitted: auto-replied``) were queued to ``address`` since then."""
-    statement = select(func.count()).where(
-        col(OutboxMessage.answered_address) == address.strip().lower(),
-        col(OutboxMessage.created_at) >= since,
-    )
-    return int(session.exec(statement).one())
+    params = {"address": address.strip().lower(), "since": since}
+    return int(session.connection().execute(_COUNT_RECENT_REPLIES, params).scalar() or 0)
