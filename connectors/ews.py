@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -230,35 +231,10 @@ class EwsConnector(Connector):
 
     def _connect_blocking(self) -> None:
         s = self.ews
-        if s.ca_file is not None:
-            ca_file = (self.base_dir / s.ca_file).resolve()
-            if not ca_file.is_file():
-                raise ConnectorError(f"ca_file {ca_file} does not exist")
-            trust_ca_file(s.service_endpoint, str(ca_file))
-        if s.auth == "oauth":
-            credentials: Any = TenantOAuth2Credentials(
-                authority_url=s.authority_url,
-                scope=s.oauth_scope,
-                client_id=s.client_id,
-                client_secret=s.client_secret,
-                tenant_id=s.tenant_id,
-                identity=Identity(primary_smtp_address=s.email),
-            )
-            access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
-        else:
-            credentials = Credentials(username=s.username, password=s.password)
-            access_type = DELEGATE
-        config = Configuration(
-            service_endpoint=s.service_endpoint,
-            credentials=credentials,
-            auth_type=AUTH_TYPES[s.auth],
-            retry_policy=FailFast(),  # the service retries with its own backoff
-            max_connections=1,
-        )
-        account = Account(
-            primary_smtp_address=s.email, config=config, autodiscover=False, access_type=access_type
-        )
-        account.protocol.TIMEOUT = s.timeout
+        ca_file = resolve_ca_file(self.base_dir, s.ca_file)
+        if ca_file is not None and not ca_file.is_file():
+            raise ConnectorError(f"ca_file {ca_file} does not exist")
+        account = open_account(s, s.email, ca_file)
         try:
             self._folder = self._find_folder(account, s.folder or "Inbox")
             self._processed = None
@@ -320,6 +296,76 @@ class EwsConnector(Connector):
                 log.info("account %s: EWS item already gone, nothing to acknowledge", self.account)
             elif isinstance(result, BaseException):
                 raise result
+
+
+class EwsLogin(typing.Protocol):
+    """The login fields the EWS connector and the EWS outgoing transport share (read-only)."""
+
+    @property
+    def service_endpoint(self) -> str: ...
+
+    @property
+    def auth(self) -> str: ...
+
+    @property
+    def username(self) -> str | None: ...
+
+    @property
+    def password(self) -> str | None: ...
+
+    @property
+    def client_id(self) -> str | None: ...
+
+    @property
+    def client_secret(self) -> str | None: ...
+
+    @property
+    def tenant_id(self) -> str | None: ...
+
+    @property
+    def authority_url(self) -> str: ...
+
+    @property
+    def oauth_scope(self) -> str: ...
+
+    @property
+    def timeout(self) -> float: ...
+
+
+def resolve_ca_file(base_dir: Path, ca_file: str | None) -> Path | None:
+    """The absolute path of a configured ``ca_file`` (relative to the config's folder, ``~`` expanded)."""
+    return None if ca_file is None else (base_dir / Path(ca_file).expanduser()).resolve()
+
+
+def open_account(s: EwsLogin, mailbox: str, ca_file: Path | None) -> Any:
+    """An exchangelib Account for ``mailbox`` (no autodiscover, no library retries: callers back off)."""
+    if ca_file is not None:
+        trust_ca_file(s.service_endpoint, str(ca_file))
+    if s.auth == "oauth":
+        credentials: Any = TenantOAuth2Credentials(
+            authority_url=s.authority_url,
+            scope=s.oauth_scope,
+            client_id=s.client_id,
+            client_secret=s.client_secret,
+            tenant_id=s.tenant_id,
+            identity=Identity(primary_smtp_address=mailbox),
+        )
+        access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
+    else:
+        credentials = Credentials(username=s.username, password=s.password)
+        access_type = DELEGATE
+    config = Configuration(
+        service_endpoint=s.service_endpoint,
+        credentials=credentials,
+        auth_type=AUTH_TYPES[s.auth],
+        retry_policy=FailFast(),
+        max_connections=1,
+    )
+    account = Account(
+        primary_smtp_address=mailbox, config=config, autodiscover=False, access_type=access_type
+    )
+    account.protocol.TIMEOUT = s.timeout
+    return account
 
 
 def drop_protocol(account: Any) -> None:

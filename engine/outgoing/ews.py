@@ -26,13 +26,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from exchangelib import (  # type: ignore[import-untyped]
-    DELEGATE,
-    IMPERSONATION,
-    Account,
-    Configuration,
-    Credentials,
-    FailFast,
-    Identity,
     Message,
 )
 from exchangelib.errors import (  # type: ignore[import-untyped]
@@ -47,12 +40,11 @@ from exchangelib.errors import (  # type: ignore[import-untyped]
 )
 
 from connectors.ews import (
-    AUTH_TYPES,
     REFUSED,
-    TenantOAuth2Credentials,
     describe_ews_error,
     drop_protocol,
-    trust_ca_file,
+    open_account,
+    resolve_ca_file,
 )
 from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
@@ -163,36 +155,10 @@ class EwsTransport(Transport):
 
     def _new_account(self) -> Any:
         s = self.ews
-        if s.ca_file is not None:
-            ca_file = (self.base_dir / Path(s.ca_file).expanduser()).resolve()
-            if not ca_file.is_file():
-                raise SendError(f"ca_file {ca_file} does not exist", connection=True)
-            trust_ca_file(s.service_endpoint, str(ca_file))
-        if s.auth == "oauth":
-            credentials: Any = TenantOAuth2Credentials(
-                authority_url=s.authority_url,
-                scope=s.oauth_scope,
-                client_id=s.client_id,
-                client_secret=s.client_secret,
-                tenant_id=s.tenant_id,
-                identity=Identity(primary_smtp_address=s.mailbox),
-            )
-            access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
-        else:
-            credentials = Credentials(username=s.username, password=s.password)
-            access_type = DELEGATE
-        config = Configuration(
-            service_endpoint=s.service_endpoint,
-            credentials=credentials,
-            auth_type=AUTH_TYPES[s.auth],
-            retry_policy=FailFast(),  # the delivery retries with its own backoff
-            max_connections=1,
-        )
-        account = Account(
-            primary_smtp_address=s.mailbox, config=config, autodiscover=False, access_type=access_type
-        )
-        account.protocol.TIMEOUT = s.timeout
-        return account
+        ca_file = resolve_ca_file(self.base_dir, s.ca_file)
+        if ca_file is not None and not ca_file.is_file():
+            raise SendError(f"ca_file {ca_file} does not exist", connection=True)
+        return open_account(s, s.mailbox, ca_file)
 
     def _send_error(self, exc: Exception) -> SendError:
         """What the delivery needs to know about an exchangelib failure."""
