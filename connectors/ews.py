@@ -93,18 +93,10 @@ class EwsSettings(ConnectorSettings):
     timeout: int = 120
 
     def __post_init__(self) -> None:
-        if urlsplit(self.service_endpoint).scheme not in ("http", "https"):
-            raise ValueError(
-                "service_endpoint must be the full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
-            )
+        check_endpoint(self.service_endpoint)
         if "@" not in self.email:
             raise ValueError("email must be the mailbox's primary SMTP address")
-        if self.auth == "oauth":
-            missing = [k for k in ("client_id", "tenant_id", "client_secret") if not getattr(self, k)]
-        else:
-            missing = [k for k in ("username", "password") if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"auth {self.auth} needs {' and '.join(missing)}")
+        check_login(self)
         if self.page_size < 1 or self.timeout < 1:
             raise ValueError("page_size and timeout must be at least 1")
         if self.processed_folder is not None and _same_path(self.processed_folder, self.folder or "Inbox"):
@@ -330,6 +322,24 @@ class EwsLogin(typing.Protocol):
 
     @property
     def timeout(self) -> float: ...
+
+
+def check_endpoint(service_endpoint: str) -> None:
+    """Refuse (ValueError) an EWS endpoint that is not a full http(s) URL."""
+    if urlsplit(service_endpoint).scheme not in ("http", "https"):
+        raise ValueError(
+            "service_endpoint must be the full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
+        )
+
+
+def check_login(s: EwsLogin) -> None:
+    """Refuse (ValueError) login settings that lack what their ``auth`` needs."""
+    if s.auth == "oauth":
+        missing = [k for k in ("client_id", "tenant_id", "client_secret") if not getattr(s, k)]
+    else:
+        missing = [k for k in ("username", "password") if getattr(s, k) is None]
+    if missing:
+        raise ValueError(f"auth {s.auth} needs {' and '.join(missing)}")
 
 
 def resolve_ca_file(base_dir: Path, ca_file: str | None) -> Path | None:

@@ -33,7 +33,7 @@ from typing import Literal
 from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyped]
 
 from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.imap_auth import token_from_command
+from connectors.imap_auth import check_credentials, token_from_command
 from connectors.imap_session import (
     ImapSession,
     body_literals,
@@ -92,14 +92,7 @@ class ImapSettings(ConnectorSettings):
             raise ValueError("folder must not be empty")
         if self.processed_folder is not None and self.processed_folder in ("", self.folder):
             raise ValueError("processed_folder must name another folder than the one read")
-        tokens = [k for k in ("oauth_token", "oauth_token_command") if getattr(self, k) is not None]
-        if self.auth == "login":
-            if self.password is None:
-                raise ValueError("auth 'login' needs a password")
-            if tokens:
-                raise ValueError(f"{tokens[0]} is only used with auth: xoauth2")
-        elif len(tokens) != 1:
-            raise ValueError("auth 'xoauth2' needs exactly one of oauth_token and oauth_token_command")
+        check_credentials(self, "login")
 
     @property
     def server_port(self) -> int:

@@ -1,10 +1,11 @@
-"""Where an IMAP account's credentials come from: a password, a bearer token, or a token command."""
+"""Where an IMAP or POP3 account's credentials come from: a password, a bearer token, or a token command."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from pathlib import Path
+from typing import Any
 
 from connectors.base import AuthenticationError
 
@@ -44,3 +45,20 @@ async def token_from_command(command: str, where: str, cwd: Path, timeout: float
             f"{where}: oauth_token_command printed more than a token (it contains spaces)"
         )
     return token
+
+
+def check_credentials(settings: Any, password_auth: str) -> None:
+    """Refuse (ValueError) settings whose ``auth`` lacks its secret or mixes password and token keys.
+
+    ``password_auth`` is the protocol's name for password login (``login`` for IMAP, ``user`` for
+    POP3); the other choice, ``xoauth2``, takes exactly one of ``oauth_token`` and
+    ``oauth_token_command``.
+    """
+    tokens = [k for k in ("oauth_token", "oauth_token_command") if getattr(settings, k) is not None]
+    if settings.auth == password_auth:
+        if settings.password is None:
+            raise ValueError(f"auth '{password_auth}' needs a password")
+        if tokens:
+            raise ValueError(f"{tokens[0]} is only used with auth: xoauth2")
+    elif len(tokens) != 1:
+        raise ValueError("auth 'xoauth2' needs exactly one of oauth_token and oauth_token_command")

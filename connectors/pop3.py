@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, cast
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
+from connectors.imap_auth import check_credentials
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,7 @@ class Pop3Settings(ConnectorSettings):
             raise ValueError(
                 f"max_messages_per_session must be at least 1, not {self.max_messages_per_session}"
             )
-        tokens = [k for k in ("oauth_token", "oauth_token_command") if getattr(self, k) is not None]
-        if self.auth == "user":
-            if self.password is None:
-                raise ValueError("auth 'user' needs a password")
-            if tokens:
-                raise ValueError(f"{tokens[0]} is only used with auth: xoauth2")
-        elif len(tokens) != 1:
-            raise ValueError("auth 'xoauth2' needs exactly one of oauth_token and oauth_token_command")
+        check_credentials(self, "user")
 
     @property
     def server_port(self) -> int:

@@ -23,7 +23,6 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from exchangelib import (  # type: ignore[import-untyped]
     Message,
@@ -41,6 +40,8 @@ from exchangelib.errors import (  # type: ignore[import-untyped]
 
 from connectors.ews import (
     REFUSED,
+    check_endpoint,
+    check_login,
     describe_ews_error,
     drop_protocol,
     open_account,
@@ -76,18 +77,10 @@ class EwsTransportSettings(TransportSettings):
     timeout: int = 60
 
     def __post_init__(self) -> None:
-        if urlsplit(self.service_endpoint).scheme not in ("http", "https"):
-            raise ValueError(
-                "service_endpoint must be the full EWS URL, e.g. https://mail.example.com/EWS/Exchange.asmx"
-            )
+        check_endpoint(self.service_endpoint)
         if "@" not in self.mailbox:
             raise ValueError("needs email (the mailbox's primary SMTP address) or from_address")
-        if self.auth == "oauth":
-            missing = [k for k in ("client_id", "tenant_id", "client_secret") if not getattr(self, k)]
-        else:
-            missing = [k for k in ("username", "password") if getattr(self, k) is None]
-        if missing:
-            raise ValueError(f"auth {self.auth} needs {' and '.join(missing)}")
+        check_login(self)
         if self.timeout < 1:
             raise ValueError("timeout must be at least 1")
 
