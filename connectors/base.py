@@ -4,11 +4,14 @@ A connector is constructed from its account's validated settings and then driven
 time, by the service (``engine.service``)::
 
     await connector.connect()
-    for ref in await connector.list_waiting():      # oldest first
-        raw = await connector.fetch(ref)
-        ...pipeline commits effects + ledger entry...
-        await connector.acknowledge(ref)             # delete, or move to the processed folder
+    refs = await connector.list_waiting()           # oldest first
+    raws = await connector.fetch_many(refs[:50])     # a batch: a non-empty prefix of those asked
+    ...pipeline commits each message's effects + ledger entry, the batch in one transaction...
+    await connector.acknowledge_many(done)           # delete, or move to the processed folder
     await connector.close()
+
+``fetch_many`` and ``acknowledge_many`` default to ``fetch`` and ``acknowledge`` in turn; a
+connector whose protocol can do a batch in one round trip (IMAP, POP3) overrides them.
 
 Integrators add a connector by subclassing ``Connector`` (and its ``Settings``) in their own
 package and registering it under the ``mailgate.connectors`` entry-point group; see
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +76,9 @@ class Connector(ABC):
       message that is already gone is not an error.
     - The service acknowledges only after the message's effects and ledger entry are committed;
       a connector must never delete on ``fetch``.
+    - ``fetch_many`` returns the raw bytes of a non-empty prefix of ``refs``, in order (fewer than
+      asked is fine, e.g. where a session must end); it raises only if not even the first could
+      be fetched. ``acknowledge_many`` acknowledges every ref as ``acknowledge`` would.
     - ``close`` releases the session and never raises.
     - ``wait_for_new`` (push, e.g. IMAP IDLE) returns True as soon as new mail may be waiting,
       or False after ``timeout`` seconds; connectors without push keep the default (sleep).
@@ -106,6 +112,23 @@ class Connector(ABC):
     @abstractmethod
     async def close(self) -> None:
         """End the session (never raises)."""
+
+    async def fetch_many(self, refs: Sequence[MessageRef]) -> list[bytes]:
+        """The raw bytes of the first ``len(result)`` messages of ``refs`` (default: ``fetch`` each)."""
+        raws: list[bytes] = []
+        for ref in refs:
+            try:
+                raws.append(await self.fetch(ref))
+            except ConnectorError:
+                if not raws:
+                    raise
+                break  # what was fetched is processed; the next batch begins with this one
+        return raws
+
+    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
+        """Delete (or move) every message of ``refs`` (default: ``acknowledge`` each)."""
+        for ref in refs:
+            await self.acknowledge(ref)
 
     async def wait_for_new(self, timeout: float) -> bool:
         """Wait for new mail (push) or for ``timeout`` seconds; True if mail may be waiting."""

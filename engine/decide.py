@@ -16,6 +16,7 @@ from sqlmodel import Session, col
 from engine.config import AccountConfig, Config
 from engine.mail import IncomingMessage
 from engine.rules.facts import FactValue
+from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.subject import Intent, ParsedSubject
 
@@ -74,11 +75,11 @@ _OUR_MESSAGE = (
 
 
 def _sender_row(session: Session, address: str) -> Any:
-    return session.connection().execute(_SENDER_BY_ADDRESS, {"address": address.lower()}).first()
+    return run_statement(session, _SENDER_BY_ADDRESS, {"address": address.lower()}).first()
 
 
 def _target_row(session: Session, entity: str, number: int) -> Any:
-    return session.connection().execute(_TARGET_BY_NUMBER[entity], {"number": number}).first()
+    return run_statement(session, _TARGET_BY_NUMBER[entity], {"number": number}).first()
 
 
 def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
@@ -86,11 +87,11 @@ def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
     ids = [*message.in_reply_to, *message.references]
     if not ids:
         return False
-    return session.connection().execute(_OUR_MESSAGE, {"ids": ids}).first() is not None
+    return run_statement(session, _OUR_MESSAGE, {"ids": ids}).first() is not None
 
 
 def _in_group(session: Session, person_id: int, group_id: int) -> bool:
-    found = session.connection().execute(_MEMBERSHIP, {"person": person_id, "group": group_id}).first()
+    found = run_statement(session, _MEMBERSHIP, {"person": person_id, "group": group_id}).first()
     return found is not None
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from engine.config import Config
 from engine.mail import IncomingMessage
+from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
 
 
@@ -82,4 +83,4 @@ _COUNT_RECENT_REPLIES = sa_select(func.count()).where(
 def recent_replies_to(session: Session, address: str, since: datetime) -> int:
     """How many automatic replies (``Auto-Submitted: auto-replied``) were queued to ``address`` since then."""
     params = {"address": address.strip().lower(), "since": since}
-    return int(session.connection().execute(_COUNT_RECENT_REPLIES, params).scalar() or 0)
+    return int(run_statement(session, _COUNT_RECENT_REPLIES, params).scalar() or 0)

@@ -27,6 +27,7 @@ from engine.errors import MailError, MailgateError
 from engine.mail import IncomingMessage, parse_message
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, insert_persistent, transaction
+from engine.storage.direct import run_statement
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
 from engine.subject import parse_subject
 from engine.timelimit import ProcessingTimeout, time_limit
@@ -95,7 +96,7 @@ _LEDGER_LOOKUP = sa_select(col(LedgerEntry.id)).where(
 
 
 def _ledger_has(session: Session, account: str, key: str) -> bool:
-    found = session.connection().execute(_LEDGER_LOOKUP, {"account": account, "key": key}).first()
+    found = run_statement(session, _LEDGER_LOOKUP, {"account": account, "key": key}).first()
     return found is not None
 
 
@@ -212,7 +213,7 @@ def _decide_and_act(
                 notifications=_addressed(ctx.notifications),
             )
             detail = {**ctx.ledger_detail, "problems": list(message.problems)}
-            session.connection().execute(_INSERT_LEDGER, _ledger_row(result, **detail))
+            run_statement(session, _INSERT_LEDGER, _ledger_row(result, **detail))
             _write_queued_messages(session)
             session.flush()
     return result
@@ -274,7 +275,7 @@ def quarantine(
         result = ProcessResult(
             account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry.id
         )
-        session.connection().execute(_INSERT_LEDGER, _ledger_row(result, quarantine_id=entry.id))
+        run_statement(session, _INSERT_LEDGER, _ledger_row(result, quarantine_id=entry.id))
     return result
 
 

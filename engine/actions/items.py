@@ -14,6 +14,7 @@ from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
 from engine.mail import reply_portion
 from engine.storage.db import insert_persistent, next_number
+from engine.storage.direct import run_statement
 from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
 from engine.storage.queries import find_group, group_id, person_id
 
@@ -58,7 +59,7 @@ def set_columns(session: Session, item: Item, **values: Any) -> None:
         )
         _SET_COLUMNS[key] = statement
     params = {f"new_{name}": value for name, value in changed.items()}
-    session.connection().execute(statement, {"item_id": item.id, **params})
+    run_statement(session, statement, {"item_id": item.id, **params})
     for name, value in changed.items():
         set_committed_value(item, name, value)
 
@@ -72,7 +73,8 @@ def add_history(ctx: ActionContext, kind: str, text: str, security_profile: str 
     item = _item(ctx)
     assert item.id is not None
     author = ctx.sender.id if ctx.sender else None
-    ctx.session.connection().execute(
+    run_statement(
+        ctx.session,
         _INSERT_HISTORY,
         {
             "entity": _entity(ctx),
@@ -177,7 +179,8 @@ class AttachFiles(Action):
         item = _item(ctx)
         assert item.id is not None
         for attachment in ctx.message.attachments:
-            ctx.session.connection().execute(
+            run_statement(
+                ctx.session,
                 _INSERT_ATTACHMENT,
                 {
                     "entity": _entity(ctx),

@@ -37,9 +37,12 @@ OutboxDrainer = Callable[[Runtime], Awaitable[object]]
 # still lists it) and the service says so once (``event=outbox_hook_absent``).
 OUTBOX_HOOK = ("engine.outgoing.delivery", "drain_outbox")
 
-# Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the K-th message's
-# commit, before its acknowledgement (a real crash, or a real stop request, at the worst moment).
+# Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the commit that keeps
+# the K-th message (its batch's), before any of that batch is acknowledged; or, for the second,
+# right after the K-th message is done, before its batch is committed (a real crash, or a real
+# stop request, at the worst moments).
 TEST_SIGNAL_AFTER_COMMIT_ENV = "MAILGATE_TEST_SIGNAL_AFTER_COMMIT"
+TEST_SIGNAL_AFTER_MESSAGE_ENV = "MAILGATE_TEST_SIGNAL_AFTER_MESSAGE"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -81,21 +84,25 @@ def find_outbox_drainer() -> OutboxDrainer | None:
     return drain if callable(drain) else None
 
 
-def signal_after_commit(spec: str | None) -> Callable[[], None]:
-    """The test-only hook described at ``TEST_SIGNAL_AFTER_COMMIT_ENV`` (a no-op when unset)."""
+def signal_after_count(spec: str | None) -> Callable[[int], None]:
+    """The test-only hooks described at ``TEST_SIGNAL_AFTER_COMMIT_ENV`` (a no-op when unset).
+
+    The hook is called with how many messages were just done (committed, or processed); it sends
+    the signal once, when their running total reaches K.
+    """
     if not spec:
-        return lambda: None
+        return lambda count: None
     count_text, _, name = spec.partition(":")
     target, signum = int(count_text), signal.Signals[name or "SIGKILL"]
-    commits = 0
+    total = 0
 
-    def after_commit() -> None:
-        nonlocal commits
-        commits += 1
-        if commits == target:
+    def counted(count: int) -> None:
+        nonlocal total
+        before, total = total, total + count
+        if before < target <= total:
             os.kill(os.getpid(), signum)
 
-    return after_commit
+    return counted
 
 
 class Service:
@@ -108,7 +115,8 @@ class Service:
         *,
         connector_factory: ConnectorFactory = default_connector,
         outbox_drainer: OutboxDrainer | None = None,
-        after_commit: Callable[[], None] | None = None,
+        after_commit: Callable[[int], None] | None = None,
+        after_message: Callable[[int], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.options = options or ServiceOptions()
@@ -118,7 +126,8 @@ class Service:
         self.parser = ParseAhead(runtime.our_addresses)  # a worker process, started at a first backlog
         self._stop_requested = False
         self._outbox_wanted = asyncio.Event()
-        self._test_hook = after_commit or (lambda: None)
+        self._test_hook = after_commit or (lambda count: None)
+        self._test_message_hook = after_message or (lambda count: None)
         self._tasks: list[asyncio.Task[None]] = []
 
     def request_stop(self, signum: int | None = None) -> None:
@@ -219,13 +228,14 @@ class Service:
                     self.stop_event,
                     self._after_commit,
                     self.parser,
+                    lambda: self._test_message_hook(1),
                 )
             )
         return watchers, unusable
 
-    def _after_commit(self) -> None:
+    def _after_commit(self, committed: int) -> None:
         self._outbox_wanted.set()
-        self._test_hook()
+        self._test_hook(committed)
 
     async def _outbox_loop(self, drain: OutboxDrainer) -> None:
         while not self.stop_event.is_set():
@@ -260,7 +270,8 @@ def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None
             runtime,
             options,
             outbox_drainer=find_outbox_drainer(),
-            after_commit=signal_after_commit(os.environ.get(TEST_SIGNAL_AFTER_COMMIT_ENV)),
+            after_commit=signal_after_count(os.environ.get(TEST_SIGNAL_AFTER_COMMIT_ENV)),
+            after_message=signal_after_count(os.environ.get(TEST_SIGNAL_AFTER_MESSAGE_ENV)),
         )
         restore_signals = service.handle_signals()
         try:

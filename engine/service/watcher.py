@@ -5,13 +5,13 @@ are committed when it returns, whatever the outcome: duplicate and quarantined i
 acknowledge. A failed acknowledgement is logged and the pass goes on: the message stays in the
 mailbox, the next pass finds it in the ledger (``duplicate``, nothing done) and acknowledges it.
 
-A connector that also offers ``fetch_many`` and ``acknowledge_many`` (``BatchConnector``: IMAP
-and POP3 do) is driven a batch at a time, to save round trips: up to ``BATCH_MESSAGES`` messages
-(and ``BATCH_BYTES``, by their listed sizes) are fetched together, each is processed and committed
-on its own, and those committed are then acknowledged together, also when the batch is cut short
-by a stop request or a database failure. The order per message is unchanged: a message is
-acknowledged only after its own commit. A batch shares one database connection
-(``held_connection``); each message still has its own transaction.
+Messages are driven a batch at a time (``fetch_many``, ``acknowledge_many``: one round trip each
+where the protocol allows, as IMAP and POP3 do): up to ``BATCH_MESSAGES`` messages (and
+``BATCH_BYTES``, by their listed sizes) are fetched together; each is processed in a savepoint of
+its own (a failure undoes that message only, and quarantines it), the batch is committed once
+(``batch_transaction``: group commit), and only then are its messages acknowledged together, also
+when the batch was cut short by a stop request. If the batch cannot be committed (the database
+went away), nothing of it is kept and nothing is acknowledged: the next pass does it again.
 
 On a backlog (more than ``BATCH_MESSAGES`` waiting) the next batch is fetched, and handed to the
 parse worker (``engine.service.parsing``), before the current one is processed, so that reading
@@ -31,16 +31,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TypeVar
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config import AccountConfig
-from engine.pipeline import process_message
+from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import format_event, log, log_event
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead, Parsed, Parsing
-from engine.storage.db import held_connection
+from engine.storage.db import batch_transaction
 from engine.storage.models import utcnow
 from engine.storage.status import (
     STATE_AUTH_FAILED,
@@ -54,24 +54,6 @@ T = TypeVar("T")
 
 BATCH_MESSAGES = 50  # at most this many messages fetched (and acknowledged) together
 BATCH_BYTES = 4 * 1024 * 1024  # and no more than this many bytes of them, by their listed sizes
-
-
-@runtime_checkable
-class BatchConnector(Protocol):
-    """What a connector offers to be driven a batch at a time (optional; see the module docstring).
-
-    Contract: ``fetch_many`` returns the raw bytes of a non-empty prefix of ``refs``, in order (a
-    connector may return fewer than asked, e.g. to end a batch where its session must end);
-    ``acknowledge_many`` acknowledges every ref as ``acknowledge`` would, gone already being fine.
-    """
-
-    async def fetch_many(self, refs: Sequence[MessageRef]) -> list[bytes]:
-        """The raw bytes of the first ``len(result)`` messages of ``refs``."""
-        ...
-
-    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
-        """Delete (or move) every message of ``refs``."""
-        ...
 
 
 @dataclass
@@ -135,15 +117,17 @@ class AccountWatcher:
         connector: Connector,
         options: ServiceOptions,
         stop: asyncio.Event,
-        after_commit: Callable[[], None] = lambda: None,
+        after_commit: Callable[[int], None] = lambda committed: None,
         parser: ParseAhead | None = None,
+        after_message: Callable[[], None] = lambda: None,
     ) -> None:
         self.runtime = runtime
         self.account = account
         self.connector = connector
         self.options = options
         self.stop = stop
-        self.after_commit = after_commit
+        self.after_commit = after_commit  # called with the number of messages a commit kept
+        self.after_message = after_message  # called as each message is done, before its batch commits
         self.parser = parser  # parses a backlog's batches ahead, in a worker process
         self.connected = False
         self.failures = 0
@@ -244,40 +228,43 @@ class AccountWatcher:
                 await self._process_batch(pending)  # begins nothing if a stop was requested
 
     async def _fetch(self, refs: Sequence[MessageRef], start: int) -> list[bytes]:
-        connector, timeout = self.connector, self.options.operation_timeout
-        if isinstance(connector, BatchConnector):
-            wanted = next_batch(refs, start)
-            raws = await self._guarded(connector.fetch_many(wanted), timeout)
-            if not raws or len(raws) > len(wanted):
-                raise ConnectorError(f"{type(connector).__name__}.fetch_many returned {len(raws)} messages")
-            return raws
-        return [await self._guarded(connector.fetch(refs[start]), timeout)]
+        connector, wanted = self.connector, next_batch(refs, start)
+        raws = await self._guarded(connector.fetch_many(wanted), self.options.operation_timeout)
+        if not raws or len(raws) > len(wanted):
+            raise ConnectorError(f"{type(connector).__name__}.fetch_many returned {len(raws)} messages")
+        return raws
 
     async def _process_batch(self, fetched: _Fetched) -> None:
-        """Process (and commit) each message, then acknowledge those committed, together."""
+        """Process each message, commit the batch at once, then acknowledge those committed, together.
+
+        The batch runs without giving way to the event loop (it holds the database's write lock);
+        a stop request ends it after the message in hand, and what was done is committed.
+        """
         refs, raws = fetched.refs, fetched.raws
         parsed: list[Parsed] | None = None
         if self.parser is not None and fetched.parsing is not None and not self.stop.is_set():
             work = self.parser.results(fetched.parsing, raws)
             parsed = await self._guarded(work, self.options.operation_timeout)
-        committed: list[MessageRef] = []
-        try:
-            with held_connection(self.runtime.engine):  # one database connection for the batch
-                for index, ref in enumerate(refs):
-                    if self.stop.is_set():  # finish the message in hand, begin no other
-                        break
-                    raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
-                    self._process(ref, raw, parsed[index] if parsed is not None else None)
-                    committed.append(ref)
-                    await asyncio.sleep(0)  # let the other accounts have their turn
-        except Exception:  # e.g. the database went away: what was committed is still acknowledged
-            await self._acknowledge(committed)
-            raise
-        await self._acknowledge(committed)
+        done: list[tuple[MessageRef, ProcessResult]] = []
+        with batch_transaction(self.runtime.engine):  # one commit for the batch (group commit)
+            for index, ref in enumerate(refs):
+                if self.stop.is_set():  # finish the message in hand, begin no other
+                    break
+                raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
+                origin = f"{self.account.connector_type}:{ref.id}"
+                result = process_message(
+                    self.runtime, self.account, raw, origin, parsed=parsed[index] if parsed else None
+                )
+                done.append((ref, result))
+                self.after_message()
+        # committed: only now is any of it reported, and acknowledged
+        for ref, result in done:
+            self._report(ref, result)
+        if done:
+            self.after_commit(len(done))
+        await self._acknowledge([ref for ref, _ in done])
 
-    def _process(self, ref: MessageRef, raw: bytes, parsed: Parsed | None) -> None:
-        origin = f"{self.account.connector_type}:{ref.id}"
-        result = process_message(self.runtime, self.account, raw, origin, parsed=parsed)
+    def _report(self, ref: MessageRef, result: ProcessResult) -> None:
         self._outcomes[result.outcome] += 1
         log_event(
             logging.INFO,
@@ -291,18 +278,13 @@ class AccountWatcher:
             key=result.key,
             **({"reason": result.reason} if result.reason else {}),
         )
-        self.after_commit()
 
     async def _acknowledge(self, refs: Sequence[MessageRef]) -> None:
         if not refs:
             return
         connector = self.connector
         try:
-            if len(refs) > 1 and isinstance(connector, BatchConnector):
-                work = connector.acknowledge_many(refs)
-            else:
-                [ref] = refs
-                work = connector.acknowledge(ref)
+            work = connector.acknowledge_many(refs) if len(refs) > 1 else connector.acknowledge(refs[0])
             await asyncio.wait_for(work, self.options.acknowledge_timeout)
         except Exception as exc:
             error = "no answer in time" if isinstance(exc, TimeoutError) else describe_error(exc)

@@ -8,17 +8,18 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, case, event, func, insert, update
+from sqlalchemy import bindparam, case, event, func, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
+from engine.storage.direct import insert_row, run_statement
 from engine.storage.models import NumberSequence
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -60,6 +61,7 @@ def open_database(url: str) -> Engine:
     if parsed.drivername.startswith("postgresql"):
         connect_args["options"] = "-c timezone=UTC"  # timestamps are stored as UTC without a zone
     engine = create_engine(parsed, connect_args=connect_args)
+    _use_driver_savepoints(engine.dialect)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
         # take the write lock at the start, so two writers never read the same next number
@@ -72,6 +74,34 @@ def open_database(url: str) -> Engine:
         reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link
         raise DatabaseError(f"cannot open database {shown}: {reason}") from None
     return engine
+
+
+def _use_driver_savepoints(dialect: Any) -> None:
+    """Savepoints sent straight to the driver: each message of a batch has one (see batch_transaction).
+
+    The dialect's own hooks build and compile a statement each time, several times the cost of the
+    savepoint itself; these three are the hooks a dialect overrides for this, taking the same names.
+    """
+
+    def send(connection: Connection, sql: str) -> None:
+        driver = connection.connection.driver_connection
+        try:
+            driver.execute(sql)  # type: ignore[union-attr]
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, (), exc, dialect.loaded_dbapi.Error) from None
+
+    def do_savepoint(connection: Connection, name: str) -> None:
+        send(connection, f"SAVEPOINT {name}")
+
+    def do_release_savepoint(connection: Connection, name: str) -> None:
+        send(connection, f"RELEASE SAVEPOINT {name}")
+
+    def do_rollback_to_savepoint(connection: Connection, name: str) -> None:
+        send(connection, f"ROLLBACK TO SAVEPOINT {name}")
+
+    dialect.do_savepoint = do_savepoint
+    dialect.do_release_savepoint = do_release_savepoint
+    dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -91,16 +121,18 @@ def _create_sequences(engine: Engine) -> None:
             session.rollback()
 
 
-# the connection ``held_connection`` lends to the transactions of the current task (or thread)
-_HELD: ContextVar[Connection | None] = ContextVar("mailgate_held_connection", default=None)
+# the connection ``batch_transaction`` lends to the transactions of the current task (or thread)
+_HELD: ContextVar[Connection | None] = ContextVar("mailgate_batch_connection", default=None)
 
 
 @contextmanager
-def held_connection(engine: Engine) -> Iterator[None]:
-    """Within this block, ``transaction(engine)`` of this task reuses one connection.
+def batch_transaction(engine: Engine) -> Iterator[None]:
+    """Within this block, each ``transaction(engine)`` of this task is a savepoint of one transaction.
 
-    For a run of messages: each still has its own transaction, but no pool checkout, connection
-    object and engine-bound session setup per message. The connection is returned at the end.
+    For a batch of messages (group commit): each message's work still succeeds or fails on its own
+    (a failure rolls back to its savepoint), but the batch is committed once, when the block ends,
+    on one connection; if the block raises, or the commit fails, nothing of the batch is kept.
+    The caller must not acknowledge any message of the batch before the block has ended.
     """
     try:
         connection = engine.connect()
@@ -108,7 +140,10 @@ def held_connection(engine: Engine) -> Iterator[None]:
         raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
     token = _HELD.set(connection)
     try:
-        yield
+        with connection.begin():
+            yield
+    except OperationalError as exc:  # the commit itself failed: nothing of the batch was kept
+        raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
     finally:
         _HELD.reset(token)
         connection.close()
@@ -116,19 +151,23 @@ def held_connection(engine: Engine) -> Iterator[None]:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work is committed on success and rolled back on any error."""
+    """A session whose work is committed on success and rolled back on any error.
+
+    Inside ``batch_transaction`` it is a savepoint: "committed" means released into the batch,
+    which is committed (or not) as a whole when that block ends.
+    """
     held = _HELD.get()
-    bind: Engine | Connection = held if held is not None and held.engine is engine else engine
-    with Session(bind, expire_on_commit=False) as session:
+    if held is not None and held.engine is engine and held.in_transaction():
+        session = Session(held, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    else:
+        session = Session(engine, expire_on_commit=False)
+    with session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
-
-
-_INSERTS: dict[type[SQLModel], Any] = {}
 
 
 def insert_persistent(session: Session, row: Row) -> Row:
@@ -139,14 +178,9 @@ def insert_persistent(session: Session, row: Row) -> Row:
     For plain rows only: every column's value is taken from the object as it is (``id`` aside).
     """
     table = type(row)
-    statement = _INSERTS.get(table)
-    if statement is None:
-        statement = _INSERTS[table] = insert(table)
     columns = sa_inspect(table).local_table.columns
     values = {c.name: getattr(row, c.name) for c in columns if c.name != "id"}
-    inserted = session.connection().execute(statement, values).inserted_primary_key
-    assert inserted is not None
-    row.id = inserted[0]
+    row.id = insert_row(session, table, values)
     make_transient_to_detached(row)
     session.add(row)
     return row
@@ -190,7 +224,7 @@ def next_number(session: Session, name: str) -> int:
     """
     connection = session.connection()
     if connection.dialect.update_returning:
-        reserved = connection.execute(_RESERVE[name], {"seq_name": name}).scalar()
+        reserved = run_statement(session, _RESERVE[name], {"seq_name": name}).scalar()
         if reserved is not None:
             return int(reserved) - 1
     next_value = connection.execute(_LOCK_SEQUENCE, {"name": name}).scalar()

@@ -6,6 +6,7 @@ from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from engine.storage.direct import run_statement
 from engine.storage.models import Call, Group, GroupMember, Person, Request, Task
 
 ITEM_TABLES: dict[str, type[Call] | type[Request] | type[Task]] = {
@@ -28,7 +29,7 @@ def person_id(session: Session, email: str | None) -> int | None:
     """The id of the first person (lowest id) with this address, case-insensitively, or None."""
     if not email:
         return None
-    found = session.connection().execute(_PERSON_ID_BY_EMAIL, {"email": email.strip().lower()}).scalar()
+    found = run_statement(session, _PERSON_ID_BY_EMAIL, {"email": email.strip().lower()}).scalar()
     return int(found) if found is not None else None
 
 
@@ -36,7 +37,7 @@ def group_id(session: Session, name: str | None) -> int | None:
     """The id of the group with this name, or None."""
     if not name:
         return None
-    found = session.connection().execute(_GROUP_ID_BY_NAME, {"name": name}).scalar()
+    found = run_statement(session, _GROUP_ID_BY_NAME, {"name": name}).scalar()
     return int(found) if found is not None else None
 
 

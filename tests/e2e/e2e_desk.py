@@ -29,7 +29,7 @@ from sqlmodel import Session, col, select
 from engine.config import load_config
 from engine.runtime import Runtime
 from engine.service import PassReport, serve
-from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 from engine.storage.fixtures import load_fixtures
 from engine.storage.models import Call
 from engine.storage.status import status_view
@@ -223,7 +223,11 @@ def build_desk(root: Path, accounts: str, ca_file: Path) -> Desk:
 
 
 def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in (TEST_SIGNAL_AFTER_COMMIT_ENV, "MAILGATE_CONFIG")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV, "MAILGATE_CONFIG")
+    }
     return {**env, **(extra or {})}
 
 

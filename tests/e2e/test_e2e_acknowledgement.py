@@ -1,8 +1,10 @@
 """How the service acknowledges mail on the real Dovecot: a processed folder, a crash between the
 commit and the deletion, and POP3 sessions cut at ``max_messages_per_session``.
 
-The crashes use the service's test-only hook ``MAILGATE_TEST_SIGNAL_AFTER_COMMIT=K:SIGKILL``: the
-``mailgate`` process kills itself right after the K-th message's commit, before its acknowledgement.
+The crashes use the service's test-only hooks: with ``MAILGATE_TEST_SIGNAL_AFTER_COMMIT=K:SIGKILL``
+the ``mailgate`` process kills itself right after the commit that keeps the K-th message (its
+batch's), before any acknowledgement; with ``MAILGATE_TEST_SIGNAL_AFTER_MESSAGE=K:SIG`` as soon as
+the K-th message is done, before its batch is committed.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import signal
 
 from e2e_desk import Mailbox, MakeDesk, account_yaml, connector_yaml, events, mail, without_sender
 
-from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 
 
 def _kill_after_commit(number: int) -> dict[str, str]:
@@ -43,13 +45,13 @@ def test_a_kill_between_commit_and_acknowledgement_creates_no_second_call_on_res
     killed = desk.mailgate("run", "--once", env=_kill_after_commit(1))
 
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert mailbox.count() == 2  # the first is committed but was never deleted
-    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken"]
+    assert mailbox.count() == 2  # both committed (one batch), neither deleted
+    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
 
     again = desk.mailgate("run", "--once")
 
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines() == ["helpdesk: 2 processed (1 duplicate, 1 logged)"]
+    assert again.stdout.splitlines() == ["helpdesk: 2 processed (2 duplicate)"]
     assert mailbox.count() == 0
     assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
     assert [(e["message_id"], e["outcome"]) for e in desk.ledger()] == [
@@ -65,7 +67,7 @@ def test_sigterm_finishes_the_message_in_hand_then_stops(
     desk = make_desk(account_yaml("helpdesk", connector_yaml(mailbox, protocol)))
     mailbox.append(mail("Printer 1 broken", message_id="t1@ex"), mail("Printer 2 broken", message_id="t2@ex"))
 
-    stopped = desk.mailgate("-v", "run", env={TEST_SIGNAL_AFTER_COMMIT_ENV: "1:SIGTERM"})
+    stopped = desk.mailgate("-v", "run", env={TEST_SIGNAL_AFTER_MESSAGE_ENV: "1:SIGTERM"})
 
     assert stopped.returncode == 0, stopped.stderr
     assert [e["signal"] for e in events(stopped.stderr, "stopping")] == ["SIGTERM"]
@@ -73,6 +75,25 @@ def test_sigterm_finishes_the_message_in_hand_then_stops(
     again = desk.mailgate("run", "--once")
     assert again.stdout.splitlines() == ["helpdesk: 1 processed (1 logged)"]  # not a duplicate
     assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
+
+
+def test_a_kill_before_the_batch_is_committed_keeps_nothing_and_loses_no_mail(
+    make_desk: MakeDesk, mailbox: Mailbox, protocol: str
+) -> None:
+    desk = make_desk(account_yaml("helpdesk", connector_yaml(mailbox, protocol)))
+    mailbox.append(mail("Printer 1 broken", message_id="b1@ex"), mail("Printer 2 broken", message_id="b2@ex"))
+
+    killed = desk.mailgate("run", "--once", env={TEST_SIGNAL_AFTER_MESSAGE_ENV: "1:SIGKILL"})
+
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert mailbox.count() == 2
+    assert desk.new_calls() == [] and desk.ledger() == [] and desk.outbox() == []
+
+    again = desk.mailgate("run", "--once")
+
+    assert again.stdout.splitlines() == ["helpdesk: 2 processed (2 logged)"], again.stderr
+    assert [summary for _, summary in desk.new_calls()] == ["Printer 1 broken", "Printer 2 broken"]
+    assert mailbox.count() == 0
 
 
 def test_pop3_max_messages_per_session_makes_deletions_take_effect_during_the_pass(

@@ -25,7 +25,7 @@ from engine.errors import MailError
 from engine.pipeline import read_message
 from engine.service import Service
 from engine.service.parsing import ParseAhead
-from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 from engine.service.watcher import BATCH_BYTES, BATCH_MESSAGES, next_batch
 
 User = tuple[str, str]
@@ -65,7 +65,8 @@ def imap_desk(root: Path, dovecot: Dovecot, user: User) -> ServiceDesk:
 
 def mailgate(desk: ServiceDesk, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run the ``mailgate`` command on the desk's config."""
-    clean = {k: v for k, v in os.environ.items() if k != TEST_SIGNAL_AFTER_COMMIT_ENV}
+    hooks = (TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV)
+    clean = {k: v for k, v in os.environ.items() if k not in hooks}
     return subprocess.run(
         [str(MAILGATE), "--config", str(desk.config_path), *args],
         capture_output=True,
@@ -100,7 +101,7 @@ def test_a_stop_in_a_backlog_begins_no_further_message_and_loses_none(
     desk = imap_desk(tmp_path, dovecot, mailbox_user)
     stop_after = BATCH_MESSAGES + 10  # in the middle of the second batch
 
-    stopped = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_COMMIT_ENV: f"{stop_after}:SIGTERM"})
+    stopped = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_MESSAGE_ENV: f"{stop_after}:SIGTERM"})
 
     assert stopped.returncode == 0, stopped.stderr
     assert len(desk.ledger()) == stop_after
@@ -112,29 +113,47 @@ def test_a_stop_in_a_backlog_begins_no_further_message_and_loses_none(
     assert dovecot.count(mailbox_user[0]) == 0
 
 
-def test_a_crash_in_a_backlog_acts_on_no_message_twice(
+def test_a_crash_after_a_batch_commit_in_a_backlog_acts_on_no_message_twice(
     tmp_path: Path, dovecot: Dovecot, mailbox_user: User
 ) -> None:
     append_all(dovecot, mailbox_user, [make_mail(n) for n in range(1, BACKLOG + 1)])
     desk = imap_desk(tmp_path, dovecot, mailbox_user)
-    crash_after = BATCH_MESSAGES + 10
+    crash_after = BATCH_MESSAGES + 10  # the commit of the second batch keeps it
 
     crashed = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_COMMIT_ENV: f"{crash_after}:SIGKILL"})
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    committed = len(desk.ledger())
+    assert committed == 2 * BATCH_MESSAGES  # both batches committed, the second never acknowledged
     left = dovecot.count(mailbox_user[0])
-    unacknowledged = left - (BACKLOG - crash_after)  # committed, not yet acknowledged: one batch at most
-    assert 0 <= unacknowledged <= BATCH_MESSAGES
+    assert left == BACKLOG - BATCH_MESSAGES
     again = mailgate(desk, "run", "--once")
     assert again.returncode == 0, again.stderr
-    counts = (
-        f"{unacknowledged} duplicate, {BACKLOG - crash_after} logged"
-        if unacknowledged
-        else (f"{BACKLOG - crash_after} logged")
-    )
+    counts = f"{BATCH_MESSAGES} duplicate, {BACKLOG - committed} logged"
     assert again.stdout.splitlines() == [f"helpdesk: {left} processed ({counts})"]
     assert desk.call_count() == BACKLOG  # one call per mail, none twice
     assert len(desk.ledger()) == BACKLOG
+    assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_a_crash_inside_a_batch_keeps_nothing_of_that_batch_and_loses_no_mail(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: User
+) -> None:
+    append_all(dovecot, mailbox_user, [make_mail(n) for n in range(1, BACKLOG + 1)])
+    desk = imap_desk(tmp_path, dovecot, mailbox_user)
+    crash_after = BATCH_MESSAGES + 10  # done, but its batch (the second) not yet committed
+
+    crashed = mailgate(desk, "run", "--once", **{TEST_SIGNAL_AFTER_MESSAGE_ENV: f"{crash_after}:SIGKILL"})
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert len(desk.ledger()) == BATCH_MESSAGES  # only the first batch was committed
+    assert desk.call_count() == BATCH_MESSAGES
+    assert dovecot.count(mailbox_user[0]) == BACKLOG - BATCH_MESSAGES
+    again = mailgate(desk, "run", "--once")
+    left = BACKLOG - BATCH_MESSAGES
+    assert again.stdout.splitlines() == [f"helpdesk: {left} processed ({left} logged)"], again.stderr
+    assert desk.call_count() == BACKLOG
+    assert [e.message_id for e in desk.ledger()] == [f"m{n}@example.com" for n in range(1, BACKLOG + 1)]
     assert dovecot.count(mailbox_user[0]) == 0
 
 

@@ -1,8 +1,10 @@
 """``mailgate run`` and ``mailgate status`` as real processes over folder mailboxes: crashes, signals, output.
 
-The crash and the stop request right after a commit use the service's test-only hook
-``MAILGATE_TEST_SIGNAL_AFTER_COMMIT=K:SIGNAME``: the process sends itself the signal right after the
-K-th message's commit and before its acknowledgement, the one moment where a crash could act twice.
+The crash and the stop request use the service's test-only hooks: with
+``MAILGATE_TEST_SIGNAL_AFTER_COMMIT=K:SIGNAME`` the process sends itself the signal right after the
+commit that keeps the K-th message (its batch's) and before any acknowledgement, the one moment where
+a crash could act twice; with ``MAILGATE_TEST_SIGNAL_AFTER_MESSAGE=K:SIGNAME``, as soon as the K-th
+message is done, before its batch is committed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 from service_desk import WAIT_LIMIT, ServiceDesk, account_yaml, build_service_desk, make_mail
 
-from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV
+from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 
 MAILGATE = Path(sys.executable).parent / "mailgate"
 
@@ -39,7 +41,8 @@ def _waiting(folder: Path) -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != TEST_SIGNAL_AFTER_COMMIT_ENV}
+    hooks = (TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in hooks}
     return {**env, **extra}
 
 
@@ -83,25 +86,49 @@ def test_a_crash_between_commit_and_acknowledgement_does_not_act_twice_after_res
     crashed = _mailgate(desk, "-v", "run", "--once", **{TEST_SIGNAL_AFTER_COMMIT_ENV: "3:SIGKILL"})
 
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    assert [e.message_id for e in desk.ledger()] == ["m1@example.com", "m2@example.com", "m3@example.com"]
-    assert _waiting(inbox) == ["003.eml", "004.eml", "005.eml"]  # 3 was committed, never deleted
+    # the five were one batch: all committed together, none deleted
+    assert [e.message_id for e in desk.ledger()] == [f"m{n}@example.com" for n in range(1, 6)]
+    assert _waiting(inbox) == ["001.eml", "002.eml", "003.eml", "004.eml", "005.eml"]
 
     restarted = _mailgate(desk, "-v", "run", "--once")
 
     assert restarted.returncode == 0, restarted.stderr
     assert "event=processed account=helpdesk uid=003.eml outcome=duplicate" in restarted.stderr
     assert _waiting(inbox) == []
-    assert desk.call_count() == 5  # one call per mail: the third was not logged twice
+    assert desk.call_count() == 5  # one call per mail: none was logged twice
     assert [e.message_id for e in desk.ledger()] == [f"m{n}@example.com" for n in range(1, 6)]
-    assert "helpdesk: 3 processed (1 duplicate, 2 logged)" in restarted.stdout
+    assert "helpdesk: 5 processed (5 duplicate)" in restarted.stdout
 
 
-def test_sigterm_right_after_a_commit_finishes_that_message_and_stops_cleanly(tmp_path: Path) -> None:
+def test_a_crash_before_the_batch_commit_keeps_nothing_and_the_restart_does_it_all_once(
+    tmp_path: Path,
+) -> None:
     desk = _folder_desk(tmp_path)
     inbox = tmp_path / "inbox"
     _deliver(inbox, range(1, 6))
 
-    service = _start(desk, **{TEST_SIGNAL_AFTER_COMMIT_ENV: "3:SIGTERM"})
+    crashed = _mailgate(desk, "-v", "run", "--once", **{TEST_SIGNAL_AFTER_MESSAGE_ENV: "3:SIGKILL"})
+
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert desk.ledger() == [] and desk.call_count() == 0  # three were done, none committed
+    assert len(_waiting(inbox)) == 5
+
+    restarted = _mailgate(desk, "-v", "run", "--once")
+
+    assert restarted.returncode == 0, restarted.stderr
+    assert "helpdesk: 5 processed (5 logged)" in restarted.stdout
+    assert desk.call_count() == 5
+    assert _waiting(inbox) == []
+
+
+def test_sigterm_during_a_batch_finishes_the_message_in_hand_commits_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    desk = _folder_desk(tmp_path)
+    inbox = tmp_path / "inbox"
+    _deliver(inbox, range(1, 6))
+
+    service = _start(desk, **{TEST_SIGNAL_AFTER_MESSAGE_ENV: "3:SIGTERM"})
     _, stderr = service.communicate(timeout=120)
 
     assert service.returncode == 0, stderr

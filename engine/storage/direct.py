@@ -1,0 +1,170 @@
+"""Prebuilt statements run straight on the database driver's cursor, for the path of every message.
+
+SQLAlchemy's execution machinery (execution context, result objects, events) costs several times
+what SQLite needs to run a small statement. The statements a message runs are fixed, so each is
+compiled once per dialect (and per set of parameter names) with SQLAlchemy's own compiler, and
+then only its values are bound: converted by the column types' own bind and result processors (a
+``DateTime`` becomes the string SQLAlchemy stores in SQLite, a ``Boolean`` comes back a bool) and
+handed to the driver on the session's connection, inside the session's transaction. Driver
+errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``), as if SQLAlchemy had
+run the statement. No ORM state is touched: statements that change rows an object in the session
+holds must mirror the change themselves (see ``engine.actions.items.set_columns``).
+
+Contract: ``run`` takes a Core statement built once (a module constant), never one built per
+call (the compiled form is cached by the statement's identity), and plain parameter values.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlmodel import Session, SQLModel
+
+Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """One statement compiled for one dialect and one set of parameter names."""
+
+    compiled: SQLCompiler
+    sql: str
+    positional: tuple[str, ...] | None  # the order of the parameters, for a positional paramstyle
+    binders: tuple[tuple[str, Processor], ...]  # parameter name -> the type's bind processor
+    expanding: bool  # has an IN (...) list whose length is known only per call
+    row_type: Any  # a named tuple class for the returned columns, or None
+    readers: tuple[Processor | None, ...]  # per returned column: the type's result processor
+
+
+_CACHE: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled]] = {}
+
+
+def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    assert isinstance(compiled, SQLCompiler)
+    binders: list[tuple[str, Processor]] = []
+    for name, bind in compiled.binds.items():
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            binders.append((name, processor))
+    columns = list(getattr(statement, "exported_columns", None) or ())
+    row_type: Any = namedtuple("Row", [str(c.key) for c in columns], rename=True) if columns else None
+    readers: list[Processor | None] = []
+    if columns:
+        readers = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+    return _Compiled(
+        compiled=compiled,
+        sql=compiled.string,
+        positional=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+        binders=tuple(binders),
+        expanding=any(bind.expanding for bind in compiled.binds.values()),
+        row_type=row_type,
+        readers=tuple(readers),
+    )
+
+
+def _compiled_for(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> _Compiled:
+    key = (id(statement), dialect.name, keys)
+    found = _CACHE.get(key)
+    if found is None or found[0] is not statement:
+        found = _CACHE[key] = (statement, _compile(statement, dialect, keys))
+    return found[1]
+
+
+class DirectResult:
+    """The rows (already converted) and the row count of one statement run by ``run``."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def first(self) -> Any:
+        """The first row (a named tuple), or None."""
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
+
+
+def _bound(entry: _Compiled, params: Mapping[str, Any]) -> tuple[str, Any]:
+    compiled = entry.compiled
+    if entry.expanding:
+        state = compiled.construct_expanded_state(dict(params))
+        expanded = dict(state.parameters)
+        for name, expanded_processor in state.processors.items():
+            if expanded.get(name) is not None:
+                expanded[name] = expanded_processor(expanded[name])
+        if state.positiontup is not None:
+            return state.statement, tuple(expanded[name] for name in state.positiontup)
+        return state.statement, expanded
+    values: dict[str, Any] = dict(params)
+    if len(params) < len(compiled.binds):  # binds with their own values (a LIMIT, say)
+        values = dict(compiled.construct_params(values))
+    for name, processor in entry.binders:
+        value = values.get(name)
+        if value is not None:
+            values[name] = processor(value)
+    if entry.positional is not None:
+        return entry.sql, tuple(values[name] for name in entry.positional)
+    return entry.sql, values
+
+
+def run_statement_on(
+    connection: Connection, statement: Executable, params: Mapping[str, Any] = {}
+) -> DirectResult:
+    """Run a prebuilt statement on a connection's driver connection (in its current transaction)."""
+    dialect = connection.dialect
+    entry = _compiled_for(statement, dialect, tuple(sorted(params)))
+    sql, values = _bound(entry, params)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    try:
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, values)
+            raw_rows: Sequence[Any] = cursor.fetchall() if cursor.description is not None else ()
+            rowcount = cursor.rowcount
+        finally:
+            cursor.close()
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error) from None
+    rows: list[Any] = []
+    if raw_rows and entry.row_type is not None:
+        readers = entry.readers
+        make = entry.row_type._make
+        for raw in raw_rows:
+            rows.append(
+                make(
+                    value if read is None or value is None else read(value)
+                    for read, value in zip(readers, raw, strict=False)
+                )
+            )
+    return DirectResult(rows, rowcount)
+
+
+def run_statement(session: Session, statement: Executable, params: Mapping[str, Any] = {}) -> DirectResult:
+    """Run a prebuilt statement in the session's transaction, straight on the driver."""
+    return run_statement_on(session.connection(), statement, params)
+
+
+_INSERT_RETURNING_ID: dict[type[SQLModel], Executable] = {}
+
+
+def insert_row(session: Session, table: type[SQLModel], values: Mapping[str, Any]) -> int:
+    """INSERT one row of ``table`` with ``values`` (column name -> value) and return its new id."""
+    statement = _INSERT_RETURNING_ID.get(table)
+    if statement is None:
+        table_clause = table.__table__  # type: ignore[attr-defined]
+        statement = _INSERT_RETURNING_ID[table] = insert(table_clause).returning(table_clause.c.id)
+    new_id = run_statement(session, statement, values).scalar()
+    assert new_id is not None
+    return int(new_id)
