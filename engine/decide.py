@@ -18,6 +18,7 @@ from engine.mail import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
+from engine.storage.rows import load_persistent
 from engine.subject import Intent, ParsedSubject
 
 _TARGET_ENTITY: dict[Intent, str] = {
@@ -146,13 +147,15 @@ def gather_facts(
 
 def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:
     """The sender's and the target's rows, for the actions that change them."""
-    sender = session.get(Person, situation.sender_id) if situation.sender_id is not None else None
+    sender = (
+        load_persistent(session, Person, situation.sender_id) if situation.sender_id is not None else None
+    )
     target: Call | Request | Task | None = None
     if situation.target_id is not None:
         if situation.target_entity == "call":
-            target = session.get(Call, situation.target_id)
+            target = load_persistent(session, Call, situation.target_id)
         elif situation.target_entity == "request":
-            target = session.get(Request, situation.target_id)
+            target = load_persistent(session, Request, situation.target_id)
         else:
-            target = session.get(Task, situation.target_id)
+            target = load_persistent(session, Task, situation.target_id)
     return sender, target

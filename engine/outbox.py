@@ -16,6 +16,7 @@ from engine.config import Config
 from engine.mail import IncomingMessage
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
+from engine.storage.rows import build_row
 
 
 def new_message_id(config: Config) -> str:
@@ -53,7 +54,8 @@ def queue_message(
         in_reply_to = answering.message_id
         refs = [*answering.references, answering.message_id]
         references = " ".join(f"<{r}>" for r in dict.fromkeys(refs))
-    message = OutboxMessage(
+    message = build_row(
+        OutboxMessage,
         type=type,
         account=account,
         to_address=to,

@@ -26,9 +26,10 @@ from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail import IncomingMessage, parse_message
 from engine.runtime import Runtime
-from engine.storage.db import DatabaseError, insert_persistent, transaction
+from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
+from engine.storage.rows import insert_persistent
 from engine.subject import parse_subject
 from engine.timelimit import ProcessingTimeout, time_limit
 

@@ -13,10 +13,11 @@ from sqlmodel import Session, SQLModel, col
 from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
 from engine.mail import reply_portion
-from engine.storage.db import insert_persistent, next_number
+from engine.storage.db import next_number
 from engine.storage.direct import run_statement
 from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
 from engine.storage.queries import find_group, group_id, person_id
+from engine.storage.rows import build_row, insert_persistent
 
 
 class ActionError(MailgateError):
@@ -102,8 +103,8 @@ def _touch(ctx: ActionContext, item: Item, **values: Any) -> None:
 
 def _ensure_sender(ctx: ActionContext) -> Person:
     if ctx.sender is None:
-        person = Person(
-            email=ctx.message.from_address, name=ctx.message.from_name, is_user=True, is_analyst=False
+        person = build_row(
+            Person, email=ctx.message.from_address, name=ctx.message.from_name, is_user=True, is_analyst=False
         )
         ctx.sender = insert_persistent(ctx.session, person)
     return ctx.sender
@@ -127,7 +128,8 @@ class LogCall(Action):
             logging_analyst = person_id(ctx.session, ctx.account.default_logging_analyst)
         if logging_analyst is None:
             logging_analyst = sender.id
-        call = Call(
+        call = build_row(
+            Call,
             number=next_number(ctx.session, "call"),
             status="open",
             summary=ctx.message.subject.strip()[:250] or "(no subject)",

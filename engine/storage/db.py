@@ -6,23 +6,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import bindparam, case, event, func, update
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
-from engine.storage.direct import insert_row, run_statement
+from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
-
-Row = TypeVar("Row", bound=SQLModel)
 
 _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
     "call": models.Call,
@@ -168,22 +164,6 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
-
-
-def insert_persistent(session: Session, row: Row) -> Row:
-    """INSERT a new row with one plain statement and attach its object to the session as persistent.
-
-    The end state is what a flush would leave (the row written, its id set, the object clean and
-    in the session's identity map) without the unit of work, which costs several times the INSERT.
-    For plain rows only: every column's value is taken from the object as it is (``id`` aside).
-    """
-    table = type(row)
-    columns = sa_inspect(table).local_table.columns
-    values = {c.name: getattr(row, c.name) for c in columns if c.name != "id"}
-    row.id = insert_row(session, table, values)
-    make_transient_to_detached(row)
-    session.add(row)
-    return row
 
 
 _LOCK_SEQUENCE = (
