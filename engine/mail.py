@@ -19,6 +19,7 @@ from typing import Any
 
 from mailparser_reply import EmailReplyParser
 
+from engine.bigparts import set_aside
 from engine.bounce import auto_submitted_reason, detect_bounce
 from engine.errors import MailError
 from engine.mailparts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
@@ -182,7 +183,10 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         problems.add(repair)
     # compat32 reads malformed MIME boundaries leniently and parses headers only when asked;
     # structured header parsing (policy.default) is used per header, where it can fail safely.
-    msg = BytesParser(policy=policy.compat32).parsebytes(data)
+    # Big base64 bodies are set aside first and decoded from ``data`` itself (engine/bigparts.py).
+    parsed_data, aside = set_aside(data)
+    msg = BytesParser(policy=policy.compat32).parsebytes(parsed_data)
+    del parsed_data
     if not msg.keys():
         raise MailError("not an email: no header lines found")
     headers = _Headers(msg, problems)
@@ -199,7 +203,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
     message_id = message_ids[0] if message_ids else None
     subject = headers.text("Subject")
 
-    parts = read_parts(msg, problems, lambda inner: _Headers(inner, problems).text("Subject"))
+    parts = read_parts(msg, problems, lambda inner: _Headers(inner, problems).text("Subject"), aside)
     bounce = detect_bounce(
         from_address=from_address,
         subject=subject,

@@ -14,6 +14,7 @@ from email import policy
 from email.message import Message
 from email.policy import Compat32
 
+from engine.bigparts import SetAside
 from engine.bounce import delivery_status_text
 from engine.mailtext import (
     clean_line,
@@ -88,10 +89,16 @@ class Parts:
     report_types: frozenset[str] = frozenset()
 
 
-def read_parts(msg: Message, problems: Problems, subject_of: Callable[[Message], str]) -> Parts:
+def read_parts(
+    msg: Message,
+    problems: Problems,
+    subject_of: Callable[[Message], str],
+    aside: SetAside | None = None,
+) -> Parts:
     """Body (plain text preferred, else HTML as text), attachments and delivery reports of a message.
 
-    ``subject_of`` returns the decoded Subject of an embedded message, or "" when it has none.
+    ``subject_of`` returns the decoded Subject of an embedded message, or "" when it has none;
+    ``aside`` is what ``engine.bigparts.set_aside`` took out of the bytes the parser read.
     """
     delivery_reports: list[str] = []
     report_types: set[str] = set()
@@ -104,7 +111,9 @@ def read_parts(msg: Message, problems: Problems, subject_of: Callable[[Message],
             continue
         if ctype in _DELIVERY_STATUS_TYPES:
             report = delivery_status_text(part)
-            delivery_reports.append(report if report is not None else _part_text(part, problems))
+            if report is not None and aside is not None:
+                report = aside.restore_text(report)
+            delivery_reports.append(report if report is not None else _part_text(part, problems, aside))
             continue
         disposition, filename = _disposition(part, problems)
         if ctype.startswith("multipart/"):
@@ -121,9 +130,9 @@ def read_parts(msg: Message, problems: Problems, subject_of: Callable[[Message],
     body = ""
     body_was_html = False
     if body_part is not None:
-        body = _part_text(body_part, problems)
+        body = _part_text(body_part, problems, aside)
     if html_part is not None and (body_part is None or not body.strip()):
-        body, problem = html_to_text(_decoded_text(html_part, problems, html=True))
+        body, problem = html_to_text(_decoded_text(html_part, problems, aside, html=True))
         body_was_html = True
         problems.add(problem)
     attachments: list[Attachment] = []
@@ -132,9 +141,9 @@ def read_parts(msg: Message, problems: Problems, subject_of: Callable[[Message],
         if part is body_part or (part is html_part and body_was_html):
             continue
         if ctype in _EMBEDDED_MESSAGE_TYPES:
-            attachments.append(_embedded_message(part, index, problems, subject_of))
+            attachments.append(_embedded_message(part, index, problems, subject_of, aside))
         elif filename is not None or disposition == "attachment":
-            data = _part_bytes(part, problems)
+            data = _part_bytes(part, problems, aside)
             attachments.append(Attachment(sanitize_filename(filename, index), ctype, data))
     return Parts(
         body=body,
@@ -217,7 +226,7 @@ def _raw_filename(part: Message) -> str | None:
     return names.get(True) or names.get(False)
 
 
-def _part_bytes(part: Message, problems: Problems) -> bytes:
+def _part_bytes(part: Message, problems: Problems, aside: SetAside | None) -> bytes:
     """The decoded content of a leaf part (the parser's own decoding re-decodes 8-bit text lossily)."""
     payload = getattr(part, "_payload", None)
     if isinstance(payload, bytes):
@@ -230,14 +239,20 @@ def _part_bytes(part: Message, problems: Problems) -> bytes:
     else:
         return b""
     encoding = str(part.get("content-transfer-encoding", "") or "")
+    if aside is not None and aside.holds_token(raw):
+        if encoding.strip().strip("\"'").lower() == "base64":
+            decoded = aside.decode_base64(raw)
+            if decoded is not None:
+                return decoded
+        raw = aside.restore(raw)
     data, problem = decode_transfer(raw, encoding)
     problems.add(problem)
     return data
 
 
-def _decoded_text(part: Message, problems: Problems, *, html: bool = False) -> str:
+def _decoded_text(part: Message, problems: Problems, aside: SetAside | None, *, html: bool = False) -> str:
     """The text of a part: transfer encoding undone, charset decoded, format=flowed joined."""
-    data = _part_bytes(part, problems)
+    data = _part_bytes(part, problems, aside)
     try:
         charset = part.get_content_charset()
         text_format = str(part.get_param("format", "") or "").lower()
@@ -254,18 +269,25 @@ def _decoded_text(part: Message, problems: Problems, *, html: bool = False) -> s
     return text
 
 
-def _part_text(part: Message, problems: Problems) -> str:
-    return normalise_body(_decoded_text(part, problems))
+def _part_text(part: Message, problems: Problems, aside: SetAside | None) -> str:
+    return normalise_body(_decoded_text(part, problems, aside))
 
 
 def _embedded_message(
-    part: Message, index: int, problems: Problems, subject_of: Callable[[Message], str]
+    part: Message,
+    index: int,
+    problems: Problems,
+    subject_of: Callable[[Message], str],
+    aside: SetAside | None,
 ) -> Attachment:
     payload = part.get_payload()
     inner = payload[0] if isinstance(payload, list) and payload else None
     if not isinstance(inner, Message):
-        return Attachment(sanitize_filename(None, index), "message/rfc822", _part_bytes(part, problems))
+        data = _part_bytes(part, problems, aside)
+        return Attachment(sanitize_filename(None, index), "message/rfc822", data)
     data = _message_bytes(inner, problems)
+    if aside is not None:
+        data = aside.restore(data)
     subject = subject_of(inner)
     name = subject.replace("/", "_").replace("\\", "_") + ".eml" if subject else f"message-{index}.eml"
     return Attachment(sanitize_filename(name, index), "message/rfc822", data)

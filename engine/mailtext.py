@@ -374,6 +374,8 @@ def repair_header_block(data: bytes, header_size: int) -> tuple[bytes, list[str]
         else:
             fixed.extend(lines[index:])
             break
+    if not problems:
+        return data, problems  # nothing repaired: no copy of a big message's body
     return b"".join(fixed) + data[header_size:], problems
 
 

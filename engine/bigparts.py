@@ -1,0 +1,94 @@
+"""Big base64 bodies set aside before the MIME parser reads a message, decoded straight from the raw bytes.
+
+The standard library's parser holds a message as text and as a list of its lines, and decoding a
+part copies it again: about nine times a big attachment's size at its peak. So, before a big
+message is parsed, every run of base64 lines of at least ``SET_ASIDE_BYTES`` is replaced by one
+token line (``MAILGATEBIG<nonce>N<index>``, in the base64 alphabet, so the parser keeps it as it
+is); a part whose body is exactly one token is later decoded from a view of the original bytes
+(``SetAside.decode_base64``), and any other text holding a token gets the original lines back
+(``restore``), so what comes out is exactly what parsing the whole message would have given.
+
+Contract: ``set_aside`` never changes a message under ``SET_ASIDE_BYTES``; ``restore`` and
+``restore_text`` undo it for any text the parser produced; ``decode_base64`` returns None when the
+part is not exactly one set-aside run or its base64 is broken (the caller then decodes the
+restored text the usual way, with its repairs and problem notes).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import secrets
+from dataclasses import dataclass, field
+
+__all__ = ["SET_ASIDE_BYTES", "SetAside", "set_aside"]
+
+SET_ASIDE_BYTES = 1024 * 1024
+_BASE64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]++\r?\n){2,}+")
+_TOKEN_PREFIX = b"MAILGATEBIG"
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """The original bytes and where each token's lines were in them."""
+
+    data: bytes = field(repr=False)
+    spans: dict[bytes, tuple[int, int]]
+    _token: re.Pattern[bytes] = field(repr=False)
+
+    def holds_token(self, payload: bytes) -> bool:
+        """Whether a part's payload holds a set-aside run."""
+        return bool(self.spans) and _TOKEN_PREFIX in payload and self._token.search(payload) is not None
+
+    def decode_base64(self, payload: bytes) -> bytes | None:
+        """The decoded run when ``payload`` is exactly one token, read from a view of the original."""
+        span = self.spans.get(payload.strip())
+        if span is None:
+            return None
+        start, end = span
+        with memoryview(self.data) as view:
+            try:
+                return binascii.a2b_base64(view[start:end])
+            except binascii.Error:
+                return None
+
+    def restore(self, payload: bytes) -> bytes:
+        """``payload`` with every token replaced by the original lines it stands for."""
+        if not self.holds_token(payload):
+            return payload
+        return self._token.sub(lambda m: self._original(m.group(0)), payload)
+
+    def restore_text(self, text: str) -> str:
+        """The same as ``restore`` for text the parser decoded (as ASCII with surrogate escapes)."""
+        if not self.spans or _TOKEN_PREFIX.decode() not in text:
+            return text
+        encoded = text.encode("utf-8", "surrogateescape")
+        return self.restore(encoded).decode("utf-8", "surrogateescape")
+
+    def _original(self, token: bytes) -> bytes:
+        start, end = self.spans[token]
+        return self.data[start:end].rstrip(b"\r\n")
+
+
+def set_aside(data: bytes) -> tuple[bytes, SetAside | None]:
+    """``data`` with its big base64 runs replaced by tokens, and what undoes it (None if nothing was)."""
+    if len(data) < SET_ASIDE_BYTES:
+        return data, None
+    nonce = secrets.token_hex(8).encode()
+    spans: dict[bytes, tuple[int, int]] = {}
+    pieces: list[bytes] = []
+    kept = 0
+    for match in _BASE64_RUN.finditer(data):
+        start, end = match.span()
+        if end - start < SET_ASIDE_BYTES:
+            continue
+        token = _TOKEN_PREFIX + nonce + b"N" + str(len(spans)).encode()
+        spans[token] = (start, end)
+        line_end = b"\r\n" if data[end - 2 : end] == b"\r\n" else b"\n"
+        pieces += (data[kept:start], token, line_end)
+        kept = end
+    if not spans:
+        return data, None
+    pieces.append(data[kept:])
+    pattern = re.compile(re.escape(_TOKEN_PREFIX + nonce) + rb"N[0-9]+")
+    return b"".join(pieces), SetAside(data, spans, pattern)
