@@ -28,6 +28,7 @@ from aioimaplib.aioimaplib import (  # type: ignore[import-untyped]
 )
 
 from connectors.base import AuthenticationError, ConnectorError
+from connectors.imap_reader import CountingFetchCommand, read_responses
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def xoauth2_initial_response(user: str, token: str) -> bytes:
 
 
 class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
-    """aioimaplib's protocol, answering continuation requests during AUTHENTICATE."""
+    """aioimaplib's protocol, answering continuation requests during AUTHENTICATE, read in linear time."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Any) -> None:
         super().__init__(loop, on_lost)
@@ -148,6 +149,22 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
                 self.transport.write(b"\r\n")
             return
         super()._continuation(line)
+
+    def data_received(self, d: bytes) -> None:
+        read_responses(self, d)
+
+    async def fetch(
+        self, message_set: str, message_parts: str, by_uid: bool = False, timeout: float | None = None
+    ) -> Response:
+        command = CountingFetchCommand(
+            self.new_tag(),
+            message_set,
+            message_parts,
+            prefix="UID" if by_uid else "",
+            loop=self.loop,
+            timeout=timeout,
+        )
+        return await self.execute(command)
 
 
 class ImapSession:
