@@ -3,36 +3,37 @@
 On a backlog, reading a message (MIME, headers, addresses, text) is about a third of the work
 and the rest (deciding, the database) needs no result of it until the message's turn. So the
 service hands each fetched batch to one worker process to parse and meanwhile processes the
-previous batch: on a machine with two cores both run at once. The worker only turns bytes into
-``IncomingMessage`` values (``engine.pipeline.read_message``); everything that writes stays in
-the service's process, in order, one transaction per message, each acknowledged after its commit.
+previous batch: on a machine with two cores both run at once. The worker
+(``python -m engine.parse_worker``) imports only what reading mail needs, so it is up in about a
+tenth of a second; it only turns bytes into ``IncomingMessage`` values. Everything that writes
+stays in the service's process, in order, each message acknowledged after its batch's commit.
 
 The worker is started at a backlog and stopped when no account has one left. Until it has answered
-once (a fresh interpreter takes a moment to start), batches are parsed in the service's process,
-never waited for; so are batches of more than ``MAX_BATCH_BYTES`` (a big attachment is not copied
-to another process and back). If the worker cannot be started, or dies (killed, out of memory),
-the service parses in its own process from then on, as it always does for a mailbox with little
-waiting. The worker ignores SIGINT (Ctrl-C reaches the whole process group; the service stops
-it) and ends when the service dies, however it dies.
+once, batches are parsed in the service's process, never waited for; so are batches of more than
+``MAX_BATCH_BYTES`` (a big attachment is not copied to another process and back). If the worker
+cannot be started, or dies (killed, out of memory), the service parses in its own process from
+then on, as it always does for a mailbox with little waiting. Requests are written and answers
+read by two threads of the service, so that the event loop never waits on the worker's pipes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import multiprocessing
 import os
-import signal
+import queue
+import subprocess
 import sys
 import threading
-import time
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
+from typing import cast
 
 from engine.errors import MailError
-from engine.mail import IncomingMessage, parse_message
+from engine.mail import IncomingMessage
+from engine.parse_worker import read_frame, write_frame
 from engine.pipeline import read_message
 
 log = logging.getLogger("mailgate.service")
@@ -40,39 +41,81 @@ log = logging.getLogger("mailgate.service")
 Parsed = IncomingMessage | MailError
 Parsing = Future[list[IncomingMessage | str]]
 MAX_BATCH_BYTES = 4 * 1024 * 1024
-WATCHDOG_SECONDS = 0.5
-_PR_SET_PDEATHSIG = 1
 
 
-def parse_batch(raws: list[bytes], our_addresses: frozenset[str]) -> list[IncomingMessage | str]:
-    """In the worker: each message parsed, or the reason it cannot be read."""
-    parsed: list[IncomingMessage | str] = []
-    for raw in raws:
+class WorkerGone(Exception):
+    """The parse worker ended, or its answer could not be read."""
+
+
+class _Worker:
+    """One ``engine.parse_worker`` process and the two threads that talk to it."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.parse_worker", str(os.getpid())],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        self._requests: queue.SimpleQueue[tuple[Parsing, object] | None] = queue.SimpleQueue()
+        self._waiting: deque[Parsing] = deque()  # answered in the order asked
+        self._lock = threading.Lock()
+        self._gone = False
+        threading.Thread(target=self._write, name="parse-worker-writer", daemon=True).start()
+        threading.Thread(target=self._read, name="parse-worker-reader", daemon=True).start()
+
+    def submit(self, raws: list[bytes], our_addresses: frozenset[str]) -> Parsing:
+        parsing: Parsing = Future()
+        with self._lock:
+            if self._gone:
+                raise WorkerGone("the parse worker has ended")
+            self._waiting.append(parsing)
+        self._requests.put((parsing, (our_addresses, raws)))
+        return parsing
+
+    def _write(self) -> None:
+        stream = self.process.stdin
+        assert stream is not None
         try:
-            parsed.append(parse_message(raw, our_addresses=our_addresses))
-        except MailError as exc:
-            parsed.append(exc.reason)
-    return parsed
+            while (item := self._requests.get()) is not None:
+                parsing, request = item
+                if parsing.set_running_or_notify_cancel():
+                    write_frame(stream, request)
+                else:
+                    write_frame(stream, (frozenset(), []))  # keep answers in step: an empty batch
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
 
+    def _read(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
+        reason = "the parse worker ended"
+        try:
+            while (answer := read_frame(stream)) is not None:
+                with self._lock:
+                    parsing = self._waiting.popleft()
+                if not parsing.cancelled():
+                    parsing.set_result(cast(list[IncomingMessage | str], answer))
+        except Exception as exc:  # a broken pipe, a truncated frame, an unpicklable answer
+            reason = f"the parse worker's answer could not be read: {exc}"
+        with contextlib.suppress(OSError):
+            stream.close()
+        with self._lock:
+            self._gone = True
+            waiting, self._waiting = list(self._waiting), deque()
+        for parsing in waiting:
+            if not parsing.cancelled():
+                with contextlib.suppress(Exception):
+                    parsing.set_exception(WorkerGone(reason))
 
-def _start_worker(service_pid: int) -> None:
-    """In the worker, first: leave Ctrl-C to the service, and end with it.
-
-    On Linux the kernel kills the worker when the service dies (from now on); a watchdog thread
-    also ends it, within a second, once its parent is no longer the service (it died before this
-    ran, or the system has no such signal): a worker never outlives the service.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
-
-    def watchdog() -> None:
-        while os.getppid() == service_pid:
-            time.sleep(WATCHDOG_SECONDS)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, name="service-watchdog", daemon=True).start()
+    def stop(self) -> None:
+        self._requests.put(None)
+        with contextlib.suppress(Exception):
+            self.process.kill()
+            self.process.wait(5)
 
 
 class ParseAhead:
@@ -80,7 +123,7 @@ class ParseAhead:
 
     def __init__(self, our_addresses: frozenset[str]) -> None:
         self.our_addresses = our_addresses
-        self._executor: ProcessPoolExecutor | None = None
+        self._worker: _Worker | None = None
         self._given_up = False
         self._answered = False  # the worker has returned a result: it is up, worth waiting for
         self._backlogs = 0
@@ -101,19 +144,21 @@ class ParseAhead:
         if self._given_up or sum(len(raw) for raw in raws) > MAX_BATCH_BYTES:
             return None
         try:
-            if self._executor is None:
-                context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads
-                self._executor = ProcessPoolExecutor(
-                    1, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
-                )
-            parsing = self._executor.submit(parse_batch, raws, self.our_addresses)
+            if self._worker is None:
+                self._worker = _Worker()
+            parsing = self._worker.submit(raws, self.our_addresses)
         except Exception as exc:
             self._give_up(exc)
             return None
         parsing.add_done_callback(self._note_answer)
         return parsing
 
-    def _note_answer(self, parsing: Parsing) -> None:  # on the executor's thread: only a flag
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker's process id while it runs (for tests and diagnostics)."""
+        return self._worker.process.pid if self._worker is not None else None
+
+    def _note_answer(self, parsing: Parsing) -> None:  # on the reader thread: only a flag
         if not parsing.cancelled() and parsing.exception() is None:
             self._answered = True
 
@@ -139,8 +184,7 @@ class ParseAhead:
 
     def close(self) -> None:
         """Stop the worker (pending work is dropped); never raises."""
-        executor, self._executor = self._executor, None
+        worker, self._worker = self._worker, None
         self._answered = False
-        if executor is not None:
-            with contextlib.suppress(Exception):
-                executor.shutdown(wait=False, cancel_futures=True)
+        if worker is not None:
+            worker.stop()

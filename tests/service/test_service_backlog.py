@@ -9,11 +9,11 @@ after its commit, a stop or a crash costing no mail and no second effect.
 from __future__ import annotations
 
 import imaplib
-import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -168,9 +168,9 @@ def test_the_parse_worker_reads_mail_as_parsing_here_does_and_after_it_dies_mail
         assert parsing is not None
         parsing.result(timeout=120)  # the worker is up and has answered
         from_worker = list(await ahead.results(parsing, raws))
-        for child in multiprocessing.active_children():  # the worker dies (killed, out of memory...)
-            child.kill()
-            child.join(30)
+        pid = ahead.worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # the worker dies (killed, out of memory...)
         after_death = list(await ahead.results(ahead.submit(raws), raws))
         return from_worker, after_death, ahead.submit(raws)
 
@@ -200,3 +200,33 @@ def test_a_batch_is_bounded_by_count_and_listed_size_and_ends_before_an_unknown_
     unknown = [MessageRef("k1", 10), MessageRef("u"), MessageRef("k2", 10)]
     assert next_batch(unknown, 0) == unknown[:1]
     assert next_batch(unknown, 1) == unknown[1:]  # unknown first: it leads, known ones may follow
+
+
+def test_the_parse_worker_ends_when_the_service_dies() -> None:
+    service = subprocess.run(  # a service that starts its worker, then dies without stopping it
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "from engine.service.parsing import ParseAhead\n"
+            "ahead = ParseAhead(frozenset())\n"
+            "ahead.submit([b'From: a@example.com\\r\\n\\r\\nhi\\r\\n']).result(timeout=60)\n"
+            "print(ahead.worker_pid, flush=True)\n"
+            "os._exit(9)\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert service.returncode == 9, service.stderr
+    pid = int(service.stdout)
+    for _ in range(300):  # the kernel's death signal, or the watchdog within a second
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{pid}/stat") as stat:
+            if stat.read().split(") ", 1)[1].startswith("Z"):
+                return  # ended, waiting for its (new) parent to reap it
+        time.sleep(0.1)
+    raise AssertionError(f"the parse worker {pid} outlived the service")
