@@ -10,7 +10,11 @@ Acknowledging:
 - with ``processed_folder``: ``UID MOVE`` where the server has MOVE, else ``UID COPY`` followed by
   the deletion below;
 - deletion: ``UID STORE +FLAGS.SILENT (\\Deleted)``, then ``UID EXPUNGE`` of those UIDs where the
-  server has UIDPLUS. Without UIDPLUS a plain EXPUNGE would also remove messages someone else
+  server has UIDPLUS. ``acknowledge_many`` sends that EXPUNGE and leaves it in flight, so that the
+  server expunges while the service works on its next batch; its answer is read (and a failure
+  raised) by the next command that depends on it: the next acknowledgement, ``list_waiting``,
+  ``wait_for_new`` or ``close``. The messages are \\Deleted already, so no listing shows them.
+  Without UIDPLUS a plain EXPUNGE would also remove messages someone else
   flagged \\Deleted in the folder, so it is sent only when ``UID SEARCH DELETED`` finds no
   \\Deleted message but ours; otherwise ours stay flagged (hidden from ``list_waiting``, which
   lists UNDELETED messages) and go with a later EXPUNGE. Another client flagging a message between
@@ -119,6 +123,7 @@ class ImapConnector(Connector):
         self._session: ImapSession | None = None
         self._uidvalidity: int | None = None
         self._flagged_by_us: set[int] = set()  # \Deleted but not yet expunged (servers without UIDPLUS)
+        self._expunging: asyncio.Future[Response] | None = None  # a UID EXPUNGE left in flight
 
     # --- session ---------------------------------------------------------------------------------
 
@@ -172,6 +177,11 @@ class ImapConnector(Connector):
 
     async def close(self) -> None:
         """LOGOUT and close the connection; never raises."""
+        try:
+            await self._settle_expunge()
+        except Exception as exc:  # the messages stay flagged \Deleted (hidden); a later EXPUNGE takes them
+            log.warning("%s: the last UID EXPUNGE failed: %s", self.where, exc)
+        self._expunging = None
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -181,6 +191,7 @@ class ImapConnector(Connector):
     async def list_waiting(self) -> list[MessageRef]:
         """The folder's messages not flagged \\Deleted, by ascending UID, with their sizes."""
         session = self.session
+        await self._settle_expunge()
         # a server announces new mail (EXISTS) between commands, and SEARCH sees only announced mail
         session.check(await session.run(session.protocol.simple_command("NOOP"), "NOOP"), "NOOP")
         found = await session.run(
@@ -226,10 +237,16 @@ class ImapConnector(Connector):
     async def acknowledge(self, ref: MessageRef) -> None:
         """Move the message to the processed folder, or delete and expunge it; gone already is fine."""
         await self.acknowledge_many([ref])
+        await self._settle_expunge()
 
     async def acknowledge_many(self, refs: Sequence[MessageRef]) -> None:
-        """``acknowledge`` for several messages, with one command of each kind for all of them."""
+        """``acknowledge`` for several messages, with one command of each kind for all of them.
+
+        The UID EXPUNGE is left in flight (see the module): it is settled by the next command that
+        depends on it, which raises its failure.
+        """
         session = self.session
+        await self._settle_expunge()
         uids = [self._uid_of(ref, "acknowledge") for ref in refs]
         if not uids:
             return
@@ -245,7 +262,7 @@ class ImapConnector(Connector):
         stored = await self._uid_command("STORE", which, "+FLAGS.SILENT", r"(\Deleted)")
         session.check(stored, "UID STORE \\Deleted")
         if "UIDPLUS" in capabilities:
-            session.check(await self._uid_command("EXPUNGE", which), "UID EXPUNGE")
+            await self._send_expunge(which)
             return
         self._flagged_by_us.update(uids)
         found = await session.run(session.protocol.search("DELETED", charset=None, by_uid=True), "UID SEARCH")
@@ -260,6 +277,22 @@ class ImapConnector(Connector):
         expunge = Command("EXPUNGE", session.protocol.new_tag(), loop=session.protocol.loop)
         session.check(await session.run(session.protocol.execute(expunge), "EXPUNGE"), "EXPUNGE")
         self._flagged_by_us.clear()
+
+    async def _send_expunge(self, which: str) -> None:
+        """Send ``UID EXPUNGE which`` and return once it is on the wire, its answer still to come."""
+        protocol = self.session.protocol
+        command = Command("EXPUNGE", protocol.new_tag(), which, prefix="UID", loop=protocol.loop)
+        self._expunging = expunging = asyncio.ensure_future(
+            self.session.run(protocol.execute(command), "UID EXPUNGE")
+        )
+        while protocol.pending_async_commands.get("EXPUNGE") is not command and not expunging.done():
+            await asyncio.sleep(0)  # a few turns of the loop: until ``execute`` has sent it
+
+    async def _settle_expunge(self) -> None:
+        """Read the answer of a UID EXPUNGE left in flight; raise its failure."""
+        expunging, self._expunging = self._expunging, None
+        if expunging is not None:
+            self.session.check(await expunging, "UID EXPUNGE")
 
     async def _uid_command(self, verb: str, *args: str) -> Response:
         session = self.session
@@ -286,6 +319,7 @@ class ImapConnector(Connector):
     async def wait_for_new(self, timeout: float) -> bool:
         """IDLE until the server reports new mail (True) or ``timeout`` passes (False)."""
         session = self.session
+        await self._settle_expunge()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         use_idle = self.imap.idle and "IDLE" in session.capabilities

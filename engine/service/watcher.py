@@ -65,6 +65,9 @@ class _Fetched:
     parsing: Parsing | None
 
 
+SEND_TURNS = 5  # turns of the event loop for a connector to put a request on the wire (IMAP: three)
+
+
 def next_batch(refs: Sequence[MessageRef], start: int) -> list[MessageRef]:
     """The refs fetched together from ``start``: at least one, then while count and size allow.
 
@@ -214,18 +217,33 @@ class AccountWatcher:
                 await self._process_batch(_Fetched(refs[start : start + len(raws)], raws, None))
                 start += len(raws)
             return
-        # a backlog: batch k+1 is fetched (and parsed by the worker) before batch k is processed
+        # a backlog: batch k+1 is fetched (and parsed by the worker) before batch k is processed,
+        # and batch k+2 is asked for before it, so the server sends it (and finishes acknowledging
+        # batch k-1) while this process works
         with self.parser.backlog() as ahead:
-            pending: _Fetched | None = None
-            while start < len(refs) and not self.stop.is_set():
+            ready: list[_Fetched] = []
+            while len(ready) < 2 and start < len(refs) and not self.stop.is_set():
                 raws = await self._fetch(refs, start)
-                fetched = _Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws))
+                ready.append(_Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws)))
                 start += len(raws)
-                if pending is not None:
-                    await self._process_batch(pending)
-                pending = fetched
-            if pending is not None:
-                await self._process_batch(pending)  # begins nothing if a stop was requested
+            while ready:
+                asked: asyncio.Future[list[bytes]] | None = None
+                if start < len(refs) and not self.stop.is_set():
+                    asked = asyncio.ensure_future(self._fetch(refs, start))
+                    for _ in range(SEND_TURNS):  # let it send its FETCH before the batch holds the loop
+                        await asyncio.sleep(0)
+                try:
+                    await self._process_batch(ready.pop(0))  # begins nothing if a stop was requested
+                    if asked is not None and not self.stop.is_set():
+                        raws = await asked
+                        ready.append(_Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws)))
+                        start += len(raws)
+                finally:
+                    if asked is not None and not asked.done():
+                        asked.cancel()
+                        await asyncio.wait({asked}, timeout=5)
+                if self.stop.is_set():
+                    return
 
     async def _fetch(self, refs: Sequence[MessageRef], start: int) -> list[bytes]:
         connector, wanted = self.connector, next_batch(refs, start)

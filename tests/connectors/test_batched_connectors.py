@@ -174,3 +174,28 @@ def test_pop3_fetch_many_ends_where_the_session_must_quit(dovecot: Dovecot, mail
 def test_a_uid_set_writes_runs_as_ranges() -> None:
     assert uid_set([7, 1, 2, 3, 9, 10, 3]) == "1:3,7,9:10"
     assert uid_set([42]) == "42"
+
+
+def test_imap_acknowledge_many_leaves_its_expunge_in_flight_until_the_next_command_needs_it(
+    dovecot: Dovecot, mailbox_user: User
+) -> None:
+    deliver(dovecot, mailbox_user, 6)
+    connector = connector_for("imap", dovecot, mailbox_user)
+
+    async def scenario() -> tuple[bool, list[str], int, list[str]]:
+        await connector.connect()
+        try:
+            refs = await connector.list_waiting()
+            await connector.acknowledge_many(refs[:2])
+            in_flight = getattr(connector, "_expunging", None) is not None
+            await connector.acknowledge_many(refs[2:4])  # settles the first, sends its own
+            listed = [ref.id for ref in await connector.list_waiting()]  # settles the second
+            count = dovecot.count(mailbox_user[0])
+            return in_flight, listed, count, [ref.id for ref in refs]
+        finally:
+            await connector.close()
+
+    in_flight, listed, count, ids = asyncio.run(scenario())
+    assert in_flight  # the server expunges while the caller goes on
+    assert listed == ids[4:]
+    assert count == 2  # settled: gone from the mailbox before the connection closes
