@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel, col
 from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
 from engine.mail import reply_portion
+from engine.storage.blobs import insert_with_large_value
 from engine.storage.db import next_number
 from engine.storage.direct import run_statement
 from engine.storage.models import AttachedObject, Call, HistoryEntry, Person
@@ -36,7 +37,6 @@ def _item(ctx: ActionContext) -> Item:
 # changed column is mirrored into the item's object without marking it dirty, so the objects the
 # actions see stay true and nothing is written twice.
 _INSERT_HISTORY = insert(HistoryEntry)
-_INSERT_ATTACHMENT = insert(AttachedObject)
 _SET_COLUMNS: dict[tuple[type[SQLModel], tuple[str, ...]], Any] = {}
 
 
@@ -181,9 +181,9 @@ class AttachFiles(Action):
         item = _item(ctx)
         assert item.id is not None
         for attachment in ctx.message.attachments:
-            run_statement(
+            insert_with_large_value(  # a big one is written in pieces (engine/storage/blobs.py)
                 ctx.session,
-                _INSERT_ATTACHMENT,
+                AttachedObject,
                 {
                     "entity": _entity(ctx),
                     "entity_id": item.id,
@@ -195,6 +195,7 @@ class AttachFiles(Action):
                     "security_profile": self.security_profile,
                     "created_at": ctx.now,
                 },
+                "data",
             )
             text = f"Attached {attachment.filename} ({attachment.size} bytes) from email"
             add_history(ctx, "attachment", text, self.security_profile)

@@ -119,9 +119,10 @@ class AttachedObject(SQLModel, table=True):
     content_type: str = "application/octet-stream"
     size: int = 0
     sha256: str = ""
-    data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
     security_profile: str = "Unspecified"
     created_at: datetime = Field(default_factory=utcnow)
+    # last, so that SQLite can insert a big one as zeroblob(n) without expanding it (storage/blobs.py)
+    data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
 
 
 class Forward(SQLModel, table=True):
