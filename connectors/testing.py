@@ -215,6 +215,43 @@ class ConnectorConformance:
 
         self.run(scenario)
 
+    def test_fetch_many_returns_what_fetch_returns_in_order(self) -> None:
+        """``fetch_many`` returns a leading run of the refs (at least one), each as ``fetch`` would."""
+
+        messages = [make_message(f"many {n}") for n in range(1, 5)]
+        for raw in messages:
+            self.deliver(raw)
+
+        async def scenario() -> None:
+            async with self.session() as connector:
+                refs = await connector.list_waiting()
+                raws = await connector.fetch_many(refs)
+                assert 1 <= len(raws) <= len(refs), "fetch_many must return a leading run of the refs"
+                for fetched, ref, delivered in zip(raws, refs, messages, strict=False):
+                    self.assert_same_message(fetched, delivered)
+                    self.assert_same_message(await connector.fetch(ref), delivered)
+                assert len(await connector.list_waiting()) == len(messages), "fetch_many deleted mail"
+
+        self.run(scenario)
+
+    def test_acknowledge_many_removes_exactly_those_messages(self) -> None:
+        """``acknowledge_many`` removes the messages given and no other, for good."""
+
+        messages = [make_message(f"ack many {n}") for n in range(1, 5)]
+        for raw in messages:
+            self.deliver(raw)
+        kept = [message_id(messages[1]), message_id(messages[3])]
+
+        async def scenario() -> None:
+            async with self.session() as connector:
+                refs = await connector.list_waiting()
+                await connector.acknowledge_many([refs[0], refs[2]])
+            assert self.remaining() == 2
+            async with self.session() as connector:
+                assert await self.fetch_ids(connector, await connector.list_waiting()) == kept
+
+        self.run(scenario)
+
     def test_acknowledging_twice_is_fine(self) -> None:
         """Acknowledging a message already removed is not an error, in the same or a new session."""
 
