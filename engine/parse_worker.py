@@ -28,6 +28,7 @@ from engine.mail import IncomingMessage, parse_message
 
 WATCHDOG_SECONDS = 0.5
 FRAME_HEADER = struct.Struct(">Q")
+MAX_FRAME_BYTES = 1 << 30  # far above any batch (the service sends at most 4 MB of mail at once)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -58,6 +59,8 @@ def read_frame(stream: IO[bytes]) -> object | None:
     if len(header) != FRAME_HEADER.size:
         raise EOFError("the stream ended inside a frame header")
     (size,) = FRAME_HEADER.unpack(header)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(f"a frame of {size} bytes is not one of ours")
     data = stream.read(size)
     if len(data) != size:
         raise EOFError("the stream ended inside a frame")
@@ -81,15 +84,19 @@ def _never_outlive(service_pid: int) -> None:
 
 
 def main() -> None:
-    """Answer requests from stdin until it ends."""
+    """Answer requests from stdin until it ends; on a broken stream, one line to stderr and exit 1."""
     _never_outlive(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
-    while True:
-        request = read_frame(requests)
-        if request is None:
-            return
-        our_addresses, raws = cast(tuple[frozenset[str], list[bytes]], request)
-        write_frame(answers, parse_batch(raws, our_addresses))
+    try:
+        while True:
+            request = read_frame(requests)
+            if request is None:
+                return
+            our_addresses, raws = cast(tuple[frozenset[str], list[bytes]], request)
+            write_frame(answers, parse_batch(raws, our_addresses))
+    except Exception as exc:  # the service parses in its own process from now on, and says so
+        print(f"mailgate parse worker: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The parse worker's own process (engine/parse_worker.py): its wire, its answers, its failures."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+from engine.mail import parse_message
+from engine.parse_worker import read_frame, write_frame
+
+GOOD = b"From: Ann <ann@example.com>\r\nSubject: printer\r\nMessage-ID: <w1@example.com>\r\n\r\nHelp\r\n"
+NO_SENDER = b"Subject: who?\r\n\r\nbody\r\n"
+
+
+def test_a_frame_reads_back_as_written_and_a_clean_end_reads_as_none() -> None:
+    stream = io.BytesIO()
+    write_frame(stream, (frozenset({"desk@example.com"}), [GOOD]))
+    stream.seek(0)
+    assert read_frame(stream) == (frozenset({"desk@example.com"}), [GOOD])
+    assert read_frame(stream) is None
+
+
+def test_the_worker_answers_each_batch_with_what_parsing_here_gives() -> None:
+    requests = io.BytesIO()
+    write_frame(requests, (frozenset(), [GOOD, NO_SENDER]))
+    write_frame(requests, (frozenset(), [GOOD]))
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.parse_worker"],
+        input=requests.getvalue(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = io.BytesIO(done.stdout)
+    first, second = read_frame(answers), read_frame(answers)
+    assert first == [parse_message(GOOD), "no sender: From header missing"]
+    assert second == [parse_message(GOOD)]
+    assert read_frame(answers) is None
+
+
+def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.parse_worker"],
+        input=b"not a frame at all",
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("mailgate parse worker: stopped:")
+    assert b"Traceback" not in done.stderr and done.stderr.count(b"\n") == 1
