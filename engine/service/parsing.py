@@ -61,8 +61,10 @@ class _Worker:
         self._waiting: deque[Parsing] = deque()  # answered in the order asked
         self._lock = threading.Lock()
         self._gone = False
-        threading.Thread(target=self._write, name="parse-worker-writer", daemon=True).start()
-        threading.Thread(target=self._read, name="parse-worker-reader", daemon=True).start()
+        self.writer = threading.Thread(target=self._write, name="parse-worker-writer", daemon=True)
+        self.reader = threading.Thread(target=self._read, name="parse-worker-reader", daemon=True)
+        self.writer.start()
+        self.reader.start()
 
     def submit(self, raws: list[bytes], our_addresses: frozenset[str]) -> Parsing:
         parsing: Parsing = Future()
@@ -79,11 +81,15 @@ class _Worker:
         try:
             while (item := self._requests.get()) is not None:
                 parsing, request = item
-                if parsing.set_running_or_notify_cancel():
+                try:
+                    running = parsing.set_running_or_notify_cancel()
+                except RuntimeError:  # failed already by the reader: the worker has ended
+                    break
+                if running:
                     write_frame(stream, request)
                 else:
                     write_frame(stream, (frozenset(), []))  # keep answers in step: an empty batch
-        except (OSError, ValueError):
+        except (OSError, ValueError):  # the worker has ended: the reader fails what waits
             pass
         finally:
             with contextlib.suppress(OSError, ValueError):

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
@@ -230,3 +231,24 @@ def test_the_parse_worker_ends_when_the_service_dies() -> None:
                 return  # ended, waiting for its (new) parent to reap it
         time.sleep(0.1)
     raise AssertionError(f"the parse worker {pid} outlived the service")
+
+
+def test_a_batch_failed_before_the_worker_was_sent_it_ends_the_writer_without_an_error() -> None:
+    from concurrent.futures import Future
+
+    from engine.service.parsing import WorkerGone, _Worker
+
+    errors: list[BaseException | None] = []
+    previous_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    worker = _Worker()
+    try:
+        failed: Future[list[object]] = Future()
+        failed.set_exception(WorkerGone("the parse worker ended"))  # as the reader does when it dies
+        worker._requests.put((failed, (frozenset(), [b"x"])))  # type: ignore[arg-type]
+        worker.writer.join(30)
+        assert not worker.writer.is_alive()
+    finally:
+        worker.stop()
+        threading.excepthook = previous_hook
+    assert errors == []
