@@ -12,7 +12,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlmodel import Session
@@ -103,6 +102,8 @@ def register_action(cls: type[Action]) -> type[Action]:
 
 
 def _load_entry_points() -> None:
+    from importlib.metadata import entry_points  # only when a pack names an unknown action
+
     global _entry_points_loaded
     if _entry_points_loaded:
         return

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,6 +115,8 @@ class UnknownTransport(MailgateError):
 
 
 def _plugins() -> dict[str, str]:
+    from importlib.metadata import entry_points  # only when a name is not built in
+
     found: dict[str, str] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep.value)
