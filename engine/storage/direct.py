@@ -151,9 +151,21 @@ def run_statement_on(
     return DirectResult(rows, rowcount)
 
 
+_CONNECTION = "mailgate.direct.connection"
+
+
 def run_statement(session: Session, statement: Executable, params: Mapping[str, Any] = {}) -> DirectResult:
     """Run a prebuilt statement in the session's transaction, straight on the driver."""
-    return run_statement_on(session.connection(), statement, params)
+    # ``session.connection()`` walks the session's transaction machinery on every call; the
+    # connection stays the same for as long as the session's (root) transaction does
+    transaction = session.get_transaction()
+    cached = session.info.get(_CONNECTION)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        connection = cached[1]
+    else:
+        connection = session.connection()
+        session.info[_CONNECTION] = (session.get_transaction(), connection)
+    return run_statement_on(connection, statement, params)
 
 
 _INSERT_RETURNING_ID: dict[type[SQLModel], Executable] = {}

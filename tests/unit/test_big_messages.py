@@ -34,10 +34,11 @@ def _parsed_without_set_aside(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> In
         return parse_message(raw)
 
 
+@pytest.mark.parametrize("size", [SET_ASIDE_BYTES, 150 * 1024, 3 * MB])
 def test_big_base64_attachment_decodes_to_the_same_message_as_a_full_parse(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    data = random.Random(1).randbytes(3 * MB)
+    data = random.Random(1).randbytes(size)
     raw = _mail_with_attachment(data)
     _, aside = set_aside(raw)
     assert aside is not None and len(aside.spans) == 1

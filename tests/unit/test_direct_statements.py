@@ -129,3 +129,22 @@ def test_a_batch_on_an_unreachable_database_is_a_database_error() -> None:
     )
     with pytest.raises(DatabaseError, match="database unavailable"), batch_transaction(unreachable):
         pass
+
+
+def test_statements_of_one_transaction_share_its_connection_and_a_new_transaction_gets_its_own(
+    engine: Engine,
+) -> None:
+    seen = []
+    with Session(engine) as session:
+        first = run_statement(session, _PERSON_BY_ID, {"id": 1})
+        seen.append(session.info["mailgate.direct.connection"][1])
+        run_statement(session, _PERSON_BY_ID, {"id": 1})
+        assert session.info["mailgate.direct.connection"][1] is seen[0]
+        assert seen[0] is session.connection()  # the session's own connection, in its transaction
+        session.commit()
+        run_statement(session, _INSERT_LEDGER, _ledger("after-commit", datetime(2026, 12, 4, tzinfo=UTC)))
+        assert session.info["mailgate.direct.connection"][1] is session.connection()
+        session.rollback()  # the statement ran in the new transaction: rolled back with it
+    assert first.rows == []
+    with Session(engine) as session:
+        assert run_statement(session, _LEDGER_BY_KEY, {"key": "after-commit"}).rows == []
