@@ -13,6 +13,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.schema import CreateIndex
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
@@ -65,6 +66,9 @@ def open_database(url: str) -> Engine:
     shown = parsed.render_as_string(hide_password=True)
     try:
         SQLModel.metadata.create_all(engine)
+        with engine.begin() as connection:  # reflection cannot see expression indexes on SQLite
+            for index in models.ADDED_INDEXES:
+                connection.execute(CreateIndex(index, if_not_exists=True))
         _create_sequences(engine)
     except Exception as exc:
         reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link

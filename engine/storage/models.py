@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, func
 from sqlmodel import Field, SQLModel
 
 
@@ -22,6 +22,11 @@ class Person(SQLModel, table=True):
     is_user: bool = True
     is_analyst: bool = False
     take_over: bool = False
+
+
+# every mail's sender is looked up by lower(email): without this, each lookup reads the whole table
+PERSON_EMAIL_LOWER = Index("ix_person_email_lower", func.lower(Person.__table__.c.email))  # type: ignore[attr-defined]
+ADDED_INDEXES = (PERSON_EMAIL_LOWER,)  # created on open in databases made before they were declared
 
 
 class Group(SQLModel, table=True):

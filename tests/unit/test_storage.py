@@ -299,3 +299,44 @@ def test_quarantine_view_gives_size_of_raw_and_iso_time(engine: Engine) -> None:
 def test_iso_treats_zoneless_timestamps_as_utc() -> None:
     assert iso(datetime(2024, 1, 2, 3, 4, 5)) == "2024-01-02T03:04:05+00:00"
     assert iso(None) is None
+
+
+def test_a_database_made_before_the_lower_email_index_gets_it_when_opened(db_url: str) -> None:
+    from sqlalchemy import text as sa_text
+
+    def indexes(engine: Engine) -> set[str]:  # from the catalog: reflection skips expression indexes
+        catalog = (
+            "SELECT name FROM sqlite_master WHERE type = 'index'"
+            if engine.dialect.name == "sqlite"
+            else "SELECT indexname FROM pg_indexes WHERE tablename = 'person'"
+        )
+        with engine.connect() as connection:
+            return {row[0] for row in connection.execute(sa_text(catalog))}
+
+    first = open_database(db_url)
+    assert "ix_person_email_lower" in indexes(first)
+    with first.begin() as connection:
+        connection.execute(sa_text("DROP INDEX ix_person_email_lower"))
+    assert "ix_person_email_lower" not in indexes(first)
+    first.dispose()
+    reopened = open_database(db_url)
+    try:
+        assert "ix_person_email_lower" in indexes(reopened)
+    finally:
+        reopened.dispose()
+
+
+def test_the_sender_is_found_through_the_lower_email_index_not_a_table_scan(sqlite_url: str) -> None:
+    from engine.decide import _SENDER_BY_ADDRESS
+
+    opened = open_database(sqlite_url)
+    try:
+        compiled = _SENDER_BY_ADDRESS.compile(dialect=opened.dialect)
+        params = {name: "ada@example.com" if name == "address" else 1 for name in compiled.params}
+        with opened.connect() as connection:
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN QUERY PLAN {compiled.string}", tuple(params[n] for n in compiled.positiontup or ())
+            ).all()
+    finally:
+        opened.dispose()
+    assert any("ix_person_email_lower" in str(row) for row in plan), plan
