@@ -26,6 +26,7 @@ from engine.mailtext import (
     html_to_text,
     normalise_body,
     sanitize_filename,
+    transfer_encoding_name,
     unflow,
 )
 
@@ -240,7 +241,7 @@ def _part_bytes(part: Message, problems: Problems, aside: SetAside | None) -> by
         return b""
     encoding = str(part.get("content-transfer-encoding", "") or "")
     if aside is not None and aside.holds_token(raw):
-        if encoding.strip().strip("\"'").lower() == "base64":
+        if transfer_encoding_name(encoding) == "base64":
             decoded = aside.decode_base64(raw)
             if decoded is not None:
                 return decoded

@@ -50,9 +50,14 @@ _ESCAPED_BYTES = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
+def transfer_encoding_name(encoding: str) -> str:
+    """A Content-Transfer-Encoding header's value as a plain lower-case name (quotes and spaces off)."""
+    return encoding.strip().strip("\"'").lower()
+
+
 def decode_transfer(raw: bytes, encoding: str) -> tuple[bytes, str | None]:
     """Undo a Content-Transfer-Encoding, leniently; returns the bytes and a problem if it was broken."""
-    name = encoding.strip().strip("\"'").lower()
+    name = transfer_encoding_name(encoding)
     if name == "base64":
         return decode_base64(raw)
     if name in _QP_NAMES:

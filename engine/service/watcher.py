@@ -242,6 +242,8 @@ class AccountWatcher:
                     if asked is not None and not asked.done():
                         asked.cancel()
                         await asyncio.wait({asked}, timeout=5)
+                    if asked is not None and asked.done() and not asked.cancelled():
+                        asked.exception()  # a fetch not used (a stop, a failed batch): its failure is moot
                 if self.stop.is_set():
                     return
 

@@ -9,7 +9,7 @@ the row's last column, so ``AttachedObject.data`` is declared last; in a databas
 that, the zeroblob is expanded and the insert costs one copy, as a plain one does. Other databases
 get one plain INSERT.
 
-Contract: ``insert_with_large_value`` leaves the same row as ``run_statement(insert(table), values)``
+Contract: ``insert_with_large_value`` leaves the same row as ``insert_row(session, table, values)``
 would, inside the session's transaction, and returns the new row's id.
 """
 
@@ -22,25 +22,22 @@ from sqlalchemy import bindparam, func, insert
 from sqlalchemy.sql.base import Executable
 from sqlmodel import Session, SQLModel
 
-from engine.storage.direct import run_statement
+from engine.storage.direct import insert_row, run_statement
 
 __all__ = ["PIECEWISE_BYTES", "insert_with_large_value"]
 
 PIECEWISE_BYTES = 1024 * 1024
 PIECE_BYTES = 1024 * 1024
 _SIZE = "large_value_size"
-_STATEMENTS: dict[tuple[type[SQLModel], str | None], Executable] = {}
+_ZEROBLOB_INSERTS: dict[tuple[type[SQLModel], str], Executable] = {}
 
 
-def _insert(table: type[SQLModel], zeroblob_column: str | None) -> Executable:
-    key = (table, zeroblob_column)
-    statement = _STATEMENTS.get(key)
+def _zeroblob_insert(table: type[SQLModel], column: str) -> Executable:
+    statement = _ZEROBLOB_INSERTS.get((table, column))
     if statement is None:
         clause = table.__table__  # type: ignore[attr-defined]
-        built = insert(clause)
-        if zeroblob_column is not None:
-            built = built.values({zeroblob_column: func.zeroblob(bindparam(_SIZE))})
-        statement = _STATEMENTS[key] = built.returning(clause.c.id)
+        built = insert(clause).values({column: func.zeroblob(bindparam(_SIZE))}).returning(clause.c.id)
+        statement = _ZEROBLOB_INSERTS[(table, column)] = built
     return statement
 
 
@@ -51,10 +48,10 @@ def insert_with_large_value(
     data = values[column]
     connection = session.connection()
     if connection.dialect.name != "sqlite" or len(data) < PIECEWISE_BYTES:
-        return int(run_statement(session, _insert(table, None), values).scalar())
+        return insert_row(session, table, values)
     params = {name: value for name, value in values.items() if name != column}
     params[_SIZE] = len(data)
-    row_id = int(run_statement(session, _insert(table, column), params).scalar())
+    row_id = int(run_statement(session, _zeroblob_insert(table, column), params).scalar())
     driver = connection.connection.driver_connection
     assert driver is not None
     table_name = str(table.__tablename__)
