@@ -23,7 +23,7 @@ from sqlmodel import Session
 
 from engine.config import load_config
 from engine.decide import gather_facts
-from engine.mail import parse_message
+from engine.mail.message import parse_message
 from engine.pipeline import process_message
 from engine.runtime import Runtime
 from engine.storage.fixtures import load_fixtures

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.errors import MailError
-from engine.mail import parse_message
+from engine.mail.message import parse_message
 
 _MAIL_FOLDERS = frozenset({"emails", "mails"})
 

@@ -132,8 +132,8 @@ def db_load(ctx: click.Context, file: Path) -> None:
 @click.pass_context
 def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, ...]) -> None:
     """Process .eml files, maildir folders or mbox files as if they arrived in ACCOUNT."""
+    from engine.mail.sources import iter_source_messages
     from engine.pipeline import process_message
-    from engine.sources import iter_source_messages
 
     runtime = _runtime(ctx)
     acc = runtime.config.account(account)

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from engine.config import AccountConfig, Config
-from engine.mail import IncomingMessage
+from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task

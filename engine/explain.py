@@ -10,7 +10,7 @@ from sqlmodel import Session
 from engine.config import AccountConfig
 from engine.decide import gather_facts
 from engine.errors import MailError
-from engine.mail import parse_message
+from engine.mail.message import parse_message
 from engine.rules.conditions import first_failing
 from engine.runtime import Runtime
 from engine.subject import ParsedSubject, parse_subject

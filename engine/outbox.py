@@ -13,7 +13,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from engine.config import Config
-from engine.mail import IncomingMessage
+from engine.mail.message import IncomingMessage
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
 from engine.storage.rows import build_row

@@ -24,7 +24,7 @@ from engine.actions.base import ActionContext
 from engine.config import AccountConfig
 from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
-from engine.mail import IncomingMessage, parse_message
+from engine.mail.message import IncomingMessage, parse_message
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement

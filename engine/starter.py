@@ -87,9 +87,9 @@ def create_starter(directory: Path) -> Path:
 
 def run_demo(directory: Path, echo: Callable[[str], None]) -> None:
     """Create a fresh demo installation, load the demo fixtures and process the demo mailbox."""
+    from engine.mail.sources import iter_source_messages
     from engine.pipeline import process_message
     from engine.runtime import Runtime
-    from engine.sources import iter_source_messages
     from engine.storage.db import transaction
     from engine.storage.fixtures import load_fixtures
     from engine.storage.views import outbox_view

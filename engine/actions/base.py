@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlmodel import Session
 
 from engine.config import AccountConfig, Config
-from engine.mail import IncomingMessage
+from engine.mail.message import IncomingMessage
 from engine.params import Mistake, build_from_params
 from engine.rules.facts import FactValue
 from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow

@@ -12,7 +12,7 @@ from sqlmodel import Session, SQLModel, col
 
 from engine.actions.base import Action, ActionContext, Item, register_action
 from engine.errors import MailgateError
-from engine.mail import reply_portion
+from engine.mail.message import reply_portion
 from engine.storage.blobs import insert_with_large_value
 from engine.storage.db import next_number
 from engine.storage.direct import run_statement

@@ -4,7 +4,7 @@ On a backlog, reading a message (MIME, headers, addresses, text) is about a thir
 and the rest (deciding, the database) needs no result of it until the message's turn. So the
 service hands each fetched batch to one worker process to parse and meanwhile processes the
 previous batch: on a machine with two cores both run at once. The worker
-(``python -m engine.parse_worker``) imports only what reading mail needs, so it is up in about a
+(``python -m engine.mail.parse_worker``) imports only what reading mail needs, so it is up in about a
 tenth of a second; it only turns bytes into ``IncomingMessage`` values. Everything that writes
 stays in the service's process, in order, each message acknowledged after its batch's commit.
 
@@ -32,8 +32,8 @@ from concurrent.futures import Future
 from typing import cast
 
 from engine.errors import MailError
-from engine.mail import IncomingMessage
-from engine.parse_worker import read_frame, write_frame
+from engine.mail.message import IncomingMessage
+from engine.mail.parse_worker import read_frame, write_frame
 from engine.pipeline import read_message
 
 log = logging.getLogger("mailgate.service")
@@ -48,11 +48,11 @@ class WorkerGone(Exception):
 
 
 class _Worker:
-    """One ``engine.parse_worker`` process and the two threads that talk to it."""
+    """One ``engine.mail.parse_worker`` process and the two threads that talk to it."""
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.parse_worker", str(os.getpid())],
+            [sys.executable, "-m", "engine.mail.parse_worker", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,

@@ -6,7 +6,7 @@ import re
 
 from outgoing_desk import DESK_ADDRESS, T0, MakeDesk, StartServer, plain_server
 
-from engine.mail import parse_message
+from engine.mail.message import parse_message
 from engine.outgoing.compose import compose, message_bytes, route_for
 
 

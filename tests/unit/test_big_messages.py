@@ -1,4 +1,4 @@
-"""Big base64 bodies are set aside before parsing and decoded from the raw bytes (engine/bigparts.py)."""
+"""Big base64 bodies are set aside before parsing and decoded from the raw bytes (mail/big_base64.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from engine import bigparts
-from engine.bigparts import SET_ASIDE_BYTES, set_aside
-from engine.mail import IncomingMessage, parse_message
+from engine.mail import big_base64
+from engine.mail.big_base64 import SET_ASIDE_BYTES, set_aside
+from engine.mail.message import IncomingMessage, parse_message
 
 MB = 1024 * 1024
 
@@ -30,7 +30,7 @@ def _mail_with_attachment(data: bytes, *, filename: str = "big.bin") -> bytes:
 
 def _parsed_without_set_aside(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> IncomingMessage:
     with monkeypatch.context() as patch:
-        patch.setattr(bigparts, "SET_ASIDE_BYTES", 1 << 40)
+        patch.setattr(big_base64, "SET_ASIDE_BYTES", 1 << 40)
         return parse_message(raw)
 
 

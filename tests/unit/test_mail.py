@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import MailError
-from engine.mail import IncomingMessage, parse_message, reply_portion, sanitize_filename
+from engine.mail.message import IncomingMessage, parse_message, reply_portion, sanitize_filename
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "mail"
 OURS = ("helpdesk@example.com",)

@@ -1,4 +1,4 @@
-"""The parse worker's own process (engine/parse_worker.py): its wire, its answers, its failures."""
+"""The parse worker's own process (engine/mail/parse_worker.py): its wire, its answers, its failures."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import io
 import subprocess
 import sys
 
-from engine.mail import parse_message
-from engine.parse_worker import read_frame, write_frame
+from engine.mail.message import parse_message
+from engine.mail.parse_worker import read_frame, write_frame
 
 GOOD = b"From: Ann <ann@example.com>\r\nSubject: printer\r\nMessage-ID: <w1@example.com>\r\n\r\nHelp\r\n"
 NO_SENDER = b"Subject: who?\r\n\r\nbody\r\n"
@@ -26,7 +26,7 @@ def test_the_worker_answers_each_batch_with_what_parsing_here_gives() -> None:
     write_frame(requests, (frozenset(), [GOOD, NO_SENDER]))
     write_frame(requests, (frozenset(), [GOOD]))
     done = subprocess.run(
-        [sys.executable, "-m", "engine.parse_worker"],
+        [sys.executable, "-m", "engine.mail.parse_worker"],
         input=requests.getvalue(),
         capture_output=True,
         timeout=60,
@@ -41,7 +41,7 @@ def test_the_worker_answers_each_batch_with_what_parsing_here_gives() -> None:
 
 def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "engine.parse_worker"],
+        [sys.executable, "-m", "engine.mail.parse_worker"],
         input=b"not a frame at all",
         capture_output=True,
         timeout=60,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import SourceError
-from engine.sources import SourceMessage, iter_source_messages
+from engine.mail.sources import SourceMessage, iter_source_messages
 
 
 def mail(subject: str) -> bytes:

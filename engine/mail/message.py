@@ -19,11 +19,11 @@ from typing import Any
 
 from mailparser_reply import EmailReplyParser
 
-from engine.bigparts import set_aside
-from engine.bounce import auto_submitted_reason, detect_bounce
 from engine.errors import MailError
-from engine.mailparts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
-from engine.mailtext import (
+from engine.mail.big_base64 import set_aside
+from engine.mail.machine_mail import auto_submitted_reason, detect_bounce
+from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
+from engine.mail.text import (
     clean_line,
     decode_header_words,
     fix_escaped_bytes,
@@ -183,7 +183,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         problems.add(repair)
     # compat32 reads malformed MIME boundaries leniently and parses headers only when asked;
     # structured header parsing (policy.default) is used per header, where it can fail safely.
-    # Big base64 bodies are set aside first and decoded from ``data`` itself (engine/bigparts.py).
+    # Big base64 bodies are set aside first and decoded from ``data`` itself (engine/mail/big_base64.py).
     parsed_data, aside = set_aside(data)
     msg = BytesParser(policy=policy.compat32).parsebytes(parsed_data)
     del parsed_data

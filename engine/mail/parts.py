@@ -1,7 +1,7 @@
 """Reads the MIME parts of a parsed message: its body text, its attachments and its delivery reports.
 
 Contract: ``read_parts`` never raises for a malformed part; what it had to skip, guess or repair is
-added to the ``Problems`` collector it is given. Header reading stays in ``engine.mail``, which passes
+added to the ``Problems`` collector it is given. Header reading stays in ``engine.mail.message``, which passes
 in how to read an embedded message's Subject (used to name it ``<subject>.eml``).
 """
 
@@ -14,9 +14,9 @@ from email import policy
 from email.message import Message
 from email.policy import Compat32
 
-from engine.bigparts import SetAside
-from engine.bounce import delivery_status_text
-from engine.mailtext import (
+from engine.mail.big_base64 import SetAside
+from engine.mail.machine_mail import delivery_status_text
+from engine.mail.text import (
     clean_line,
     decode_header_words,
     decode_text,
@@ -99,7 +99,7 @@ def read_parts(
     """Body (plain text preferred, else HTML as text), attachments and delivery reports of a message.
 
     ``subject_of`` returns the decoded Subject of an embedded message, or "" when it has none;
-    ``aside`` is what ``engine.bigparts.set_aside`` took out of the bytes the parser read.
+    ``aside`` is what ``engine.mail.big_base64.set_aside`` took out of the bytes the parser read.
     """
     delivery_reports: list[str] = []
     report_types: set[str] = set()

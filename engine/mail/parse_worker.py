@@ -1,6 +1,6 @@
-"""The parse worker's own process: ``python -m engine.parse_worker``.
+"""The parse worker's own process: ``python -m engine.mail.parse_worker``.
 
-It imports only what reading mail needs (``engine.mail``), so it is up in a tenth of a second, and
+It imports only what reading mail needs (``engine.mail.message``), so it is up in a tenth of a second, and
 it only turns bytes into ``IncomingMessage`` values. The service (``engine.service.parsing``)
 writes it frames on stdin and reads the answers, in the same order, on stdout.
 
@@ -24,7 +24,7 @@ import time
 from typing import IO, cast
 
 from engine.errors import MailError
-from engine.mail import IncomingMessage, parse_message
+from engine.mail.message import IncomingMessage, parse_message
 
 WATCHDOG_SECONDS = 0.5
 FRAME_HEADER = struct.Struct(">Q")

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 
-from engine.mailtext import clean_line, fix_escaped_bytes
+from engine.mail.text import clean_line, fix_escaped_bytes
 
 HeaderValues = Mapping[str, Sequence[str]]
 """Header name in lower case -> every value of that header, unfolded."""
