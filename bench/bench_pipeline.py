@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.decide import gather_facts
 from engine.mail.message import parse_message
 from engine.pipeline import process_message

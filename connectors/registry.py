@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector, ConnectorSettings
+from engine.config.params import Mistake, build_from_params
 from engine.errors import MailgateError, did_you_mean
-from engine.params import Mistake, build_from_params
 
 log = logging.getLogger(__name__)
 

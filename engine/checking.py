@@ -8,14 +8,14 @@ from pathlib import Path
 from sqlalchemy.engine.url import make_url
 
 from engine.actions.base import action_class, action_names
-from engine.config import load_config
+from engine.config.model import load_config
+from engine.config.yaml_source import load_yaml_file, position
 from engine.errors import ConfigError, Problem
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS
 from engine.rules.pack import OUTCOMES, load_pack
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError
-from engine.yamlsource import load_yaml_file, position
 
 
 def check_all(config_path: Path) -> list[str]:

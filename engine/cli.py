@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from engine.config import find_config_path, load_config
+from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
 from engine.storage.db import transaction

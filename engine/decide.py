@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
-from engine.config import AccountConfig, Config
+from engine.config.model import AccountConfig, Config
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.storage.direct import run_statement

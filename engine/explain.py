@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.decide import gather_facts
 from engine.errors import MailError
 from engine.mail.message import parse_message

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from engine.config import Config
+from engine.config.model import Config
 from engine.mail.message import IncomingMessage
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage

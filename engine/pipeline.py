@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from engine.actions.base import ActionContext
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail.message import IncomingMessage, parse_message

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from engine.config import AccountConfig, Config
+from engine.config.model import AccountConfig, Config
+from engine.config.yaml_source import load_yaml_file, position
 from engine.errors import ConfigError, Problem
 from engine.rules.pack import RulePack, load_pack
 from engine.storage.db import open_database
-from engine.yamlsource import load_yaml_file, position
 
 
 class Runtime:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.errors import MailgateError
 from engine.resources import demo_dir
 

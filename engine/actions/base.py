@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlmodel import Session
 
-from engine.config import AccountConfig, Config
+from engine.config.model import AccountConfig, Config
+from engine.config.params import Mistake, build_from_params
 from engine.mail.message import IncomingMessage
-from engine.params import Mistake, build_from_params
 from engine.rules.facts import FactValue
 from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow
 from engine.subject import ParsedSubject

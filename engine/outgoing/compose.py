@@ -15,9 +15,9 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from engine.config import AccountConfig, Config
+from engine.config.model import AccountConfig, Config
+from engine.config.outgoing import OutgoingServer
 from engine.errors import MailgateError
-from engine.outgoing.settings import OutgoingServer
 from engine.rules.templates import text_to_html
 from engine.storage.models import OutboxMessage
 

@@ -24,9 +24,9 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.config.outgoing import OutgoingServer
+from engine.config.params import Mistake, build_from_params
 from engine.errors import MailgateError, did_you_mean
-from engine.outgoing.settings import OutgoingServer
-from engine.params import Mistake, build_from_params
 
 log = logging.getLogger(__name__)
 

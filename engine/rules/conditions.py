@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from engine.config.yaml_source import Problems, is_mapping, is_sequence
 from engine.errors import did_you_mean
 from engine.rules.facts import FACTS, FactValue
-from engine.yamlsource import Problems, is_mapping, is_sequence
 
 Facts = Mapping[str, FactValue]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from engine.config import Flags
+from engine.config.model import Flags
 from engine.subject import Intent
 
 FactValue = bool | int | str | None

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
+from engine.config.yaml_source import Problems, is_sequence
 from engine.errors import did_you_mean
-from engine.yamlsource import Problems, is_sequence
 
 
 class Named(Protocol):

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.actions.base import Action, action_class, action_names, build_action
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
 from engine.rules.merge import merge_rules
 from engine.rules.templates import MessageTemplate, compile_templates
 from engine.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
-from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file, position
 
 OUTCOMES = (
     "logged",

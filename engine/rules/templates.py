@@ -17,8 +17,8 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.config.yaml_source import Problems, is_mapping, position
 from engine.errors import MailgateError
-from engine.yamlsource import Problems, is_mapping, position
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _HTML_ENV = SandboxedEnvironment(

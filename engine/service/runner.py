@@ -19,7 +19,7 @@ from pathlib import Path
 
 from connectors.base import Connector
 from connectors.registry import make_connector
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.errors import MailgateError
 from engine.runtime import Runtime
 from engine.service.events import log_event

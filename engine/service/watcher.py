@@ -34,7 +34,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import format_event, log, log_event

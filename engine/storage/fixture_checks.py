@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, key_position
 from engine.errors import did_you_mean
 from engine.storage.models import Group, Person, Request
-from engine.yamlsource import Problems, is_mapping, is_sequence, key_position
 
 SECTIONS = ("groups", "people", "calls", "requests", "tasks")
 

@@ -32,6 +32,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from engine.config.yaml_source import Problems, load_yaml_file
 from engine.storage.db import transaction
 from engine.storage.fixture_checks import (
     FIELDS,
@@ -43,7 +44,6 @@ from engine.storage.fixture_checks import (
     read_fixture,
 )
 from engine.storage.models import Call, Forward, Group, GroupMember, Person, Request, Task, utcnow
-from engine.yamlsource import Problems, load_yaml_file
 
 __all__ = ["SECTIONS", "FixtureCounts", "load_fixtures"]
 

@@ -16,7 +16,7 @@ from sqlalchemy import Column, Text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.storage.models import utcnow
 
 STATE_OK = "ok"

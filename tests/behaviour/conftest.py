@@ -26,7 +26,7 @@ import pytest
 from ruamel.yaml import YAML
 from sqlmodel import Session, col, select
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.storage.fixtures import load_fixtures

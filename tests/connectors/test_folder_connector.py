@@ -15,7 +15,7 @@ from connectors.base import Connector, ConnectorError, MessageRef
 from connectors.folder import FolderConnector, FolderSettings
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message
-from engine.config import load_config
+from engine.config.model import load_config
 
 BASE_TIME_NS = 1_700_000_000 * 10**9
 

@@ -20,9 +20,9 @@ from servers.tls import TestCertificates, make_test_certificates
 from connectors.base import AuthenticationError, Connector, ConnectorError
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message, message_id
+from engine.config.params import build_from_params
 from engine.outgoing.graph import GraphTransport, GraphTransportSettings
 from engine.outgoing.transport import Envelope, SendError
-from engine.params import build_from_params
 
 UPN = "helpdesk@contoso.example"
 
@@ -388,7 +388,7 @@ def test_an_outgoing_server_of_type_graph_sends_through_the_graph_transport(
     server: GraphServer, certs: TestCertificates
 ) -> None:
     """``outgoing.servers: [{type: graph, ...}]`` is found by name in the transport registry and sends."""
-    from engine.outgoing.settings import OutgoingServer
+    from engine.config.outgoing import OutgoingServer
     from engine.outgoing.transport import make_transport, transport_names
 
     assert "graph" in transport_names()

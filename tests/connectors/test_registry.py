@@ -23,7 +23,7 @@ from connectors.registry import (
     connector_names,
     make_connector,
 )
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.errors import ConfigError
 
 MISSING = "mailgate_dependency_that_is_not_installed"
@@ -187,7 +187,7 @@ def test_importing_the_registry_and_the_config_imports_no_protocol_library(tmp_p
         import sys
         from pathlib import Path
         import connectors.registry
-        from engine.config import load_config
+        from engine.config.model import load_config
         load_config(Path({str(tmp_path / "mailgate.yaml")!r}))
         connectors.registry.connector_class("folder")
         connectors.registry.connector_names()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.errors import ConfigError
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from servers.dovecot import Dovecot
 from sqlmodel import Session, col, select
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.runtime import Runtime
 from engine.service import PassReport, serve
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV

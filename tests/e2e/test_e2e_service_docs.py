@@ -12,7 +12,7 @@ import pytest
 
 from connectors.imap import ImapSettings
 from connectors.pop3 import Pop3Settings
-from engine.config import AccountConfig, load_config
+from engine.config.model import AccountConfig, load_config
 from engine.storage import status
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from ruamel.yaml import YAML
 from servers.tls import TestCertificates, make_test_certificates
 from smtp_test_server import RecordingHandler, SmtpServer, password_authenticator, server_tls_context
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.runtime import Runtime
 from engine.storage.fixtures import load_fixtures
 

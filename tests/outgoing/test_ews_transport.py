@@ -21,9 +21,9 @@ from servers.ews_server import EwsMailbox, EwsServer
 from servers.tls import TestCertificates
 from test_outgoing_docs import section, table_keys
 
+from engine.config.outgoing import OutgoingServer
 from engine.outgoing.delivery import send_outbox_once
 from engine.outgoing.ews import EwsTransport, EwsTransportSettings
-from engine.outgoing.settings import OutgoingServer
 from engine.outgoing.transport import Envelope, SendError, build_transport_settings, make_transport
 
 MAILBOX = "helpdesk@example.com"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.errors import ConfigError
 from engine.outgoing.smtp import SmtpSettings
 from engine.outgoing.transport import build_transport_settings

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import load_config
-from engine.outgoing.settings import OutgoingConfig
+from engine.config.model import load_config
+from engine.config.outgoing import OutgoingConfig
 from engine.outgoing.smtp import SmtpSettings
 from engine.rules.pack import load_pack
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.storage.db import transaction

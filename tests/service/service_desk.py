@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import col, func, select
 
-from engine.config import load_config
+from engine.config.model import load_config
 from engine.runtime import Runtime
 from engine.storage.db import transaction
 from engine.storage.fixtures import load_fixtures

@@ -15,7 +15,7 @@ from service_desk import account_yaml, build_service_desk, make_mail, run_async,
 
 from connectors.base import Connector
 from connectors.imap import ImapConnector
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.service import Backoff, Service, ServiceOptions
 from engine.service.runner import default_connector
 

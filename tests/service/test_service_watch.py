@@ -13,7 +13,7 @@ from service_desk import account_yaml, build_service_desk, make_mail, run_async,
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from connectors.memory import MemoryConnector, MemoryMailbox
-from engine.config import AccountConfig
+from engine.config.model import AccountConfig
 from engine.service import Backoff, Service, ServiceOptions
 from engine.service.runner import default_connector, find_outbox_drainer
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import AccountConfig, CallTemplate, Config, Flags, load_config
+from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
 from engine.errors import ConfigError, MailgateError, Problem
 from engine.rules.pack import load_pack
 from engine.runtime import Runtime

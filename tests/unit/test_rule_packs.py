@@ -18,14 +18,14 @@ import pytest
 
 from engine.actions.base import action_class, action_names
 from engine.checking import check_all
-from engine.config import load_config
+from engine.config.model import load_config
+from engine.config.yaml_source import load_yaml_text
 from engine.errors import ConfigError, Problem
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS, FactValue
 from engine.rules.pack import OUTCOMES, RulePack, load_pack
 from engine.runtime import Runtime
 from engine.subject import DEFAULT_KEYWORDS, Intent, keyword_slots, parse_subject
-from engine.yamlsource import load_yaml_text
 
 PACKS = Path(__file__).resolve().parents[1] / "fixtures" / "packs"
 GOOD = sorted((PACKS / "good").glob("*.yaml"))

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from connectors.registry import BUILTIN, UnknownConnector, build_settings, connector_class, connector_names
-from engine.configread import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
+from engine.config.outgoing import OutgoingConfig
+from engine.config.outgoing_reader import read_outgoing
+from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file
 from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
-from engine.outgoing.config_reader import read_outgoing
-from engine.outgoing.settings import OutgoingConfig
-from engine.yamlsource import Problems, is_mapping, is_sequence, load_yaml_file
 
 CONFIG_FILENAME = "mailgate.yaml"
 CONFIG_ENV = "MAILGATE_CONFIG"

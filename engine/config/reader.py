@@ -10,9 +10,9 @@ import os
 import re
 from typing import Any
 
+from engine.config.params import type_error
+from engine.config.yaml_source import Problems, is_mapping, is_sequence
 from engine.errors import did_you_mean
-from engine.params import type_error
-from engine.yamlsource import Problems, is_mapping, is_sequence
 
 ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
 

@@ -1,6 +1,6 @@
 """Reads the config's ``outgoing:`` section into an ``OutgoingConfig``, every mistake at its line.
 
-Called by ``engine.config`` (which it must not import: the accounts arrive already read). Each
+Called by ``engine.config.model`` (which it must not import: the accounts arrive already read). Each
 server's own keys are checked against its transport's settings class (``engine.outgoing.transport``).
 """
 
@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Protocol
 
-from engine.configread import check_keys, expand_env, get_section, get_value
+from engine.config.outgoing import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
+from engine.config.reader import check_keys, expand_env, get_section, get_value
+from engine.config.yaml_source import Problems, is_mapping, is_sequence
 from engine.errors import did_you_mean
-from engine.outgoing.settings import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
 from engine.outgoing.transport import UnknownTransport, build_transport_settings, transport_class
-from engine.yamlsource import Problems, is_mapping, is_sequence
 
 OUTGOING_KEYS = (
     "servers",
@@ -28,7 +28,7 @@ OUTGOING_KEYS = (
 
 
 class SendingAccount(Protocol):
-    """What the outgoing reader needs of a read account (``engine.config.AccountConfig``)."""
+    """What the outgoing reader needs of a read account (``engine.config.model.AccountConfig``)."""
 
     @property
     def name(self) -> str: ...

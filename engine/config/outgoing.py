@@ -1,6 +1,6 @@
 """The ``outgoing:`` section of the config, validated: the outgoing servers and the delivery policy.
 
-Read from the config by ``engine.outgoing.config_reader``; each server's own keys are checked against
+Read from the config by ``engine.config.outgoing_reader``; each server's own keys are checked against
 its transport's settings class (``engine.outgoing.transport``), so a mistake is reported at its line.
 """
 
