@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, cast
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.imap_auth import check_credentials
+from connectors.credentials import check_credentials
 
 log = logging.getLogger(__name__)
 

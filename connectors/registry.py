@@ -23,10 +23,10 @@ ENTRY_POINT_GROUP = "mailgate.connectors"
 BUILTIN: Mapping[str, str] = {
     "folder": "connectors.folder:FolderConnector",
     "memory": "connectors.memory:MemoryConnector",
-    "imap": "connectors.imap:ImapConnector",
+    "imap": "connectors.imap.connector:ImapConnector",
     "pop3": "connectors.pop3:Pop3Connector",
-    "ews": "connectors.ews:EwsConnector",
-    "graph": "connectors.graph:GraphConnector",
+    "ews": "connectors.ews.read:EwsConnector",
+    "graph": "connectors.graph.read:GraphConnector",
 }
 
 

@@ -31,10 +31,10 @@ from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from connectors.transport import Envelope, SendError, Transport, make_transport
 from engine.config.outgoing import OutgoingConfig
 from engine.errors import MailgateError
 from engine.outgoing.compose import ComposeError, compose, message_bytes, route_for
-from engine.outgoing.transport import Envelope, SendError, Transport, make_transport
 from engine.runtime import Runtime
 from engine.storage.db import transaction
 from engine.storage.models import OutboxMessage, utcnow

@@ -18,11 +18,11 @@ from servers.graph_server import GraphMailbox, GraphServer
 from servers.tls import TestCertificates, make_test_certificates
 
 from connectors.base import AuthenticationError, Connector, ConnectorError
+from connectors.graph.send import GraphTransport, GraphTransportSettings
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message, message_id
+from connectors.transport import Envelope, SendError
 from engine.config.params import build_from_params
-from engine.outgoing.graph import GraphTransport, GraphTransportSettings
-from engine.outgoing.transport import Envelope, SendError
 
 UPN = "helpdesk@contoso.example"
 
@@ -297,7 +297,7 @@ def test_settings_mistakes_are_reported_for_the_admin() -> None:
     assert "graph_url must be an https URL" in mistakes[0][1]
 
 
-# --- the Graph outgoing transport (engine/outgoing/graph.py) ---------------------------------------
+# --- the Graph outgoing transport (connectors/graph/send.py) ---------------------------------------
 
 
 def transport(server: GraphServer, certs: TestCertificates) -> GraphTransport:
@@ -388,8 +388,8 @@ def test_an_outgoing_server_of_type_graph_sends_through_the_graph_transport(
     server: GraphServer, certs: TestCertificates
 ) -> None:
     """``outgoing.servers: [{type: graph, ...}]`` is found by name in the transport registry and sends."""
+    from connectors.transport import make_transport, transport_names
     from engine.config.outgoing import OutgoingServer
-    from engine.outgoing.transport import make_transport, transport_names
 
     assert "graph" in transport_names()
     keys = {"tenant_id": TENANT, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "from_address": UPN}

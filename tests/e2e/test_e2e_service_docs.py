@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.imap import ImapSettings
+from connectors.imap.connector import ImapSettings
 from connectors.pop3 import Pop3Settings
 from engine.config.model import AccountConfig, load_config
 from engine.storage import status

@@ -21,10 +21,10 @@ from servers.ews_server import EwsMailbox, EwsServer
 from servers.tls import TestCertificates
 from test_outgoing_docs import section, table_keys
 
+from connectors.ews.send import EwsTransport, EwsTransportSettings
+from connectors.transport import Envelope, SendError, build_transport_settings, make_transport
 from engine.config.outgoing import OutgoingServer
 from engine.outgoing.delivery import send_outbox_once
-from engine.outgoing.ews import EwsTransport, EwsTransportSettings
-from engine.outgoing.transport import Envelope, SendError, build_transport_settings, make_transport
 
 MAILBOX = "helpdesk@example.com"
 REPLY = f"NoError: sent by {MAILBOX}, a copy saved in Sent Items (Exchange 15.1.2507.6)"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from connectors.smtp import SmtpSettings
+from connectors.transport import build_transport_settings
 from engine.config.model import load_config
 from engine.errors import ConfigError
-from engine.outgoing.smtp import SmtpSettings
-from engine.outgoing.transport import build_transport_settings
 
 GOOD = """\
 database: sqlite:///mailgate.sqlite

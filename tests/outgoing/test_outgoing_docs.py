@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from connectors.smtp import SmtpSettings
 from engine.config.model import load_config
 from engine.config.outgoing import OutgoingConfig
-from engine.outgoing.smtp import SmtpSettings
 from engine.rules.pack import load_pack
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outgoing.md"

@@ -14,7 +14,7 @@ from servers.dovecot import Dovecot, free_port
 from service_desk import account_yaml, build_service_desk, make_mail, run_async, wait_until
 
 from connectors.base import Connector
-from connectors.imap import ImapConnector
+from connectors.imap.connector import ImapConnector
 from engine.config.model import AccountConfig
 from engine.service import Backoff, Service, ServiceOptions
 from engine.service.runner import default_connector

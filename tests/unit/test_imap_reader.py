@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aioimaplib.aioimaplib import SELECTED, FetchCommand, IMAP4ClientProtocol, Response
 
-from connectors.imap_reader import CountingFetchCommand, read_responses
+from connectors.imap.reader import CountingFetchCommand, read_responses
 
 
 class _Transport:

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mailgate.transports"
 BUILTIN: Mapping[str, str] = {
-    "smtp": "engine.outgoing.smtp:SmtpTransport",
-    "graph": "engine.outgoing.graph:GraphTransport",
-    "ews": "engine.outgoing.ews:EwsTransport",
+    "smtp": "connectors.smtp:SmtpTransport",
+    "graph": "connectors.graph.send:GraphTransport",
+    "ews": "connectors.ews.send:EwsTransport",
 }
 
 

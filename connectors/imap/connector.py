@@ -37,8 +37,8 @@ from typing import Literal
 from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyped]
 
 from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.imap_auth import check_credentials, token_from_command
-from connectors.imap_session import (
+from connectors.credentials import check_credentials, token_from_command
+from connectors.imap.session import (
     ImapSession,
     body_literals,
     mailbox_argument,

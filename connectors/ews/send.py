@@ -2,7 +2,7 @@
 
 ``outgoing: {servers: [{name: exchange, type: ews, service_endpoint: https://mail.example.com/EWS/Exchange.asmx,
 email: helpdesk@example.com, username: 'CONTOSO\\helpdesk', password: ...}]}``. The keys and the
-credentials are the EWS connector's (``connectors.ews``: NTLM, Basic or OAuth client credentials with
+credentials are the EWS connector's (``connectors.ews.read``: NTLM, Basic or OAuth client credentials with
 impersonation; ``ca_file`` for a private CA), so an account read through EWS can answer through it.
 
 exchangelib creates the message from the exact MIME bytes (``MimeContent``) and sends it with
@@ -38,7 +38,7 @@ from exchangelib.errors import (  # type: ignore[import-untyped]
     ResponseMessageError,
 )
 
-from connectors.ews import (
+from connectors.ews.read import (
     REFUSED,
     check_endpoint,
     check_login,
@@ -47,7 +47,7 @@ from connectors.ews import (
     open_account,
     resolve_ca_file,
 )
-from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
+from connectors.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 # response codes that retrying the same message cannot cure
 PERMANENT = (

@@ -28,7 +28,7 @@ from aioimaplib.aioimaplib import (  # type: ignore[import-untyped]
 )
 
 from connectors.base import AuthenticationError, ConnectorError
-from connectors.imap_reader import CountingFetchCommand, read_responses
+from connectors.imap.reader import CountingFetchCommand, read_responses
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.graph_auth import AppCredentials, TokenSource, graph_scope
+from connectors.graph.auth import AppCredentials, TokenSource, graph_scope
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 4

@@ -6,7 +6,7 @@ sends as ``mailbox`` (the From header must be that mailbox or one it may send as
 its Sent Items, and takes the recipients from the MIME headers, not from an envelope: a message whose
 envelope recipient is not among its To/Cc/Bcc is refused here rather than sent elsewhere. Graph
 accepts MIME bodies up to about 4 MB this way. Tokens, Retry-After and CA handling are shared with
-the Graph connector (``connectors.graph``).
+the Graph connector (``connectors.graph.read``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from connectors.base import AuthenticationError, ConnectorError
-from connectors.graph import GraphClient, app_credentials, graph_error
-from engine.outgoing.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
+from connectors.graph.read import GraphClient, app_credentials, graph_error
+from connectors.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 
 @dataclass(frozen=True, kw_only=True)

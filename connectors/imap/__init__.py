@@ -1,0 +1,1 @@
+"""IMAP: the connector, its session (IDLE, UIDPLUS, MOVE) and its linear-time reply reader."""
