@@ -22,12 +22,12 @@ from pathlib import Path
 from sqlmodel import Session
 
 from engine.config.model import load_config
-from engine.decide import gather_facts
 from engine.mail.message import parse_message
 from engine.pipeline import process_message
+from engine.rules.gather import gather_facts
+from engine.rules.subject import parse_subject
 from engine.runtime import Runtime
 from engine.storage.fixtures import load_fixtures
-from engine.subject import parse_subject
 
 SUBJECT_TARGET_US = 50.0
 DECIDE_TARGET_US = 200.0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.subject import DEFAULT_KEYWORDS, compile_keywords, parse_subject
+from engine.rules.subject import DEFAULT_KEYWORDS, compile_keywords, parse_subject
 
 TARGET_MICROSECONDS = 50.0
 REPEATS = 7

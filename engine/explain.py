@@ -8,12 +8,12 @@ from typing import Any
 from sqlmodel import Session
 
 from engine.config.model import AccountConfig
-from engine.decide import gather_facts
 from engine.errors import MailError
 from engine.mail.message import parse_message
 from engine.rules.conditions import first_failing
+from engine.rules.gather import gather_facts
+from engine.rules.subject import ParsedSubject, parse_subject
 from engine.runtime import Runtime
-from engine.subject import ParsedSubject, parse_subject
 
 
 @dataclass

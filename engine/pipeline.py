@@ -22,15 +22,15 @@ from sqlmodel import Session, col, select
 
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
-from engine.decide import gather_facts, load_rows
 from engine.errors import MailError, MailgateError
 from engine.mail.message import IncomingMessage, parse_message
+from engine.rules.gather import gather_facts, load_rows
+from engine.rules.subject import parse_subject
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
 from engine.storage.rows import insert_persistent
-from engine.subject import parse_subject
 from engine.timelimit import ProcessingTimeout, time_limit
 
 log = logging.getLogger("mailgate.pipeline")

@@ -20,8 +20,8 @@ from engine.config.model import AccountConfig, Config
 from engine.config.params import Mistake, build_from_params
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
+from engine.rules.subject import ParsedSubject
 from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow
-from engine.subject import ParsedSubject
 
 if TYPE_CHECKING:
     from engine.rules.pack import RulePack

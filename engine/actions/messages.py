@@ -17,7 +17,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext, register_action
-from engine.outbox import entity_tag, queue_message, recent_replies_to
+from engine.outgoing.outbox import entity_tag, queue_message, recent_replies_to
 from engine.storage.models import Call, Forward, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.actions.messages import sample_variables, with_tag
 from engine.config.model import Config
 from engine.errors import MailgateError, did_you_mean
-from engine.outbox import entity_tag
+from engine.outgoing.outbox import entity_tag
 from engine.rules.pack import load_pack
 from engine.rules.templates import RenderedMessage
 

@@ -1,6 +1,6 @@
 """The facts a rule's conditions can read, declared once with their types.
 
-Facts are computed per message by ``engine.decide.gather_facts``; this module only says which
+Facts are computed per message by ``engine.rules.gather.gather_facts``; this module only says which
 names exist and what values they take, so that ``mailgate check`` can refuse a pack that asks
 for a fact that does not exist or compares it with a value it can never have.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from engine.config.model import Flags
-from engine.subject import Intent
+from engine.rules.subject import Intent
 
 FactValue = bool | int | str | None
 

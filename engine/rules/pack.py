@@ -20,8 +20,8 @@ from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
 from engine.rules.merge import merge_rules
+from engine.rules.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
 from engine.rules.templates import MessageTemplate, compile_templates
-from engine.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
 
 OUTCOMES = (
     "logged",

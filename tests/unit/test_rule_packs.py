@@ -24,8 +24,8 @@ from engine.errors import ConfigError, Problem
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS, FactValue
 from engine.rules.pack import OUTCOMES, RulePack, load_pack
+from engine.rules.subject import DEFAULT_KEYWORDS, Intent, keyword_slots, parse_subject
 from engine.runtime import Runtime
-from engine.subject import DEFAULT_KEYWORDS, Intent, keyword_slots, parse_subject
 
 PACKS = Path(__file__).resolve().parents[1] / "fixtures" / "packs"
 GOOD = sorted((PACKS / "good").glob("*.yaml"))

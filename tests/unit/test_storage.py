@@ -327,7 +327,7 @@ def test_a_database_made_before_the_lower_email_index_gets_it_when_opened(db_url
 
 
 def test_the_sender_is_found_through_the_lower_email_index_not_a_table_scan(sqlite_url: str) -> None:
-    from engine.decide import _SENDER_BY_ADDRESS
+    from engine.rules.gather import _SENDER_BY_ADDRESS
 
     opened = open_database(sqlite_url)
     try:

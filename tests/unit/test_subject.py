@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from engine.errors import MailgateError
-from engine.subject import (
+from engine.rules.subject import (
     DEFAULT_KEYWORDS,
     Intent,
     KeywordError,

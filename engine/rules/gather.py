@@ -16,10 +16,10 @@ from sqlmodel import Session, col
 from engine.config.model import AccountConfig, Config
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
+from engine.rules.subject import Intent, ParsedSubject
 from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.storage.rows import load_persistent
-from engine.subject import Intent, ParsedSubject
 
 _TARGET_ENTITY: dict[Intent, str] = {
     Intent.UPDATE_CALL: "call",
