@@ -121,6 +121,8 @@ class _Headers:
     def message_ids(self, name: str) -> tuple[str, ...]:
         """The message ids named in a header, without angle brackets."""
         raw = " ".join(self.values.get(name.lower(), []))
+        if "=?" in raw:  # ids must never be encoded, but some mailers (and older mailgate) did
+            raw, _ = decode_header_words(raw)
         ids = [re.sub(r"\s+", "", found) for found in _MESSAGE_ID.findall(raw)]
         if not ids:
             ids = [token.strip("<>") for token in re.split(r"[\s,]+", raw)]

@@ -10,9 +10,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 
 from engine.config.model import AccountConfig, Config
@@ -21,8 +21,40 @@ from engine.errors import MailgateError
 from engine.rules.templates import text_to_html
 from engine.storage.models import OutboxMessage
 
+# Message-ID, In-Reply-To and References hold message ids, which RFC 5322 (section 3.6.4) forbids
+# to encode: the standard policy would RFC 2047-encode one longer than a line (Outlook's are ~85
+# characters), and the receiver could then not thread the reply. They are folded between ids only.
+MESSAGE_ID_HEADERS = frozenset({"message-id", "in-reply-to", "references"})
+_FOLD_WIDTH = 78  # RFC 5322's recommended line length; a single longer id stays whole on its line
+_LONGEST_ID = 980  # an id on a line of its own must fit RFC 5322's limit of 998 characters
+
+
+class _ThreadingPolicy(EmailPolicy):
+    """The SMTP policy, except that message-id headers are folded between ids and never encoded."""
+
+    def fold(self, name: str, value: str) -> str:
+        if name.lower() in MESSAGE_ID_HEADERS:
+            return fold_message_ids(name, str(value), self.linesep)
+        return str(super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        if name.lower() in MESSAGE_ID_HEADERS:
+            return fold_message_ids(name, str(value), self.linesep).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+def fold_message_ids(name: str, value: str, linesep: str = "\r\n") -> str:
+    """``name: <id> <id> …`` folded only between ids, so no id is ever split or encoded."""
+    lines = [f"{name}:"]
+    for token in value.split():
+        if len(lines[-1]) + 1 + len(token) > _FOLD_WIDTH and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += f" {token}"
+    return linesep.join(lines) + linesep
+
+
 # CRLF line ends and 7-bit safe: every text part is quoted-printable, every non-ASCII header RFC 2047.
-_POLICY = policy.SMTP.clone(cte_type="7bit")
+_POLICY = _ThreadingPolicy(linesep="\r\n", cte_type="7bit")
 
 
 class ComposeError(MailgateError):
@@ -72,10 +104,12 @@ def _compose(message: OutboxMessage, route: Route) -> EmailMessage:
     mail["Subject"] = message.subject
     mail["Date"] = format_datetime(_utc(message.created_at))
     mail["Message-ID"] = f"<{message.message_id}>"
-    if message.in_reply_to:
-        mail["In-Reply-To"] = f"<{message.in_reply_to}>"
-    if message.references:
-        mail["References"] = message.references
+    in_reply_to = writable_ids([message.in_reply_to or ""])
+    if in_reply_to:
+        mail["In-Reply-To"] = in_reply_to
+    references = writable_ids(message.references.split())
+    if references:
+        mail["References"] = references
     for name, value in sorted(_headers(message).items()):
         mail[name] = value
     mail["X-Loop"] = route.loop_address
@@ -86,6 +120,21 @@ def _compose(message: OutboxMessage, route: Route) -> EmailMessage:
     # quoted-printable text, where "=" is always followed by two hex digits or a line end)
     mail.set_boundary("=_mailgate_" + hashlib.sha256(message.message_id.encode()).hexdigest()[:32])
     return mail
+
+
+def writable_ids(ids: list[str]) -> str:
+    """The ids that can stand in a 7-bit header as they are, each in angle brackets, space-separated.
+
+    An id with a space, a control or a non-ASCII character (possible in a mail we answer) cannot be
+    written without encoding it, which would break threading anyway: it is left out.
+    """
+    kept = []
+    for raw in ids:
+        bare = raw.strip().removeprefix("<").removesuffix(">")
+        writable = bare.isascii() and bare.isprintable() and not any(c in bare for c in " <>")
+        if bare and writable and len(bare) <= _LONGEST_ID:
+            kept.append(f"<{bare}>")
+    return " ".join(dict.fromkeys(kept))
 
 
 def message_bytes(mail: EmailMessage) -> bytes:

@@ -133,6 +133,32 @@ def test_answering_the_delivered_reply_updates_the_same_call_with_only_the_new_t
     assert [m["status"] for m in desk.outbox()] == ["sent", "sent"]
 
 
+def test_a_250_character_message_id_threads_unencoded_and_the_answer_updates_the_same_call(
+    make_desk: MakeDesk, mailbox: Mailbox, smtp_server: SmtpServer
+) -> None:
+    long_id = ("AM0PR07MB6418" + "D2F1A9C3E5B7" * 20)[:225] + "@EURP190.PROD.OUTLOOK.COM"
+    desk = _desk(make_desk, mailbox, smtp_server)
+    first = mail("Printer on floor 3 jams", message_id="short@mail.example").replace(
+        b"<short@mail.example>", f"<{long_id}>".encode()
+    )  # written byte by byte: the stdlib's writer would fold the long id into encoded words
+    mailbox.append(first)
+    _run_once(desk, "helpdesk: 1 processed (1 logged)")
+    [(number, _)] = desk.new_calls()
+    [ours] = smtp_server.handler.arrived
+
+    head = ours.data.split(b"\r\n\r\n", 1)[0]
+    assert f"\r\nIn-Reply-To: <{long_id}>\r\n".encode() in head
+    assert f"\r\nReferences: <{long_id}>\r\n".encode() in head
+    mailbox.append(_answer(ours, "It now shows error E42.", message_id="answer@mail.example"))
+
+    _run_once(desk, "helpdesk: 1 processed (1 updated)")
+
+    assert [n for n, _ in desk.new_calls()] == [number]
+    entry = desk.ledger()[-1]
+    assert (entry["outcome"], entry["entity"], entry["number"]) == ("updated", "call", number)
+    assert "It now shows error E42." in desk.call(number)["history"][-1]["text"]
+
+
 def test_an_out_of_office_answer_to_the_delivered_reply_updates_the_call_but_gets_no_reply(
     make_desk: MakeDesk, mailbox: Mailbox, smtp_server: SmtpServer
 ) -> None:
