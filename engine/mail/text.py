@@ -13,6 +13,8 @@ import unicodedata
 from html import unescape
 from html.parser import HTMLParser
 
+from engine.mail.charsets import ISO_2022_JP_LABELS, decode_iso2022_jp, detect_charset
+
 # Labels that mail software uses for a superset encoding; decoding with the superset is never worse.
 _CHARSET_SUPERSETS = {
     "us-ascii": "utf-8",
@@ -128,6 +130,9 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
         return text, f"unknown charset {label.upper()}, decoded as {used}"
     except (UnicodeError, ValueError, TypeError):
         pass
+    if declared in ISO_2022_JP_LABELS:  # vendor extensions: one odd character costs that character
+        text, unknown = decode_iso2022_jp(data)
+        return text, (f"{unknown} characters of {label.upper()} could not be decoded" if unknown else None)
     text, used = _guess_decode(data, exclude=codec)
     return text, f"text is not valid {declared}, decoded as {used}"
 
@@ -146,6 +151,9 @@ def _guess_decode(data: bytes, exclude: str = "", hint: str | None = None) -> tu
     valid_multibyte = len(mostly_utf8) - len(mostly_utf8.encode("ascii", "ignore")) - replaced
     if valid_multibyte >= 4 * replaced:  # mostly valid utf-8 with a few damaged sequences
         return mostly_utf8, f"utf-8 ({replaced} undecodable bytes replaced)"
+    detected = detect_charset(data)
+    if detected is not None:
+        return detected
     try:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError:
