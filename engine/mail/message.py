@@ -104,7 +104,11 @@ class _Headers:
         except Exception:
             self._problems.add(f"{name} header could not be parsed strictly, read leniently")
             found = getaddresses([raw])
-        usable = [(self._name(display), spec.strip().lower()) for display, spec in found]
+        written = _names_as_written(raw) if ("=?" in raw or "(" in raw) else {}
+        usable = [
+            (self._name(_better_name(display, written.get(spec.strip().lower()))), spec.strip().lower())
+            for display, spec in found
+        ]
         usable = [(display, spec) for display, spec in usable if _ADDR_SPEC.fullmatch(spec)]
         if not usable:
             usable = [("", spec.lower()) for spec in _ADDR_SPEC.findall(raw)]
@@ -113,6 +117,7 @@ class _Headers:
         return usable
 
     def _name(self, display: str) -> str:
+        """A display name as read: encoded words decoded (RFC 2047 6.2: no space between adjacent ones)."""
         display = fix_escaped_bytes(display)
         if "=?" in display:
             display, _ = decode_header_words(display)
@@ -138,6 +143,23 @@ class _Headers:
             self._problems.add(f"unparseable Date header {raw[:80]!r} ignored")
             return None
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _names_as_written(raw: str) -> dict[str, str]:
+    """Display names by address, still encoded, from a header's own text.
+
+    The standard parser decodes encoded words itself but keeps the space between adjacent ones
+    (RFC 2047 6.2 says to drop it), and it ignores the comment form ``addr (Name)``, where the
+    name stands in the comment; the compat parser keeps both as written.
+    """
+    return {spec.strip().lower(): name for name, spec in getaddresses([raw]) if name and spec}
+
+
+def _better_name(parsed: str, written: str | None) -> str:
+    """The parser's display name, unless the name as written is encoded or the parser found none."""
+    if written and (not parsed or "=?" in written):
+        return written
+    return parsed
 
 
 def _body_charset(msg: Message) -> str | None:
