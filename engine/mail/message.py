@@ -21,7 +21,7 @@ from mailparser_reply import EmailReplyParser
 
 from engine.errors import MailError
 from engine.mail.big_base64 import set_aside
-from engine.mail.machine_mail import auto_submitted_reason, detect_bounce
+from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
 from engine.mail.text import (
     clean_line,
@@ -63,6 +63,8 @@ class IncomingMessage:
 _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
 _ADDR_SPEC = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
 _MESSAGE_ID = re.compile(r"<([^<>]*)>")
+_LINE_BREAK = re.compile(rb"\r\n|\n|\r")
+_BARE_CR = re.compile(rb"\r(?!\n)")
 _REPLY_LANGUAGES = ("en", "de", "fr", "es", "nl", "it", "sv")
 
 
@@ -197,6 +199,10 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
     data = raw.removeprefix(b"\xef\xbb\xbf").lstrip()
     if len(data) != len(raw):
         problems.add("blank lines or a byte-order mark before the headers were ignored")
+    first_break = _LINE_BREAK.search(data, 0, 4096)
+    if first_break is not None and first_break.group() == b"\r":  # old Mac mailers end lines in CR alone
+        data = _BARE_CR.sub(b"\n", data)
+        problems.add("lines end in a bare CR; read as line breaks")
     header_bytes = _header_block_size(data)
     if header_bytes > max_header_bytes:
         raise MailError(f"header block of {header_bytes} bytes exceeds the limit of {max_header_bytes}")
@@ -220,7 +226,11 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         raise MailError("no sender: From header missing")
     senders = headers.addresses("From")
     if not senders:
-        raise MailError(f"no sender: From header unparseable ({raw_from[:120]!r})")
+        system = mail_system_sender(raw_from)
+        if system is None:
+            raise MailError(f"no sender: From header unparseable ({raw_from[:120]!r})")
+        problems.add(f"From header {raw_from[:80]!r} names no mailbox; read as the mail system ({system})")
+        senders = [("", system)]
     from_name, from_address = senders[0]
     reply_to = headers.addresses("Reply-To")
     message_ids = headers.message_ids("Message-ID")
@@ -236,11 +246,13 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         report_types=parts.report_types,
         text=parts.body,
     )
-    reason = auto_submitted_reason(headers.values, our_addresses)
-    if reason is None and "disposition-notification" in parts.report_types:
-        reason = "read receipt (disposition notification)"
+    reason = auto_submitted_reason(
+        headers.values, our_addresses, subject=subject, report_types=parts.report_types
+    )
     if reason is None and bounce.is_bounce:
         reason = "bounce (delivery failure report)"
+    if reason is None and (parts.delivery_reports or "delivery-status" in parts.report_types):
+        reason = "delivery report (the message was delivered)"
     digest = hashlib.sha256(raw).hexdigest()
     return IncomingMessage(
         raw_sha256=digest,

@@ -432,10 +432,17 @@ def test_precedence_normal_is_not_an_auto_reply() -> None:
     assert not parse_message(b"From: a@example.org\nPrecedence: normal\n\nbody\n").auto_submitted
 
 
-def test_auto_submitted_no_and_x_auto_response_suppress_mark_a_person() -> None:
-    message = parse_fixture("auto_submitted_no.eml")
+def test_auto_submitted_no_marks_a_person() -> None:
+    raw = fixture_bytes("auto_submitted_no.eml").replace(b"X-Auto-Response-Suppress: All\n", b"")
+    message = parse_message(raw)
     assert not message.auto_submitted
     assert message.auto_submitted_reason is None
+
+
+def test_x_auto_response_suppress_all_gets_no_automatic_answer_even_with_auto_submitted_no() -> None:
+    message = parse_fixture("auto_submitted_no.eml")
+    assert message.auto_submitted
+    assert message.auto_submitted_reason == "X-Auto-Response-Suppress: All"
 
 
 def test_x_loop_naming_someone_else_is_not_a_loop() -> None:
@@ -489,8 +496,15 @@ def test_successful_delivery_report_is_not_a_bounce() -> None:
     assert message.bounce_code is None
 
 
-def test_bounce_without_any_smtp_code_has_no_code() -> None:
+def test_bounce_with_only_an_enhanced_status_code_gets_the_reply_code_it_stands_for() -> None:
     raw = b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\n\nSorry, no mailbox here (#5.1.1)\n"
+    message = parse_message(raw)
+    assert message.is_bounce
+    assert message.bounce_code == 550
+
+
+def test_bounce_without_any_smtp_code_has_no_code() -> None:
+    raw = b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\n\nSorry, it did not work out.\n"
     message = parse_message(raw)
     assert message.is_bounce
     assert message.bounce_code is None
