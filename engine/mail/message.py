@@ -17,12 +17,11 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from mailparser_reply import EmailReplyParser
-
 from engine.errors import MailError
 from engine.mail.big_base64 import set_aside
 from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
+from engine.mail.reply_text import new_text_of_reply
 from engine.mail.text import (
     clean_line,
     decode_header_words,
@@ -65,7 +64,6 @@ _ADDR_SPEC = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
 _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 _BARE_CR = re.compile(rb"\r(?!\n)")
-_REPLY_LANGUAGES = ("en", "de", "fr", "es", "nl", "it", "sv")
 
 
 class _Headers:
@@ -285,12 +283,4 @@ def _header_block_size(data: bytes) -> int:
 
 def reply_portion(body: str) -> str:
     """The new text of a reply, without the quoted earlier mail; the body unchanged if none is found."""
-    try:
-        message = EmailReplyParser(languages=list(_REPLY_LANGUAGES)).read(body)
-        replies = list(message.replies)
-        latest = message.latest_reply
-    except Exception:
-        return body
-    if len(replies) < 2 or not isinstance(latest, str) or not latest.strip():
-        return body
-    return latest
+    return new_text_of_reply(body)

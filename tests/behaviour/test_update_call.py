@@ -94,6 +94,20 @@ def test_reply_to_our_message_is_truncated_to_the_new_text(make_desk: MakeDesk) 
     assert "wrote:" not in latest
 
 
+def test_bottom_posted_reply_to_our_message_keeps_the_text_below_the_quote(make_desk: MakeDesk) -> None:
+    desk = make_desk(CALLS)
+    ours = _our_reply_id(desk)
+    body = (
+        "Hi,\nOn Mon, 1 Dec 2025 at 10:00, mailgate <helpdesk@desk.example> wrote:\n"
+        "> Call 10 has been updated with your email.\n\nThe printer now shows error E42.\n"
+    )
+    desk.deliver("Re: [CALL#10] Call 10 has been updated", body=body, in_reply_to=ours)
+    latest = desk.texts(desk.call(10), "email_update")[-1]
+    assert "Hi," in latest
+    assert "The printer now shows error E42." in latest
+    assert "has been updated with your email" not in latest
+
+
 def test_mail_naming_our_message_only_in_references_is_truncated(make_desk: MakeDesk) -> None:
     desk = make_desk(CALLS)
     ours = _our_reply_id(desk)
