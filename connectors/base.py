@@ -1,4 +1,6 @@
-"""The connector interface: how mailgate reads one mailbox, whatever the protocol.
+"""The plugin interfaces of connectors/: how mailgate reads one mailbox, and how it sends one message.
+
+**Connectors.** A connector reads one mailbox, whatever the protocol.
 
 A connector is constructed from its account's validated settings and then driven, one pass at a
 time, by the service (``engine.service``)::
@@ -17,6 +19,18 @@ Integrators add a connector by subclassing ``Connector`` (and its ``Settings``) 
 package and registering it under the ``mailgate.connectors`` entry-point group; see
 docs/connectors.md. ``connectors.testing.ConnectorConformance`` is the test suite every
 connector must pass.
+
+**Transports.** A transport is made from one ``outgoing.servers`` entry and driven by
+``engine.outgoing.delivery``::
+
+    transport = make_transport(server, base_dir)
+    reply = await transport.send(envelope)      # once per message; connects on first use
+    ...
+    await transport.close()
+
+Both are found by type name through ``connectors.registry`` (built-ins imported only when used;
+installed packages add theirs under the ``mailgate.connectors`` and ``mailgate.transports``
+entry-point groups).
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -139,3 +155,89 @@ class Connector(ABC):
 def settings_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A plain dict of a ``connector:`` mapping (YAML nodes become plain values)."""
     return {str(k): v for k, v in raw.items()}
+
+
+# --- transports: how one composed message leaves mailgate ----------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransportSettings:
+    """Base of a transport's settings: its fields are the keys of one ``outgoing.servers`` entry.
+
+    Subclasses add fields (host, port, tenant ...) with types and defaults; ``__post_init__`` may
+    raise ValueError with a message for the admin. ``name`` is the server's name in the config,
+    ``type`` the transport's registered name, ``from_address`` the server's default sender.
+    """
+
+    name: str
+    type: str
+    from_address: str | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message to send: the envelope sender and recipient and the message's MIME bytes."""
+
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+
+
+class SendError(MailgateError):
+    """A message was not accepted.
+
+    ``code`` is the server's reply code when it answered (SMTP 450, 550 ...). ``permanent`` marks
+    a failure that retrying cannot cure even without a code (a transport without SMTP codes sets
+    it); the delivery also treats the configured ``permanent_codes`` as permanent. ``connection``
+    marks a failure of the server rather than of the message (cannot connect, TLS or login
+    refused): the other messages for that server are not tried again in the same pass.
+    """
+
+    def __init__(
+        self, message: str, *, code: int | None = None, permanent: bool = False, connection: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.permanent = permanent
+        self.connection = connection
+
+
+class Transport(ABC):
+    """One outgoing server, spoken to through one protocol.
+
+    Contract:
+    - ``send`` delivers one message to the server and returns the server's reply to it (for SMTP
+      the final "250 ..." line), which is recorded with the message. It opens the connection on
+      first use and reuses it for the next messages; after a failure it reconnects on the next call.
+    - ``send`` raises ``SendError`` for every failure, never a bare library exception; it must not
+      raise after the server has accepted the message (a failure while saying goodbye is ignored).
+    - ``close`` ends the session and never raises.
+    - A transport never decides about retries: it reports what the server said.
+    """
+
+    name: ClassVar[str] = ""
+    Settings: ClassVar[type[TransportSettings]] = TransportSettings
+
+    def __init__(self, settings: TransportSettings, base_dir: Path) -> None:
+        self.settings = settings
+        self.base_dir = base_dir
+
+    @abstractmethod
+    async def send(self, envelope: Envelope) -> str:
+        """Deliver one message; the server's reply on success, SendError otherwise."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the session (never raises)."""
+
+
+def header_recipients(data: bytes) -> set[str]:
+    """The addresses of a message's To, Cc and Bcc headers, lower-cased.
+
+    Graph and EWS send to the recipients named in the message itself, not to an envelope
+    recipient; their transports refuse an envelope recipient that is not among these.
+    """
+    headers = BytesHeaderParser().parsebytes(data)
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+    return {address.lower() for _, address in getaddresses(fields) if address}

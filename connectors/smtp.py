@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from connectors.transport import Envelope, SendError, Transport, TransportSettings
+from connectors.base import Envelope, SendError, Transport, TransportSettings
 
 if TYPE_CHECKING:
     import aiosmtplib

@@ -38,6 +38,7 @@ from exchangelib.errors import (  # type: ignore[import-untyped]
     ResponseMessageError,
 )
 
+from connectors.base import Envelope, SendError, Transport, TransportSettings, header_recipients
 from connectors.ews.read import (
     REFUSED,
     check_endpoint,
@@ -47,7 +48,6 @@ from connectors.ews.read import (
     open_account,
     resolve_ca_file,
 )
-from connectors.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 # response codes that retrying the same message cannot cure
 PERMANENT = (

@@ -16,9 +16,16 @@ from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.base import AuthenticationError, ConnectorError
+from connectors.base import (
+    AuthenticationError,
+    ConnectorError,
+    Envelope,
+    SendError,
+    Transport,
+    TransportSettings,
+    header_recipients,
+)
 from connectors.graph.read import GraphClient, app_credentials, graph_error
-from connectors.transport import Envelope, SendError, Transport, TransportSettings, header_recipients
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,7 @@
 """The ``outgoing:`` section of the config, validated: the outgoing servers and the delivery policy.
 
 Read from the config by ``engine.config.outgoing_reader``; each server's own keys are checked against
-its transport's settings class (``connectors.transport``), so a mistake is reported at its line.
+its transport's settings class (``connectors.registry``), so a mistake is reported at its line.
 """
 
 from __future__ import annotations

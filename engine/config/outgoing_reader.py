@@ -1,7 +1,7 @@
 """Reads the config's ``outgoing:`` section into an ``OutgoingConfig``, every mistake at its line.
 
 Called by ``engine.config.model`` (which it must not import: the accounts arrive already read). Each
-server's own keys are checked against its transport's settings class (``connectors.transport``).
+server's own keys are checked against its transport's settings class (``connectors.registry``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any, Protocol
 
-from connectors.transport import UnknownTransport, build_transport_settings, transport_class
+from connectors.registry import UnknownTransport, build_transport_settings, transport_class
 from engine.config.outgoing import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
 from engine.config.reader import check_keys, expand_env, get_section, get_value
 from engine.config.yaml_source import Problems, is_mapping, is_sequence

@@ -31,7 +31,8 @@ from sqlalchemy import and_, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from connectors.transport import Envelope, SendError, Transport, make_transport
+from connectors.base import Envelope, SendError, Transport
+from connectors.registry import make_transport
 from engine.config.outgoing import OutgoingConfig
 from engine.errors import MailgateError
 from engine.outgoing.compose import ComposeError, compose, message_bytes, route_for

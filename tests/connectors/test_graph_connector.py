@@ -17,11 +17,10 @@ from servers.entra import CLIENT_ID, CLIENT_SECRET, TENANT
 from servers.graph_server import GraphMailbox, GraphServer
 from servers.tls import TestCertificates, make_test_certificates
 
-from connectors.base import AuthenticationError, Connector, ConnectorError
+from connectors.base import AuthenticationError, Connector, ConnectorError, Envelope, SendError
 from connectors.graph.send import GraphTransport, GraphTransportSettings
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_message, message_id
-from connectors.transport import Envelope, SendError
 from engine.config.params import build_from_params
 
 UPN = "helpdesk@contoso.example"
@@ -388,7 +387,7 @@ def test_an_outgoing_server_of_type_graph_sends_through_the_graph_transport(
     server: GraphServer, certs: TestCertificates
 ) -> None:
     """``outgoing.servers: [{type: graph, ...}]`` is found by name in the transport registry and sends."""
-    from connectors.transport import make_transport, transport_names
+    from connectors.registry import make_transport, transport_names
     from engine.config.outgoing import OutgoingServer
 
     assert "graph" in transport_names()

@@ -21,8 +21,9 @@ from servers.ews_server import EwsMailbox, EwsServer
 from servers.tls import TestCertificates
 from test_outgoing_docs import section, table_keys
 
+from connectors.base import Envelope, SendError
 from connectors.ews.send import EwsTransport, EwsTransportSettings
-from connectors.transport import Envelope, SendError, build_transport_settings, make_transport
+from connectors.registry import build_transport_settings, make_transport
 from engine.config.outgoing import OutgoingServer
 from engine.outgoing.delivery import send_outbox_once
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import build_transport_settings
 from connectors.smtp import SmtpSettings
-from connectors.transport import build_transport_settings
 from engine.config.model import load_config
 from engine.errors import ConfigError
 
