@@ -1,15 +1,14 @@
-"""Finding a connector or a transport class by name, importing it only when it is used.
+"""Finding a connector or an outgoing transport by type name, and building it from its config.
 
-Built-in connectors and transports are listed here as ``name -> "module:Class"`` so that a POP3 user
-never imports exchangelib; third-party ones come from the ``mailgate.connectors`` and
-``mailgate.transports`` entry-point groups. A plugin that fails to import is reported when it is
-asked for, and does not break the others.
+The built-in ones are listed here as ``name -> "module:Class"`` and imported only when used (a POP3
+user never imports exchangelib); pyproject.toml declares the same names under the
+``mailgate.connectors`` and ``mailgate.transports`` entry-point groups, where installed packages add
+theirs. The lookup itself is ``engine.config.plugins.Registry``: a plugin that cannot be loaded is
+reported when it is asked for and does not break the others.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,10 @@ from typing import Any
 from connectors.base import Connector, ConnectorSettings, Transport, TransportSettings
 from engine.config.outgoing import OutgoingServer
 from engine.config.params import Mistake, build_from_params
-from engine.errors import MailgateError, did_you_mean
+from engine.config.plugins import PluginError, Registry
+from engine.errors import MailgateError
 
-log = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "mailgate.connectors"
-TRANSPORT_ENTRY_POINT_GROUP = "mailgate.transports"
-BUILTIN: Mapping[str, str] = {
+BUILTIN_CONNECTORS: Mapping[str, str] = {
     "folder": "connectors.folder:FolderConnector",
     "memory": "connectors.memory:MemoryConnector",
     "imap": "connectors.imap.connector:ImapConnector",
@@ -38,48 +34,39 @@ BUILTIN_TRANSPORTS: Mapping[str, str] = {
 }
 
 
-class UnknownConnector(MailgateError):
-    """No connector is registered under that name, or it could not be imported."""
+class UnknownConnector(PluginError):
+    """No connector is registered under that name, or it could not be loaded."""
 
 
-def _plugins() -> dict[str, str]:
-    from importlib.metadata import entry_points  # only when a name is not built in (20 ms)
+class UnknownTransport(PluginError):
+    """No transport is registered under that name, or it could not be loaded."""
 
-    found: dict[str, str] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
+
+CONNECTORS: Registry[Connector] = Registry(
+    "mailgate.connectors",
+    BUILTIN_CONNECTORS,
+    Connector,  # type: ignore[type-abstract]
+    noun="connector",
+    type_noun="connector type",
+    error=UnknownConnector,
+)
+TRANSPORTS: Registry[Transport] = Registry(
+    "mailgate.transports",
+    BUILTIN_TRANSPORTS,
+    Transport,  # type: ignore[type-abstract]
+    noun="outgoing server type",
+    error=UnknownTransport,
+)
 
 
 def connector_names() -> list[str]:
     """Every connector name: built-in ones and those registered by installed packages."""
-    return sorted({*BUILTIN, *_plugins()})
+    return CONNECTORS.names()
 
 
 def connector_class(name: str) -> type[Connector]:
-    """Import and return the connector registered as ``name``."""
-    target = BUILTIN.get(name) or _plugins().get(name)
-    if target is None:
-        raise UnknownConnector(
-            f"unknown connector type {name!r}{did_you_mean(name, connector_names())}; "
-            f"known: {', '.join(connector_names())}"
-        )
-    module_name, _, class_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except ImportError as exc:
-        hint = ""
-        if name in ("ews", "graph"):
-            hint = f" (install it with: pip install 'mailgate[{'exchange' if name == 'ews' else 'graph'}]')"
-        raise UnknownConnector(f"connector {name!r} cannot be loaded: {exc}{hint}") from None
-    except AttributeError:
-        raise UnknownConnector(f"connector {name!r}: {target} does not exist") from None
-    except Exception as exc:  # a broken plugin must not take mailgate down with a traceback
-        log.warning("connector plugin %s (%s) failed to import", name, target, exc_info=True)
-        raise UnknownConnector(f"connector {name!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Connector)):
-        raise UnknownConnector(f"connector {name!r}: {target} is not a mailgate Connector")
-    return cls
+    """Import and return the connector registered as ``name`` (UnknownConnector if it cannot be)."""
+    return CONNECTORS.load(name)
 
 
 def build_settings(name: str, raw: Mapping[str, Any]) -> tuple[ConnectorSettings | None, list[Mistake]]:
@@ -97,45 +84,14 @@ def make_connector(account: str, raw: Mapping[str, Any], base_dir: Path) -> Conn
     return connector_class(name)(account, settings, base_dir)
 
 
-# --- transports -----------------------------------------------------------------------------------
-
-
-class UnknownTransport(MailgateError):
-    """No transport is registered under that name, or it could not be imported."""
-
-
-def _transport_plugins() -> dict[str, str]:
-    from importlib.metadata import entry_points  # only when a name is not built in
-
-    found: dict[str, str] = {}
-    for ep in entry_points(group=TRANSPORT_ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
-    return found
-
-
 def transport_names() -> list[str]:
     """Every transport name: built-in ones and those registered by installed packages."""
-    return sorted({*BUILTIN_TRANSPORTS, *_transport_plugins()})
+    return TRANSPORTS.names()
 
 
 def transport_class(name: str) -> type[Transport]:
-    """Import and return the transport registered as ``name``."""
-    target = BUILTIN_TRANSPORTS.get(name) or _transport_plugins().get(name)
-    if target is None:
-        raise UnknownTransport(
-            f"unknown outgoing server type {name!r}{did_you_mean(name, transport_names())}; "
-            f"known: {', '.join(transport_names())}"
-        )
-    module_name, _, class_name = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except ImportError as exc:
-        raise UnknownTransport(f"outgoing server type {name!r} cannot be loaded: {exc}") from None
-    except AttributeError:
-        raise UnknownTransport(f"outgoing server type {name!r}: {target} does not exist") from None
-    if not (isinstance(cls, type) and issubclass(cls, Transport)):
-        raise UnknownTransport(f"outgoing server type {name!r}: {target} is not a mailgate Transport")
-    return cls
+    """Import and return the transport registered as ``name`` (UnknownTransport if it cannot be)."""
+    return TRANSPORTS.load(name)
 
 
 def build_transport_settings(

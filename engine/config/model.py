@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from connectors.registry import BUILTIN, UnknownConnector, build_settings, connector_class, connector_names
+from connectors.registry import UnknownConnector, build_settings, connector_class, connector_names
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
 from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
@@ -23,7 +23,6 @@ from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
 
 CONFIG_FILENAME = "mailgate.yaml"
 CONFIG_ENV = "MAILGATE_CONFIG"
-KNOWN_CONNECTORS = tuple(BUILTIN)  # installed packages may add more: connector_names()
 REOPEN_ASSIGN_CHOICES = ("last_analyst", "template_group")
 
 

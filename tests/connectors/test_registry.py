@@ -16,7 +16,7 @@ import pytest
 
 from connectors.folder import FolderConnector
 from connectors.registry import (
-    ENTRY_POINT_GROUP,
+    CONNECTORS,
     UnknownConnector,
     build_settings,
     connector_class,
@@ -71,7 +71,7 @@ class PluginSite:
         info = self.root / f"{dist}-1.0.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-        lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{name} = {target}" for name, target in entry_points.items())]
+        lines = [f"[{CONNECTORS.group}]", *(f"{name} = {target}" for name, target in entry_points.items())]
         (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
         for module, source in modules.items():
             (self.root / f"{module}.py").write_text(textwrap.dedent(source))
