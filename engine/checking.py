@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.engine.url import make_url
 
-from engine.actions.base import action_class, action_names
+from engine.actions.registry import UnknownAction, action_class, action_names
 from engine.config.model import load_config
 from engine.config.yaml_source import load_yaml_file, position
 from engine.errors import ConfigError, Problem
@@ -63,9 +63,13 @@ def vocabulary() -> str:
     out += [f"  {spec.name:<40} {spec.describe_type():<45} {spec.help}" for spec in FACTS.values()]
     out.append("Actions (use as '- do: NAME' with parameters beside it):")
     for name in action_names():
-        cls = action_class(name)
-        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls else ""
-        params = ", ".join(cls.__dataclass_fields__) if cls and hasattr(cls, "__dataclass_fields__") else ""
+        try:
+            cls = action_class(name)
+        except UnknownAction as exc:  # an installed plugin that cannot be loaded
+            out.append(f"  {name:<24} {'':<28} {exc}")
+            continue
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        params = ", ".join(cls.__dataclass_fields__) if hasattr(cls, "__dataclass_fields__") else ""
         out.append(f"  {name:<24} {('(' + params + ')') if params else '':<28} {doc}")
     out.append("Outcomes: " + ", ".join(OUTCOMES))
     return "\n".join(out)

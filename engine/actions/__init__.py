@@ -1,5 +1,6 @@
-"""Actions a rule runs, registered by name (see ``engine.actions.base``)."""
+"""Actions a rule runs: the interface (``base``), the table of built-ins and the lookup (``registry``)."""
 
-from engine.actions.base import Action, ActionContext, action_class, action_names, register_action
+from engine.actions.base import Action, ActionContext
+from engine.actions.registry import action_class, action_names, register_action
 
 __all__ = ["Action", "ActionContext", "action_class", "action_names", "register_action"]

@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col
 
-from engine.actions.base import Action, ActionContext, Item, register_action
+from engine.actions.base import Action, ActionContext, Item
 from engine.errors import MailgateError
 from engine.mail.message import reply_portion
 from engine.storage.blobs import insert_with_large_value
@@ -110,7 +110,6 @@ def _ensure_sender(ctx: ActionContext) -> Person:
     return ctx.sender
 
 
-@register_action
 @dataclass(frozen=True)
 class LogCall(Action):
     """Log a new call from the account's call template; the body becomes its description."""
@@ -151,7 +150,6 @@ class LogCall(Action):
         add_history(ctx, "logged", f"Logged from email by {sender.email}: {call.summary}")
 
 
-@register_action
 @dataclass(frozen=True)
 class AppendHistory(Action):
     """Add the mail's text to the item's history (only the reply portion when truncation applies)."""
@@ -168,7 +166,6 @@ class AppendHistory(Action):
         add_history(ctx, self.kind, f"{header}\n\n{body}".rstrip())
 
 
-@register_action
 @dataclass(frozen=True)
 class AttachFiles(Action):
     """Attach the mail's attachments to the item, each with a history entry under the same profile."""
@@ -201,7 +198,6 @@ class AttachFiles(Action):
             add_history(ctx, "attachment", text, self.security_profile)
 
 
-@register_action
 @dataclass(frozen=True)
 class MarkUpdatedByEmail(Action):
     """Set the item's "updated by email" mark."""
@@ -220,7 +216,6 @@ def _call(ctx: ActionContext) -> Call:
     return item
 
 
-@register_action
 @dataclass(frozen=True)
 class CloseCall(Action):
     """Close the call."""
@@ -235,7 +230,6 @@ class CloseCall(Action):
         add_history(ctx, "closed", f"Closed by email from {ctx.message.from_address}")
 
 
-@register_action
 @dataclass(frozen=True)
 class ReopenCall(Action):
     """Reopen a closed call, assigned as the account's ``reopen_assign_to`` says."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import or_
 from sqlmodel import col, select
 
-from engine.actions.base import Action, ActionContext, register_action
+from engine.actions.base import Action, ActionContext
 from engine.outgoing.outbox import entity_tag, queue_message, recent_replies_to
 from engine.storage.models import Call, Forward, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
@@ -151,7 +151,6 @@ def may_answer(ctx: ActionContext, to: str | None = None) -> bool:
     return reason is None
 
 
-@register_action
 @dataclass(frozen=True)
 class Reply(Action):
     """Answer the sender with a template; threads to their mail and tags the item in the subject."""
@@ -186,7 +185,6 @@ class Reply(Action):
         )
 
 
-@register_action
 @dataclass(frozen=True)
 class NotifyAssignee(Action):
     """Tell the item's assigned analyst (or, if none, its group's members) that email updated it."""
@@ -232,7 +230,6 @@ class NotifyAssignee(Action):
             )
 
 
-@register_action
 @dataclass(frozen=True)
 class SendSummary(Action):
     """Mail the identified sender a list of the open items they work on."""

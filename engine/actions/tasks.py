@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlmodel import col, select
 
-from engine.actions.base import Action, ActionContext, register_action
+from engine.actions.base import Action, ActionContext
 from engine.actions.items import ActionError, add_history
 from engine.storage.models import HistoryEntry, Request, Task
 
@@ -35,7 +35,6 @@ def _siblings(ctx: ActionContext, task: Task) -> list[Task]:
     return list(ctx.session.exec(stmt))
 
 
-@register_action
 @dataclass(frozen=True)
 class ApproveTask(Action):
     """Approve the task; when its stage is complete, open the request's next tasks by sequence."""
@@ -71,7 +70,6 @@ class ApproveTask(Action):
                     _request_history(ctx, request, "task_opened", f"Task {sibling.number} opened")
 
 
-@register_action
 @dataclass(frozen=True)
 class RejectTask(Action):
     """Reject the task; cancel the request's pending and open tasks and mark the request rejected."""

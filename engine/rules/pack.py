@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.actions.base import Action, action_class, action_names, build_action
+from engine.actions.base import Action
+from engine.actions.registry import UnknownAction, action_class, action_names, build_action
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
 from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
@@ -339,12 +340,13 @@ def _read_steps(node: Any, rule_name: str, path: Path, problems: Problems) -> tu
             problems.at(then, index, "a step is '- do: ACTION' with the action's parameters beside it")
             continue
         name = step_node_map.get("do")
-        cls = action_class(name) if isinstance(name, str) else None
-        if cls is None:
+        try:
+            if not isinstance(name, str):
+                raise UnknownAction(f"unknown action {name!r}{did_you_mean(str(name), action_names())}")
+            cls = action_class(name)
+        except UnknownAction as exc:  # unknown, or a plugin that cannot be loaded
             where = "do" if params_key is None and "do" in step_node_map else params_key
-            problems.at(
-                params_node, where, f"unknown action {name!r}{did_you_mean(str(name), action_names())}"
-            )
+            problems.at(params_node, where, str(exc))
             continue
         params = {k: v for k, v in step_node_map.items() if k not in ("do", "when")}
         action, mistakes = build_action(cls, params)

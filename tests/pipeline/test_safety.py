@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pipeline_desk import Desk, build_desk, make_mail
 
-from engine.actions.base import Action, ActionContext, register_action
+from engine.actions.base import Action, ActionContext
+from engine.actions.registry import register_action
 from engine.errors import MailgateError
 
 
