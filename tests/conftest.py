@@ -16,6 +16,11 @@ Mail servers
   Skipped when the ``dovecot`` program is missing or cannot start, failed instead when env ``CI=true``.
 - ``mailbox_user``: a fresh Dovecot user ``(name, password)`` per test, so tests never share a mailbox.
 
+Plugins
+-------
+- ``plugin_site``: a folder on ``sys.path`` into which a test installs tiny plugin distributions
+  (``tests/plugin_packages.py``); the modules imported from it are forgotten afterwards.
+
 Other shared fixtures go below the database section, each with a short comment.
 """
 
@@ -24,12 +29,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from plugin_packages import PluginSite
 from servers.dovecot import Dovecot, DovecotError, dovecot_binary, start_dovecot
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -137,3 +144,15 @@ def mailbox_user(dovecot: Dovecot) -> tuple[str, str]:
     password = secrets.token_urlsafe(12)
     dovecot.add_user(name, password)
     return name, password
+
+
+@pytest.fixture
+def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
+    """An extra site folder on ``sys.path`` for plugin distributions; see tests/plugin_packages.py."""
+    root = tmp_path / "site-packages"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    site = PluginSite(root)
+    yield site
+    for module in site.modules:
+        sys.modules.pop(module, None)

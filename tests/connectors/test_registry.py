@@ -1,7 +1,7 @@
 """Finding connectors by name: built-in ones, ones other packages register, and broken plugins.
 
-Third-party connectors are real distributions: a ``.dist-info`` folder with an ``entry_points.txt``
-put on ``sys.path``, exactly what ``pip install`` leaves behind, so ``importlib.metadata`` finds them.
+Third-party connectors are real distributions installed by the ``plugin_site`` fixture
+(tests/plugin_packages.py), so ``importlib.metadata`` finds them.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from plugin_packages import MISSING, PluginSite
 
 from connectors.folder import FolderConnector
 from connectors.registry import (
-    CONNECTORS,
     UnknownConnector,
     build_settings,
     connector_class,
@@ -26,7 +25,6 @@ from connectors.registry import (
 from engine.config.model import load_config
 from engine.errors import ConfigError
 
-MISSING = "mailgate_dependency_that_is_not_installed"
 SAMPLE_MODULE = '''
 from __future__ import annotations
 from dataclasses import dataclass
@@ -57,37 +55,6 @@ class SampleConnector(MemoryConnector):
     async def list_waiting(self) -> list[MessageRef]:
         return []
 '''
-
-
-class PluginSite:
-    """A folder on ``sys.path`` into which tests install tiny distributions."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.modules: list[str] = []
-
-    def install(self, dist: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
-        """Write the modules and a ``DIST-1.0.dist-info`` registering the entry points."""
-        info = self.root / f"{dist}-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
-        lines = [f"[{CONNECTORS.group}]", *(f"{name} = {target}" for name, target in entry_points.items())]
-        (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-        for module, source in modules.items():
-            (self.root / f"{module}.py").write_text(textwrap.dedent(source))
-            self.modules.append(module)
-
-
-@pytest.fixture
-def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
-    """An extra site folder on ``sys.path``; removed, with the modules imported from it, afterwards."""
-    root = tmp_path / "site-packages"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    site = PluginSite(root)
-    yield site
-    for module in site.modules:
-        sys.modules.pop(module, None)
 
 
 def test_an_unknown_name_suggests_the_closest_known_one() -> None:
