@@ -7,7 +7,9 @@ processed folder, or else by deleting them: ``delete: trash`` (the default) move
 Items, where an admin can still find them; ``soft`` puts them in the recoverable items (the
 dumpster); ``hard`` purges them.
 
-exchangelib is synchronous: every call runs in a worker thread, one at a time per connector.
+exchangelib is synchronous: every call runs in a worker thread, one at a time per connector. It is
+imported (with the rest of ``connectors.ews.exchange``) only when the connector connects, so this
+module loads without the ``exchange`` extra.
 """
 
 from __future__ import annotations
@@ -22,48 +24,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-from exchangelib import (  # type: ignore[import-untyped]
-    BASIC,
-    DELEGATE,
-    IMPERSONATION,
-    NTLM,
-    OAUTH2,
-    Account,
-    Configuration,
-    Credentials,
-    FailFast,
-    Identity,
-    OAuth2Credentials,
-)
-from exchangelib.errors import (  # type: ignore[import-untyped]
-    ErrorAccessDenied,
-    ErrorAccountDisabled,
-    ErrorFolderNotFound,
-    ErrorImpersonateUserDenied,
-    ErrorItemNotFound,
-    EWSError,
-    UnauthorizedError,
-)
-from exchangelib.items import HARD_DELETE, MOVE_TO_DELETED_ITEMS, SOFT_DELETE  # type: ignore[import-untyped]
-from exchangelib.properties import ItemId  # type: ignore[import-untyped]
-from exchangelib.protocol import BaseProtocol, Protocol  # type: ignore[import-untyped]
-from oauthlib.oauth2 import OAuth2Error  # type: ignore[import-untyped]
-
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-AUTH_TYPES = {"ntlm": NTLM, "basic": BASIC, "oauth": OAUTH2}
-DELETE_TYPES = {"trash": MOVE_TO_DELETED_ITEMS, "soft": SOFT_DELETE, "hard": HARD_DELETE}
-REFUSED = (
-    UnauthorizedError,
-    ErrorAccessDenied,
-    ErrorAccountDisabled,
-    ErrorImpersonateUserDenied,
-    OAuth2Error,
-)
 
 
 @dataclass(frozen=True)
@@ -105,56 +69,6 @@ class EwsSettings(ConnectorSettings):
 
 def _same_path(a: str, b: str) -> bool:
     return [p.lower() for p in a.split("/") if p] == [p.lower() for p in b.split("/") if p]
-
-
-class TenantOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
-    """Client-credentials OAuth with the authority and scope taken from the settings."""
-
-    def __init__(self, authority_url: str, scope: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._authority_url = authority_url.rstrip("/")
-        self._scope = scope
-
-    @property
-    def token_url(self) -> str:
-        """The tenant's token endpoint."""
-        return f"{self._authority_url}/{self.tenant_id}/oauth2/v2.0/token"
-
-    @property
-    def scope(self) -> list[str]:
-        """The resource's ``.default`` scope."""
-        return [self._scope]
-
-
-# --- private CAs: exchangelib's documented hook is a requests adapter class (HTTP_ADAPTER_CLS) ---
-
-_CA_FILES: dict[tuple[str, int], str] = {}
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)
-
-
-class _PrivateCaMixin:
-    """Verifies the servers registered in ``_CA_FILES`` against their CA file; never disables checks."""
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send, verifying a registered server with its own CA."""
-        ca_file = _CA_FILES.get(_host_port(request.url or ""))
-        if ca_file is not None and kwargs.get("verify", True) is not False:
-            kwargs["verify"] = ca_file
-        response: requests.Response = super().send(request, *args, **kwargs)  # type: ignore[misc]
-        return response
-
-
-def trust_ca_file(service_endpoint: str, ca_file: str) -> None:
-    """Make exchangelib verify ``service_endpoint``'s certificate against ``ca_file`` (PEM)."""
-    current = BaseProtocol.HTTP_ADAPTER_CLS
-    if not issubclass(current, _PrivateCaMixin):
-        # keeps an adapter class an integrator installed (proxies, TLS versions) and adds ours on top
-        BaseProtocol.HTTP_ADAPTER_CLS = type(f"PrivateCa{current.__name__}", (_PrivateCaMixin, current), {})
-    _CA_FILES[_host_port(service_endpoint)] = ca_file
 
 
 def describe_ews_error(exc: BaseException) -> str:
@@ -201,20 +115,24 @@ class EwsConnector(Connector):
         """Forget the session (never raises)."""
         account, self._account = self._account, None
         if account is not None:
+            from connectors.ews import exchange
+
             with suppress(Exception):
-                await asyncio.to_thread(drop_protocol, account)
+                await asyncio.to_thread(exchange.drop_protocol, account)
 
     # --- blocking work, run in a thread ---
 
     async def _run(self, what: str, work: Callable[..., T], *args: Any) -> T:
+        from connectors.ews import exchange  # exchangelib, imported on first use
+
         async with self._lock:
             try:
                 return await asyncio.to_thread(work, *args)
             except ConnectorError:
                 raise
-            except REFUSED as exc:
+            except exchange.REFUSED as exc:
                 raise AuthenticationError(f"EWS {what}: refused: {describe_ews_error(exc)}") from exc
-            except (EWSError, requests.RequestException, OSError) as exc:
+            except (exchange.EWSError, exchange.RequestException, OSError) as exc:
                 raise ConnectorError(f"EWS {what}: {type(exc).__name__}: {describe_ews_error(exc)}") from exc
             except Exception as exc:  # exchangelib raises assorted exceptions; never let one escape raw
                 raise ConnectorError(
@@ -222,22 +140,26 @@ class EwsConnector(Connector):
                 ) from exc
 
     def _connect_blocking(self) -> None:
+        from connectors.ews import exchange
+
         s = self.ews
         ca_file = resolve_ca_file(self.base_dir, s.ca_file)
         if ca_file is not None and not ca_file.is_file():
             raise ConnectorError(f"ca_file {ca_file} does not exist")
-        account = open_account(s, s.email, ca_file)
+        account = exchange.open_account(s, s.email, ca_file)
         try:
             self._folder = self._find_folder(account, s.folder or "Inbox")
             self._processed = None
             if s.processed_folder is not None:
                 self._processed = self._find_folder(account, s.processed_folder)
         except BaseException:
-            drop_protocol(account)
+            exchange.drop_protocol(account)
             raise
         self._account = account
 
     def _find_folder(self, account: Any, path: str) -> Any:
+        from connectors.ews import exchange
+
         parts = [p for p in path.split("/") if p]
         if not parts:
             raise ConnectorError(f"folder {path!r} is empty")
@@ -248,7 +170,7 @@ class EwsConnector(Connector):
         for part in rest:
             try:
                 folder = folder // part
-            except ErrorFolderNotFound:
+            except exchange.ErrorFolderNotFound:
                 raise ConnectorError(
                     f"EWS mailbox {account.primary_smtp_address} has no folder {path!r}"
                 ) from None
@@ -266,9 +188,11 @@ class EwsConnector(Connector):
         return [MessageRef(str(item.id), item.size) for item in query]
 
     def _fetch_blocking(self, item_id: str) -> bytes:
+        from connectors.ews import exchange
+
         account = self._session()
-        [item] = list(account.fetch(ids=[ItemId(id=item_id)], only_fields=["mime_content"]))
-        if isinstance(item, ErrorItemNotFound):
+        [item] = list(account.fetch(ids=[exchange.ItemId(id=item_id)], only_fields=["mime_content"]))
+        if isinstance(item, exchange.ErrorItemNotFound):
             raise ConnectorError(f"EWS item {item_id[:24]}... is no longer in the mailbox")
         if isinstance(item, BaseException):
             raise item
@@ -277,14 +201,16 @@ class EwsConnector(Connector):
         return bytes(item.mime_content)
 
     def _acknowledge_blocking(self, item_id: str) -> None:
+        from connectors.ews import exchange
+
         account = self._session()
-        ids = [ItemId(id=item_id)]
+        ids = [exchange.ItemId(id=item_id)]
         if self._processed is not None:
             results = account.bulk_move(ids=ids, to_folder=self._processed)
         else:
-            results = account.bulk_delete(ids=ids, delete_type=DELETE_TYPES[self.ews.delete])
+            results = account.bulk_delete(ids=ids, delete_type=exchange.DELETE_TYPES[self.ews.delete])
         for result in results:
-            if isinstance(result, ErrorItemNotFound):
+            if isinstance(result, exchange.ErrorItemNotFound):
                 log.info("account %s: EWS item already gone, nothing to acknowledge", self.account)
             elif isinstance(result, BaseException):
                 raise result
@@ -345,42 +271,3 @@ def check_login(s: EwsLogin) -> None:
 def resolve_ca_file(base_dir: Path, ca_file: str | None) -> Path | None:
     """The absolute path of a configured ``ca_file`` (relative to the config's folder, ``~`` expanded)."""
     return None if ca_file is None else (base_dir / Path(ca_file).expanduser()).resolve()
-
-
-def open_account(s: EwsLogin, mailbox: str, ca_file: Path | None) -> Any:
-    """An exchangelib Account for ``mailbox`` (no autodiscover, no library retries: callers back off)."""
-    if ca_file is not None:
-        trust_ca_file(s.service_endpoint, str(ca_file))
-    if s.auth == "oauth":
-        credentials: Any = TenantOAuth2Credentials(
-            authority_url=s.authority_url,
-            scope=s.oauth_scope,
-            client_id=s.client_id,
-            client_secret=s.client_secret,
-            tenant_id=s.tenant_id,
-            identity=Identity(primary_smtp_address=mailbox),
-        )
-        access_type = IMPERSONATION  # app-only tokens act for the mailbox by impersonation
-    else:
-        credentials = Credentials(username=s.username, password=s.password)
-        access_type = DELEGATE
-    config = Configuration(
-        service_endpoint=s.service_endpoint,
-        credentials=credentials,
-        auth_type=AUTH_TYPES[s.auth],
-        retry_policy=FailFast(),
-        max_connections=1,
-    )
-    account = Account(
-        primary_smtp_address=mailbox, config=config, autodiscover=False, access_type=access_type
-    )
-    account.protocol.TIMEOUT = s.timeout
-    return account
-
-
-def drop_protocol(account: Any) -> None:
-    """Close the account's HTTP sessions and forget exchangelib's cached protocol for its config."""
-    protocol = account.protocol
-    with suppress(KeyError):
-        del Protocol[protocol.config]
-    protocol.close()

@@ -13,7 +13,9 @@ makes the mailbox the sender when the login is a service account with rights on 
 from an envelope: a message whose envelope recipient is not among its To/Cc/Bcc is refused here
 rather than sent elsewhere. The From must be the mailbox, or an address it has Send As rights on.
 
-exchangelib is synchronous: each send runs in a worker thread, one at a time per transport.
+exchangelib is synchronous: each send runs in a worker thread, one at a time per transport. It is
+imported (``connectors.ews.exchange``) on the first send, so this module loads without the
+``exchange`` extra.
 """
 
 from __future__ import annotations
@@ -24,39 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from exchangelib import (  # type: ignore[import-untyped]
-    Message,
-)
-from exchangelib.errors import (  # type: ignore[import-untyped]
-    ErrorInvalidRecipients,
-    ErrorMessageSizeExceeded,
-    ErrorMimeContentConversionFailed,
-    ErrorMimeContentInvalid,
-    ErrorMimeContentInvalidBase64String,
-    ErrorSendAsDenied,
-    ErrorServerBusy,
-    ResponseMessageError,
-)
-
 from connectors.base import Envelope, SendError, Transport, TransportSettings, header_recipients
-from connectors.ews.read import (
-    REFUSED,
-    check_endpoint,
-    check_login,
-    describe_ews_error,
-    drop_protocol,
-    open_account,
-    resolve_ca_file,
-)
-
-# response codes that retrying the same message cannot cure
-PERMANENT = (
-    ErrorInvalidRecipients,
-    ErrorMessageSizeExceeded,
-    ErrorMimeContentConversionFailed,
-    ErrorMimeContentInvalid,
-    ErrorMimeContentInvalidBase64String,
-)
+from connectors.ews.read import check_endpoint, check_login, describe_ews_error, resolve_ca_file
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,44 +102,56 @@ class EwsTransport(Transport):
     async def _forget(self) -> None:
         account, self._account = self._account, None
         if account is not None:
+            from connectors.ews import exchange
+
             with suppress(Exception):  # closing must never raise
-                await asyncio.to_thread(drop_protocol, account)
+                await asyncio.to_thread(exchange.drop_protocol, account)
 
     # --- blocking work, run in a thread ---
 
     def _send_blocking(self, data: bytes) -> str:
+        from connectors.ews import exchange  # exchangelib, imported on first use
+
         if self._account is None:
             self._account = self._new_account()
         account = self._account
         # the copy in Sent Items is marked read, as a message sent from Outlook is
-        Message(account=account, folder=account.sent, mime_content=data, is_read=True).send_and_save()
+        exchange.Message(
+            account=account, folder=account.sent, mime_content=data, is_read=True
+        ).send_and_save()
         build = getattr(getattr(account, "version", None), "build", None)
         server = f" (Exchange {build})" if build is not None else ""
         return f"NoError: sent by {self.ews.mailbox}, a copy saved in Sent Items{server}"
 
     def _new_account(self) -> Any:
+        from connectors.ews import exchange
+
         s = self.ews
         ca_file = resolve_ca_file(self.base_dir, s.ca_file)
         if ca_file is not None and not ca_file.is_file():
             raise SendError(f"ca_file {ca_file} does not exist", connection=True)
-        return open_account(s, s.mailbox, ca_file)
+        return exchange.open_account(s, s.mailbox, ca_file)
 
     def _send_error(self, exc: Exception) -> SendError:
         """What the delivery needs to know about an exchangelib failure."""
+        from connectors.ews import exchange
+
         s = self.ews
         said = f"{type(exc).__name__}: {describe_ews_error(exc)}"
-        if isinstance(exc, REFUSED):
+        if isinstance(exc, exchange.REFUSED):
             who = s.client_id if s.auth == "oauth" else s.username
             return SendError(f"EWS refused the login of {who} for {s.mailbox}: {said}", connection=True)
-        if isinstance(exc, ErrorServerBusy):
+        if isinstance(exc, exchange.ErrorServerBusy):
             return SendError(f"EWS server is busy, try later: {said}", connection=True)
-        if isinstance(exc, PERMANENT):
+        if isinstance(exc, exchange.NOT_SENT_FOR_GOOD):
             return SendError(f"EWS refused the message: {said}", permanent=True)
-        if isinstance(exc, ErrorSendAsDenied):
+        if isinstance(exc, exchange.ErrorSendAsDenied):
             return SendError(
                 f"EWS refused the message: {said} (the From address must be {s.mailbox} "
                 "or one it has Send As rights on)"
             )
-        if isinstance(exc, ResponseMessageError):  # another refusal of this message: tried again later
+        if isinstance(
+            exc, exchange.ResponseMessageError
+        ):  # another refusal of this message: tried again later
             return SendError(f"EWS refused the message: {said}")
         return SendError(f"EWS {s.service_endpoint}: {said}", connection=True)

@@ -12,33 +12,30 @@ receivedDateTime, oldest first, ``$top`` = page_size, following ``@odata.nextLin
 ``trash`` (default) moves it to Deleted Items, where an admin expects it; ``soft`` is Graph's
 ``DELETE`` (Exchange keeps it in the recoverable items; Graph does not document more); ``hard`` is
 ``POST .../permanentDelete`` (to the purges). A 404 on acknowledgement means already gone.
-429 and 503 are retried after their Retry-After (at most ``MAX_RETRY_WAIT`` seconds, at most
-``MAX_RETRIES`` times); a longer wait asked for, or throttling that lasts, raises ``ConnectorError``
-so that the service backs off. 401 gets one retry with a new token; then, like 403, it is an
-``AuthenticationError``.
+The calls go through ``connectors.graph.client.GraphClient`` (retries on 429 and 503 as the server
+asks; a longer wait asked for, or throttling that lasts, raises ``ConnectorError`` so that the
+service backs off; 401 gets one retry with a new token, then, like 403, it is an
+``AuthenticationError``). httpx and msal are imported with it when the connector connects, so
+this module loads without the ``graph`` extra.
 """
 
 from __future__ import annotations
 
-import asyncio
-import email.utils
 import logging
-import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
-import httpx
+from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
 
-from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.graph.auth import AppCredentials, TokenSource, graph_scope
+if TYPE_CHECKING:
+    import httpx
+
+    from connectors.graph.auth import TokenSource
+    from connectors.graph.client import GraphClient
 
 log = logging.getLogger(__name__)
-MAX_RETRIES = 4
-MAX_RETRY_WAIT = 120.0
-RETRYABLE = (429, 503)
 
 
 @dataclass(frozen=True)
@@ -80,127 +77,6 @@ class GraphSettings(ConnectorSettings):
             raise ValueError("processed_folder must differ from folder")
 
 
-class AppRegistration(Protocol):
-    """Settings naming an app registration (the connector's, and the Graph transport's)."""
-
-    @property
-    def tenant_id(self) -> str: ...
-    @property
-    def client_id(self) -> str: ...
-    @property
-    def client_secret(self) -> str | None: ...
-    @property
-    def certificate_file(self) -> str | None: ...
-    @property
-    def certificate_password(self) -> str | None: ...
-    @property
-    def authority_url(self) -> str: ...
-    @property
-    def ca_file(self) -> str | None: ...
-    @property
-    def timeout(self) -> int: ...
-
-
-def app_credentials(settings: AppRegistration, base_dir: Path) -> AppCredentials:
-    """The token-request side of the settings, with file paths made absolute."""
-
-    def path(value: str | None) -> Path | None:
-        return None if value is None else (base_dir / value).resolve()
-
-    return AppCredentials(
-        tenant_id=settings.tenant_id,
-        client_id=settings.client_id,
-        client_secret=settings.client_secret,
-        certificate_file=path(settings.certificate_file),
-        certificate_password=settings.certificate_password,
-        authority_url=settings.authority_url,
-        ca_file=path(settings.ca_file),
-        timeout=settings.timeout,
-    )
-
-
-def _retry_after(response: httpx.Response, attempt: int) -> float:
-    """Seconds the server asks us to wait (delta-seconds or HTTP date); a short backoff if it says nothing."""
-    value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        return float(value)
-    if value:
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-        except (TypeError, ValueError):
-            pass
-    return float(2**attempt)
-
-
-def graph_error(response: httpx.Response) -> str:
-    """``status code: message`` from Graph's error body, or the status line when there is none."""
-    try:
-        error = response.json()["error"]
-        return f"{response.status_code} {error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"{response.status_code} {response.reason_phrase}"
-
-
-class GraphClient:
-    """Authenticated Graph calls with Retry-After handling; shared by the connector and the transport."""
-
-    def __init__(
-        self, credentials: AppCredentials, graph_url: str, timeout: float, tokens: TokenSource | None = None
-    ) -> None:
-        self.graph_url = graph_url.rstrip("/")
-        self.tokens = tokens or TokenSource(credentials, graph_scope(graph_url))
-        verify: ssl.SSLContext | bool = True
-        if credentials.ca_file is not None:
-            if not credentials.ca_file.is_file():
-                raise ConnectorError(f"ca_file {credentials.ca_file} does not exist")
-            verify = ssl.create_default_context(cafile=str(credentials.ca_file))
-        self.http = httpx.AsyncClient(verify=verify, timeout=timeout, headers={"User-Agent": "mailgate"})
-
-    def user_url(self, mailbox: str, *path: str) -> str:
-        """``{graph}/users/{mailbox}/...`` with each path segment quoted."""
-        segments = [quote(mailbox, safe="@")] + [quote(p, safe="$") for p in path]
-        return f"{self.graph_url}/users/" + "/".join(segments)
-
-    async def request(
-        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        """One Graph call; retried on 429/503 as the server asks, and once with a new token on 401."""
-        extra_headers = headers or {}
-        renewed = False
-        attempt = 0
-        while True:
-            headers = {**extra_headers, "Authorization": f"Bearer {await self.tokens.bearer()}"}
-            try:
-                response = await self.http.request(method, url, headers=headers, **kwargs)
-            except httpx.HTTPError as exc:
-                raise ConnectorError(
-                    f"Graph {method} {urlsplit(url).path}: {type(exc).__name__}: {exc}"
-                ) from exc
-            if response.status_code == 401 and not renewed:
-                renewed = True
-                await self.tokens.forget()
-                continue
-            if response.status_code in (401, 403):
-                raise AuthenticationError(
-                    f"Graph refused {method} {urlsplit(url).path}: {graph_error(response)}"
-                )
-            if response.status_code not in RETRYABLE:
-                return response
-            wait = _retry_after(response, attempt)
-            if attempt >= MAX_RETRIES or wait > MAX_RETRY_WAIT:
-                busy = graph_error(response)
-                raise ConnectorError(
-                    f"Graph still busy ({busy}) after {attempt} retries; asked to wait {wait:.0f} s"
-                )
-            attempt += 1
-            log.info("Graph answered %s; retrying in %.0f s (retry %d)", response.status_code, wait, attempt)
-            await asyncio.sleep(wait)
-
-    async def aclose(self) -> None:
-        """Close the HTTP connections."""
-        await self.http.aclose()
-
-
 class GraphConnector(Connector):
     """Reads one mail folder of one mailbox through Microsoft Graph."""
 
@@ -211,7 +87,6 @@ class GraphConnector(Connector):
         super().__init__(account, settings, base_dir)
         assert isinstance(settings, GraphSettings)
         self.graph = settings
-        self._credentials = app_credentials(settings, base_dir)
         self._client: GraphClient | None = None
         self._tokens: TokenSource | None = None  # kept across sessions: msal's cache lives in it
         self._destination: str | None = None
@@ -219,7 +94,10 @@ class GraphConnector(Connector):
     async def connect(self) -> None:
         """Get a token and check that the folders exist."""
         await self.close()
-        client = GraphClient(self._credentials, self.graph.graph_url, self.graph.timeout, self._tokens)
+        from connectors.graph.client import GraphClient, app_credentials  # httpx and msal, on first use
+
+        credentials = app_credentials(self.graph, self.base_dir)
+        client = GraphClient(credentials, self.graph.graph_url, self.graph.timeout, self._tokens)
         self._client, self._tokens = client, client.tokens
         try:
             await self._folder_id(self.graph.folder)
@@ -289,6 +167,8 @@ class GraphConnector(Connector):
         return self._client
 
     async def _folder_id(self, folder: str) -> str:
+        from connectors.graph.client import graph_error
+
         client = self._session()
         url = client.user_url(self.graph.mailbox, "mailFolders", folder)
         response = await client.request("GET", url, params={"$select": "id,displayName"})
@@ -300,6 +180,8 @@ class GraphConnector(Connector):
         return str(response.json()["id"])
 
     def _check(self, response: httpx.Response, what: str) -> None:
+        from connectors.graph.client import graph_error
+
         if response.is_success:
             return
         raise ConnectorError(f"Graph could not {what} in {self.graph.mailbox}: {graph_error(response)}")

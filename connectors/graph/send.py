@@ -6,7 +6,8 @@ sends as ``mailbox`` (the From header must be that mailbox or one it may send as
 its Sent Items, and takes the recipients from the MIME headers, not from an envelope: a message whose
 envelope recipient is not among its To/Cc/Bcc is refused here rather than sent elsewhere. Graph
 accepts MIME bodies up to about 4 MB this way. Tokens, Retry-After and CA handling are shared with
-the Graph connector (``connectors.graph.read``).
+the Graph connector (``connectors.graph.client``, imported on the first send, so that this module loads
+without the ``graph`` extra).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from connectors.base import (
@@ -25,7 +27,9 @@ from connectors.base import (
     TransportSettings,
     header_recipients,
 )
-from connectors.graph.read import GraphClient, app_credentials, graph_error
+
+if TYPE_CHECKING:
+    from connectors.graph.client import GraphClient
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +99,8 @@ class GraphTransport(Transport):
         if response.status_code == 202:
             request_id = response.headers.get("request-id")
             return "202 Accepted" + (f" (request-id {request_id})" if request_id else "")
+        from connectors.graph.client import graph_error
+
         permanent = 400 <= response.status_code < 500
         raise SendError(f"Graph refused the message: {graph_error(response)}", permanent=permanent)
 
@@ -107,6 +113,8 @@ class GraphTransport(Transport):
 
     def _connected(self) -> GraphClient:
         if self._client is None:
+            from connectors.graph.client import GraphClient, app_credentials  # httpx and msal, on first use
+
             settings = self.graph
             credentials = app_credentials(settings, self.base_dir)
             self._client = GraphClient(credentials, settings.graph_url, settings.timeout)
