@@ -98,11 +98,16 @@ class Connector(ABC):
     - ``close`` releases the session and never raises.
     - ``wait_for_new`` (push, e.g. IMAP IDLE) returns True as soon as new mail may be waiting,
       or False after ``timeout`` seconds; connectors without push keep the default (sleep).
+    - The module defining the class imports without its optional libraries (they are imported
+      where used); ``requires`` names them and ``extra`` the extra that installs them, so that the
+      registry can say "install it with: pip install 'mailgate[extra]'" instead of failing later.
     """
 
     name: ClassVar[str] = ""
     Settings: ClassVar[type[ConnectorSettings]] = ConnectorSettings
     supports_push: ClassVar[bool] = False
+    extra: ClassVar[str | None] = None  # the extra installing the libraries it needs, e.g. "exchange"
+    requires: ClassVar[tuple[str, ...]] = ()  # those libraries' import names, checked when it is looked up
 
     def __init__(self, account: str, settings: ConnectorSettings, base_dir: Path) -> None:
         self.account = account
@@ -214,10 +219,14 @@ class Transport(ABC):
       raise after the server has accepted the message (a failure while saying goodbye is ignored).
     - ``close`` ends the session and never raises.
     - A transport never decides about retries: it reports what the server said.
+    - Like a connector, it imports its optional libraries where used and names them in
+      ``requires``, with the ``extra`` that installs them.
     """
 
     name: ClassVar[str] = ""
     Settings: ClassVar[type[TransportSettings]] = TransportSettings
+    extra: ClassVar[str | None] = None  # the extra installing the libraries it needs, e.g. "graph"
+    requires: ClassVar[tuple[str, ...]] = ()  # those libraries' import names, checked when it is looked up
 
     def __init__(self, settings: TransportSettings, base_dir: Path) -> None:
         self.settings = settings

@@ -82,6 +82,8 @@ class EwsConnector(Connector):
 
     name = "ews"
     Settings = EwsSettings
+    extra = "exchange"
+    requires = ("exchangelib",)
 
     def __init__(self, account: str, settings: ConnectorSettings, base_dir: Path) -> None:
         super().__init__(account, settings, base_dir)

@@ -66,6 +66,8 @@ class EwsTransport(Transport):
 
     name = "ews"
     Settings = EwsTransportSettings
+    extra = "exchange"
+    requires = ("exchangelib",)
 
     def __init__(self, settings: TransportSettings, base_dir: Path) -> None:
         super().__init__(settings, base_dir)

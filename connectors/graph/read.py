@@ -82,6 +82,8 @@ class GraphConnector(Connector):
 
     name = "graph"
     Settings = GraphSettings
+    extra = "graph"
+    requires = ("httpx", "msal")
 
     def __init__(self, account: str, settings: ConnectorSettings, base_dir: Path) -> None:
         super().__init__(account, settings, base_dir)

@@ -69,6 +69,8 @@ class GraphTransport(Transport):
 
     name = "graph"
     Settings = GraphTransportSettings
+    extra = "graph"
+    requires = ("httpx", "msal")
 
     _client: GraphClient | None = None
 

@@ -74,6 +74,8 @@ class Action:
     """
 
     name: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None  # the extra installing the libraries it needs, if any
+    requires: ClassVar[tuple[str, ...]] = ()  # those libraries' import names, checked when it is looked up
 
     def run(self, ctx: ActionContext) -> None:
         """Perform the action for one message."""

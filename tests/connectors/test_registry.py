@@ -178,3 +178,45 @@ def test_a_plugin_that_crashes_on_import_is_reported_not_raised(plugin_site: Plu
         connector_class("crashing")
     assert str(refused.value) == "connector 'crashing' cannot be loaded: RuntimeError: plugin bug at import"
     assert connector_class("folder") is FolderConnector
+
+
+def test_ews_and_graph_load_without_their_libraries_and_name_the_extra_to_install(tmp_path: Path) -> None:
+    """Without exchangelib, httpx and msal the classes still import; looking them up says what to install."""
+    config = tmp_path / "mailgate.yaml"
+    config.write_text(
+        "accounts:\n  - name: a\n    connector: {type: ews, service_endpoint: 'https://x/EWS/Exchange.asmx',"
+        " email: a@x, username: u, password: p}\n"
+    )
+    script = textwrap.dedent(
+        f"""
+        import sys
+        for name in ("exchangelib", "httpx", "msal", "requests", "oauthlib"):
+            sys.modules[name] = None  # as if the extras were not installed
+        from pathlib import Path
+        import connectors.ews.read, connectors.ews.send, connectors.graph.read, connectors.graph.send
+        from connectors.registry import connector_class, transport_class
+        from engine.config.model import load_config
+        from engine.errors import MailgateError
+        for look_up in (connector_class, transport_class):
+            for name in ("ews", "graph"):
+                try:
+                    look_up(name)
+                except MailgateError as exc:
+                    print(exc)
+        try:
+            load_config(Path({str(config)!r}))
+        except MailgateError as exc:
+            print(exc)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    exchange = "No module named 'exchangelib' (install it with: pip install 'mailgate[exchange]')"
+    graph = "No module named 'httpx' (install it with: pip install 'mailgate[graph]')"
+    assert proc.stdout.splitlines() == [
+        f"connector 'ews' cannot be loaded: {exchange}",
+        f"connector 'graph' cannot be loaded: {graph}",
+        f"outgoing server type 'ews' cannot be loaded: {exchange}",
+        f"outgoing server type 'graph' cannot be loaded: {graph}",
+        f"{config}:3:23: connector 'ews' cannot be loaded: {exchange}",
+    ]
