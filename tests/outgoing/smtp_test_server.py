@@ -29,6 +29,7 @@ class Arrival:
     rcpt_tos: tuple[str, ...]
     data: bytes
     login: str | None
+    peer: str = ""  # the client's address and port: messages with the same peer came on one connection
 
     @property
     def message(self) -> EmailMessage:
@@ -69,7 +70,8 @@ class RecordingHandler:
         """Record the message."""
         data = envelope.original_content or envelope.content
         login = session.login_data.decode() if isinstance(session.login_data, bytes) else session.login_data
-        self.arrived.append(Arrival(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(data), login))
+        peer = str(session.peer)
+        self.arrived.append(Arrival(envelope.mail_from, tuple(envelope.rcpt_tos), bytes(data), login, peer))
         return f"250 2.0.0 Ok: queued as Q{len(self.arrived)}"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:

@@ -1,7 +1,8 @@
 """The in-memory mailbox behind the loopback EWS server: folders (Exchange's well-known ones) and items.
 
 It also sends: ``sent`` holds every message handed to Exchange for delivery (CreateItem with a send
-disposition), byte for byte; ``max_send_size`` and ``send_as`` are the limits Exchange applies.
+disposition), byte for byte; ``max_send_size``, ``send_as`` and ``unknown_recipients`` are the limits
+Exchange applies.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class EwsMailbox:
         self.sent: list[bytes] = []  # what Exchange accepted for delivery, in order
         self.max_send_size = 10 * 1024 * 1024  # Exchange's default MaxSendSize (10 MB)
         self.send_as: set[str] = set()  # addresses besides ``email`` its From may carry (Send As rights)
+        self.unknown_recipients: set[str] = set()  # addresses it cannot resolve: a send to one is refused
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
         root = self._add(EwsFolder("", None, "root"))
         top = self._add(EwsFolder("Top of Information Store", root.id, "msgfolderroot"))

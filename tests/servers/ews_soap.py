@@ -75,6 +75,7 @@ SEND_AS_DENIED = (
 NO_RECIPIENTS = (
     "At least one recipient isn't valid., A message can't be sent because it contains no recipients."
 )
+UNKNOWN_RECIPIENT = "At least one recipient isn't valid., Recipient is not resolved."
 TOO_LARGE = "The message exceeds the maximum supported size., Size is larger than maximum size allowed."
 NOT_FOUND = (
     "The specified object was not found in the store., The process failed to get the correct properties."
@@ -376,8 +377,11 @@ class EwsOperations:
             return "ErrorMessageSizeExceeded", TOO_LARGE
         headers = BytesHeaderParser().parsebytes(raw)
         recipients = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
-        if not [address for _, address in getaddresses(recipients) if "@" in address]:
+        addresses = [address for _, address in getaddresses(recipients) if "@" in address]
+        if not addresses:
             return "ErrorInvalidRecipients", NO_RECIPIENTS
+        if {a.lower() for a in addresses} & {a.lower() for a in self.mailbox.unknown_recipients}:
+            return "ErrorInvalidRecipients", UNKNOWN_RECIPIENT
         senders = {address.lower() for _, address in getaddresses([str(headers.get("From", ""))]) if address}
         if senders - {self.mailbox.email.lower(), *(a.lower() for a in self.mailbox.send_as)}:
             return "ErrorSendAsDenied", SEND_AS_DENIED

@@ -17,6 +17,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -59,6 +61,7 @@ class GraphMailbox:
         ]
         self.messages: dict[str, GraphMessage] = {}
         self.sent: list[bytes] = []
+        self.unknown_recipients: set[str] = set()  # addresses it cannot resolve: sendMail to one is refused
         self.deleted: list[bytes] = []  # soft-deleted (recoverable items)
         self._clock = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -167,11 +170,14 @@ class GraphServer:
             if not content_type.startswith("text/plain"):
                 return _error(400, "ErrorInvalidRequest", "JSON messages are not served by the test server.")
             try:
-                box.sent.append(base64.b64decode(body, validate=True))
+                mime = base64.b64decode(body, validate=True)
             except ValueError:
                 return _error(
                     400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
                 )
+            if _recipients(mime) & {a.lower() for a in box.unknown_recipients}:
+                return _error(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
+            box.sent.append(mime)
             return 202, b"", "text/plain", {"request-id": "9a1b2c3d-4e5f-4a6b-8c7d-0e1f2a3b4c5d"}
         if rest[0] == "mailFolders" and len(rest) >= 2:
             folder = box.folder(rest[1])
@@ -305,3 +311,10 @@ def _error(
     }
     payload = {"error": {"code": code, "message": message, "innerError": inner}}
     return status, json.dumps(payload).encode(), "application/json", headers or {}
+
+
+def _recipients(mime: bytes) -> set[str]:
+    """The addresses in a message's To, Cc and Bcc, lower-cased (Graph sends to these)."""
+    headers = BytesHeaderParser().parsebytes(mime)
+    fields = [str(v) for name in ("To", "Cc", "Bcc") for v in headers.get_all(name, [])]
+    return {address.lower() for _, address in getaddresses(fields) if address}
