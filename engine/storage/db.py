@@ -1,8 +1,8 @@
-"""Opening the database, creating the schema, transactions, and handing out item numbers."""
+"""Opening the database (its schema checked or created), transactions, and handing out item numbers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -13,13 +13,13 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.schema import CreateIndex
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
 from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
+from engine.storage.schema import SchemaVersionError, prepare_schema
 
 _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
     "call": models.Call,
@@ -32,19 +32,26 @@ class DatabaseError(MailgateError):
     """The database could not be opened or its schema created."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # let SQLAlchemy's "begin" event start transactions (BEGIN IMMEDIATE, below), not the driver
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(foreign_keys: bool) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy's "begin" event start transactions (BEGIN IMMEDIATE, below), not the driver
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    return on_connect
 
 
-def open_database(url: str) -> Engine:
-    """Open (and create the schema of) the database at a SQLAlchemy URL."""
+def create_database_engine(url: str, *, foreign_keys: bool = True) -> Engine:
+    """An engine for a SQLAlchemy URL, set up as mailgate uses it; the schema is neither checked nor made.
+
+    ``foreign_keys=False`` leaves SQLite's foreign-key enforcement off, as schema migrations need
+    (a table rebuilt by a migration is dropped while others still refer to it).
+    """
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError for junk
@@ -60,19 +67,34 @@ def open_database(url: str) -> Engine:
     engine = create_engine(parsed, connect_args=connect_args)
     _use_driver_savepoints(engine.dialect)
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(foreign_keys))
         # take the write lock at the start, so two writers never read the same next number
         event.listen(engine, "begin", _sqlite_begin)
-    shown = parsed.render_as_string(hide_password=True)
+    return engine
+
+
+def shown_url(engine: Engine) -> str:
+    """The engine's URL as it may be shown to a person (no password)."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def open_database(url: str) -> Engine:
+    """Open the database at a SQLAlchemy URL, after checking its schema version (see engine.storage.schema).
+
+    A brand-new (empty) database is created at the current schema. One at an older or a newer
+    schema raises ``SchemaVersionError``, and nothing is written to it.
+    """
+    engine = create_database_engine(url)
     try:
-        SQLModel.metadata.create_all(engine)
-        with engine.begin() as connection:  # reflection cannot see expression indexes on SQLite
-            for index in models.ADDED_INDEXES:
-                connection.execute(CreateIndex(index, if_not_exists=True))
+        prepare_schema(engine, SQLModel.metadata)
         _create_sequences(engine)
+    except SchemaVersionError:
+        engine.dispose()
+        raise
     except Exception as exc:
+        engine.dispose()
         reason = str(getattr(exc, "orig", None) or exc)  # no "Background on this error" link
-        raise DatabaseError(f"cannot open database {shown}: {reason}") from None
+        raise DatabaseError(f"cannot open database {shown_url(engine)}: {reason}") from None
     return engine
 
 

@@ -26,7 +26,6 @@ class Person(SQLModel, table=True):
 
 # every mail's sender is looked up by lower(email): without this, each lookup reads the whole table
 PERSON_EMAIL_LOWER = Index("ix_person_email_lower", func.lower(Person.__table__.c.email))  # type: ignore[attr-defined]
-ADDED_INDEXES = (PERSON_EMAIL_LOWER,)  # created on open in databases made before they were declared
 
 
 class Group(SQLModel, table=True):

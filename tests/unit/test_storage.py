@@ -301,31 +301,6 @@ def test_iso_treats_zoneless_timestamps_as_utc() -> None:
     assert iso(None) is None
 
 
-def test_a_database_made_before_the_lower_email_index_gets_it_when_opened(db_url: str) -> None:
-    from sqlalchemy import text as sa_text
-
-    def indexes(engine: Engine) -> set[str]:  # from the catalog: reflection skips expression indexes
-        catalog = (
-            "SELECT name FROM sqlite_master WHERE type = 'index'"
-            if engine.dialect.name == "sqlite"
-            else "SELECT indexname FROM pg_indexes WHERE tablename = 'person'"
-        )
-        with engine.connect() as connection:
-            return {row[0] for row in connection.execute(sa_text(catalog))}
-
-    first = open_database(db_url)
-    assert "ix_person_email_lower" in indexes(first)
-    with first.begin() as connection:
-        connection.execute(sa_text("DROP INDEX ix_person_email_lower"))
-    assert "ix_person_email_lower" not in indexes(first)
-    first.dispose()
-    reopened = open_database(db_url)
-    try:
-        assert "ix_person_email_lower" in indexes(reopened)
-    finally:
-        reopened.dispose()
-
-
 def test_the_sender_is_found_through_the_lower_email_index_not_a_table_scan(sqlite_url: str) -> None:
     from engine.rules.gather import _SENDER_BY_ADDRESS
 
