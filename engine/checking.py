@@ -16,6 +16,7 @@ from engine.rules.facts import FACTS
 from engine.rules.pack import OUTCOMES, load_pack
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError
+from engine.storage.schema import SchemaVersionError
 
 
 def check_all(config_path: Path) -> list[str]:
@@ -36,7 +37,7 @@ def check_all(config_path: Path) -> list[str]:
             try:
                 runtime.engine.dispose()  # opening it checks the database is reachable and its schema
                 lines.append(f"ok: database {make_url(config.database).render_as_string(hide_password=True)}")
-            except DatabaseError as exc:
+            except (DatabaseError, SchemaVersionError) as exc:
                 problems.append(Problem(str(config.path), *_database_position(config.path), str(exc)))
         except ConfigError as exc:
             problems.extend(exc.problems)

@@ -17,6 +17,7 @@ from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
 from engine.storage.db import transaction
+from engine.storage.schema import SchemaVersionError, head_revision
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,6 +71,9 @@ def _runtime(ctx: click.Context) -> Runtime:
 
 
 @click.group(cls=_Group)
+@click.version_option(
+    package_name="mailgate", message=f"%(prog)s %(version)s (database schema {head_revision()})"
+)
 @click.option(
     "--config",
     "config_path",
@@ -112,6 +116,40 @@ def demo(directory: Path) -> None:
 @main.group(cls=_Group)
 def db() -> None:
     """Database commands."""
+
+
+def _database_url(ctx: click.Context) -> str:
+    return load_config(find_config_path(ctx.find_root().obj.get("config"))).database
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Upgrade the database's schema to this mailgate's (back it up first: docs/upgrading.md)."""
+    from engine.storage.migrate import upgrade_database
+
+    for line in upgrade_database(_database_url(ctx)).lines():
+        click.echo(line)
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the database's schema version, and whether this mailgate can use it."""
+    from engine.storage.migrate import describe_current
+
+    click.echo(describe_current(_database_url(ctx)))
+
+
+@db.command("history")
+def db_history() -> None:
+    """List the schema versions this mailgate knows, newest first."""
+    from engine.storage.migrate import history
+
+    head = head_revision()
+    for revision in history():
+        mark = "  (head)" if revision.revision == head else ""
+        click.echo(f"{revision.revision:<4} {revision.message}{mark}")
 
 
 @db.command("load")
@@ -162,7 +200,8 @@ def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
 
     Exit status: 0 for every outcome, quarantined and duplicate included (the message is safe in the
     database); 75 (EX_TEMPFAIL, so the MTA retries) if the database cannot be reached; 1 for an
-    unknown account, an empty input or a config mistake (2 for a malformed command line, as always).
+    unknown account, an empty input, a config mistake or a database whose schema version is not
+    this mailgate's (retrying cannot fix that; 2 for a malformed command line, as always).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -182,7 +221,7 @@ def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
         reason = str(getattr(exc, "orig", None) or exc).strip()
         click.echo(f"mailgate: {reason}; message not delivered, the MTA will retry", err=True)
         sys.exit(EX_TEMPFAIL)
-    except ConfigError:
+    except (ConfigError, SchemaVersionError):
         raise
     except Exception as exc:  # never bounce a mail for our own bug: let the MTA keep it
         if os.environ.get("MAILGATE_DEBUG"):
@@ -394,11 +433,21 @@ def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
 @click.option(
     "--once", is_flag=True, help="One pass over every active account, then exit (status 1 if any failed)."
 )
+@click.option(
+    "--upgrade", is_flag=True, help="First upgrade the database's schema if it is older (as 'db upgrade')."
+)
 @click.pass_context
-def run_service(ctx: click.Context, once: bool) -> None:
+def run_service(ctx: click.Context, once: bool, upgrade: bool) -> None:
     """Watch every active account and process its mail as it arrives, until SIGTERM or Ctrl-C."""
     from engine.service import serve
 
+    if upgrade:
+        from engine.storage.migrate import upgrade_database
+
+        upgraded = upgrade_database(_database_url(ctx))
+        if upgraded.applied or upgraded.adopted or upgraded.before is None:
+            for line in upgraded.lines():
+                click.echo(line)
     reports = serve(_runtime(ctx), once=once)
     for report in reports:
         counts = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes)
