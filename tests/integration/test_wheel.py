@@ -1,8 +1,9 @@
 """CI builds the wheel, installs it in a fresh venv and processes a sample mail with it.
 
-This proves the wheel is complete on its own: the subject grammar, the bundled rule packs and the
-demo data travel inside it (as ``engine/_bundled/`` and ``engine/demo/``), and the installed
-``mailgate`` finds them far from any checkout. Dependencies are resolved by pip (from PyPI, or its
+This proves the wheel is complete on its own: the subject grammar, the bundled rule packs, the
+schema migrations (``engine/storage/migrations/``) and the demo data travel inside it (as
+``engine/_bundled/`` and ``engine/demo/``), and the installed ``mailgate`` finds them far from any
+checkout. Dependencies are resolved by pip (from PyPI, or its
 cache); the venv does not see the system's or the test venv's packages.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -86,6 +88,9 @@ def test_the_wheel_installs_in_a_fresh_venv_and_processes_a_sample_mail(tmp_path
         "engine/_bundled/rules/default.yaml",
         "engine/demo/fixtures.yaml",
         "engine/cli.py",
+        "engine/storage/migrations/env.py",
+        "engine/storage/migrations/script.py.mako",
+        "engine/storage/migrations/versions/r1_schema_of_mailgate_0_1_0.py",
         "connectors/__init__.py",
     ):
         assert shipped in names, f"{shipped} is missing from {wheel.name}"
@@ -115,6 +120,11 @@ def test_the_wheel_installs_in_a_fresh_venv_and_processes_a_sample_mail(tmp_path
     assert (rules / "default.yaml").is_file()
 
     run([mailgate, "init"], cwd=site)
+    version = run([mailgate, "--version"], cwd=site).stdout
+    [head] = re.findall(r"^mailgate \S+ \(database schema (r\d+)\)$", version, re.MULTILINE)
+    assert run([mailgate, "db", "current"], cwd=site).stdout.strip() == f"{head} (head)"
+    assert "nothing to upgrade" in run([mailgate, "db", "upgrade"], cwd=site).stdout
+    assert run([mailgate, "db", "history"], cwd=site).stdout.startswith(f"{head} ")
     checked = run([mailgate, "check"], cwd=site)
     assert f"ok: rule pack default ({rules / 'default.yaml'})" in checked.stdout
     (site / "people.yaml").write_text(PEOPLE, encoding="utf-8")
