@@ -95,7 +95,7 @@ def _tag(ctx: ActionContext) -> str | None:
     if ctx.entity is None or ctx.number is None:
         return None
     slot = {"call": "call_tag", "request": "request_tag", "task": "task_tag"}[ctx.entity]
-    return entity_tag(getattr(ctx.pack.keywords, slot)[0], ctx.number)
+    return entity_tag(ctx.pack.keywords[slot][0], ctx.number)
 
 
 def with_tag(subject: str, tag: str | None) -> str:

@@ -24,6 +24,6 @@ def preview_message(config: Config, type_name: str, account_name: str | None = N
     variables = sample_variables(type_name, config.product_name, account.name if account else "helpdesk")
     rendered = template.render_message(variables)
     if variables["entity"] == "call" and variables["number"] is not None:
-        tag = entity_tag(pack.keywords.call_tag[0], int(variables["number"]))
+        tag = entity_tag(pack.keywords["call_tag"][0], int(variables["number"]))
         rendered = RenderedMessage(with_tag(rendered.subject, tag), rendered.text, rendered.html)
     return rendered

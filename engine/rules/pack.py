@@ -21,8 +21,9 @@ from engine.errors import ConfigError, Problem, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
 from engine.rules.merge import merge_rules
-from engine.rules.subject import DEFAULT_KEYWORDS, KeywordError, Keywords, compile_keywords, keyword_slots
+from engine.rules.subject import compile_keywords
 from engine.rules.templates import MessageTemplate, compile_templates
+from engine.rules.vocabulary import KeywordError, Keywords, default_keywords, read_keywords
 
 OUTCOMES = (
     "logged",
@@ -161,9 +162,7 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
                 data, key, f"unknown key {key!r} in a rule pack{did_you_mean(str(key), _PACK_KEYS)}"
             )
     parent, parent_ok = _load_parent(data, path, chain, problems)
-    keywords = _read_keywords(
-        data.get("keywords"), data, parent.keywords if parent else DEFAULT_KEYWORDS, problems
-    )
+    keywords = _read_pack_keywords(data, parent, problems)
     templates: dict[str, MessageTemplate] = dict(parent.templates) if parent else {}
     templates_node = data.get("templates")
     own_templates = compile_templates(templates_node, problems, _sample_variables())
@@ -228,44 +227,16 @@ def _load_parent(
         return None, False
 
 
-def _read_keywords(node: Any, parent_node: Any, base: Keywords, problems: Problems) -> Keywords:
-    if node is None:
-        return base
-    if not is_mapping(node):
-        problems.at(parent_node, "keywords", "keywords must map a keyword slot to a list of words")
-        return base
-    slots = keyword_slots()
-    changes: dict[str, tuple[str, ...]] = {}
-    clean = True
-    for slot, words in node.items():
-        if slot not in slots:
-            problems.at_key(node, slot, f"unknown keyword slot {slot!r}{did_you_mean(str(slot), slots)}")
-            clean = False
-            continue
-        values = list(words) if is_sequence(words) else [words]
-        if not values or not all(isinstance(w, str) and w.strip() for w in values):
-            problems.at(node, slot, f"keywords.{slot} must be a non-empty list of words")
-            clean = False
-            continue
-        aliases = tuple(w.strip() for w in values)
-        for index, word in enumerate(aliases):
-            try:
-                dataclasses.replace(DEFAULT_KEYWORDS, **{str(slot): (word,)})
-            except KeywordError as exc:
-                where = (words, index) if is_sequence(words) else (node, slot)
-                problems.at(where[0], where[1], str(exc))
-                clean = False
-        changes[str(slot)] = aliases
-    if not clean:
+def _read_pack_keywords(data: Any, parent: RulePack | None, problems: Problems) -> Keywords:
+    """The pack's keywords over its parent's (a pack that extends nothing builds on the bundled default's)."""
+    base = parent.keywords if parent else default_keywords()
+    keywords = read_keywords(data.get("keywords"), data, base, problems)
+    if keywords is None:
         return base
     try:
-        keywords = dataclasses.replace(base, **changes)
         compile_keywords(keywords)
     except KeywordError as exc:
-        if exc.slot in node:
-            problems.at(node, exc.slot, str(exc))
-        else:
-            problems.at(parent_node, "keywords", f"keywords: {exc}")
+        problems.at(data, "keywords" if "keywords" in data else None, f"keywords: {exc}")
         return base
     return keywords
 

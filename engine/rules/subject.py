@@ -1,6 +1,7 @@
 """Reads the command in an email subject: tags like ``[CLOSE#12]``, mentions like ``Call 12``, summaries.
 
-The structure lives in ``grammars/subject.lark``; the words come from the rule pack as a
+The structure lives in ``grammars/subject.lark``; what each command means lives in the table of
+elements (``engine.rules.vocabulary.ELEMENTS``); the words come from the rule pack as a
 :class:`Keywords` value. Each keyword set gets one compiled LALR parser, cached.
 
 Decisions: a number is a positive whole number of at most 18 significant digits (``0`` is not a
@@ -13,110 +14,39 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass, fields
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer
 from lark.exceptions import LarkError
 from lark.lexer import PatternRE, TerminalDef
 
-from engine.errors import MailgateError
 from engine.resources import grammars_dir
+from engine.rules.vocabulary import (
+    ELEMENTS,
+    REPLY_PREFIX_SLOT,
+    Element,
+    Intent,
+    KeywordError,
+    Keywords,
+    Shape,
+    default_keywords,
+    keyword_slots,
+)
+
+__all__ = [
+    "Intent",
+    "KeywordError",
+    "Keywords",
+    "ParsedSubject",
+    "SubjectElement",
+    "compile_keywords",
+    "default_keywords",
+    "keyword_slots",
+    "parse_subject",
+]
 
 GRAMMAR_FILE = "subject.lark"
-
-
-class Intent(StrEnum):
-    """What a subject asks for."""
-
-    UNRECOGNISED = "unrecognised"
-    UPDATE_CALL = "update_call"
-    UPDATE_REQUEST = "update_request"
-    UPDATE_TASK = "update_task"
-    CLOSE_CALL = "close_call"
-    APPROVE_TASK = "approve_task"
-    REJECT_TASK = "reject_task"
-    MY_CALLS = "my_calls"
-    MY_REQUESTS = "my_requests"
-    MY_TASKS = "my_tasks"
-    MY_APPROVALS = "my_approvals"
-
-
-class KeywordError(MailgateError, ValueError):
-    """A keyword set was refused; ``slot`` names the Keywords field at fault (None if no single one)."""
-
-    def __init__(self, slot: str | None, message: str) -> None:
-        self.slot = slot
-        super().__init__(f"subject keyword slot '{slot}': {message}" if slot else message)
-
-
-_STRUCTURE_CHARACTERS = "[]#"
-
-
-@dataclass(frozen=True)
-class Keywords:
-    """Every keyword list the grammar needs; one field per keyword slot, each a tuple of aliases.
-
-    Keywords match case-insensitively; a space inside a keyword matches any run of whitespace.
-    A keyword must be printable text without ``[``, ``]``, ``#`` or line breaks (those are the
-    grammar's structure); a reply prefix is written without its ``:``.
-    """
-
-    close_call: tuple[str, ...] = ("CLOSE",)
-    approve_task: tuple[str, ...] = ("APPROVE",)
-    reject_task: tuple[str, ...] = ("REJECT",)
-    my_calls: tuple[str, ...] = ("MyCalls",)
-    my_requests: tuple[str, ...] = ("MyRequests",)
-    my_tasks: tuple[str, ...] = ("MyTasks",)
-    my_approvals: tuple[str, ...] = ("MyApprovals",)
-    call_tag: tuple[str, ...] = ("CALL",)  # [CALL#n]
-    request_tag: tuple[str, ...] = ("REQ",)  # [REQ#n]
-    task_tag: tuple[str, ...] = ("TASK", "APPROVAL")  # [TASK#n]
-    call_word: tuple[str, ...] = ("Call", "Call No", "Call No.")  # Call n
-    request_word: tuple[str, ...] = ("Request",)  # Request n
-    task_word: tuple[str, ...] = ("Task", "Approval", "Task/Approval")  # Task n
-    reply_prefix: tuple[str, ...] = ("Re", "Fwd", "Fw", "AW", "WG", "SV", "VS", "TR")  # Re:
-
-    def __post_init__(self) -> None:
-        for slot in keyword_slots():
-            object.__setattr__(self, slot, _checked_aliases(slot, getattr(self, slot)))
-
-
-def _checked_aliases(slot: str, value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise KeywordError(slot, f"must be a list of keywords, got {value!r}")
-    aliases = tuple(value)
-    if not aliases:
-        raise KeywordError(slot, "needs at least one keyword")
-    for keyword in aliases:
-        problem = _keyword_problem(slot, keyword)
-        if problem:
-            raise KeywordError(slot, f"keyword {keyword!r} {problem}")
-    return aliases
-
-
-def _keyword_problem(slot: str, keyword: object) -> str | None:
-    if not isinstance(keyword, str):
-        return "is not text"
-    if not keyword.strip():
-        return "is empty"
-    if not keyword.isprintable():
-        return "contains a line break, tab or other control character"
-    for character in _STRUCTURE_CHARACTERS:
-        if character in keyword:
-            return f"contains {character!r}, which the subject grammar uses for structure"
-    if slot == "reply_prefix" and ":" in keyword:
-        return "contains ':'; write the prefix without it (the grammar adds the ':')"
-    return None
-
-
-def keyword_slots() -> tuple[str, ...]:
-    """Field names of :class:`Keywords`, for the rule-pack validator."""
-    return tuple(field.name for field in fields(Keywords))
-
-
-DEFAULT_KEYWORDS = Keywords()
 
 
 @dataclass(frozen=True)
@@ -153,107 +83,45 @@ def _decide(prefixes: tuple[str, ...], elements: tuple[SubjectElement, ...]) -> 
     return ParsedSubject(winner.intent, winner.number, winner.bracketed, winner.text, prefixes, elements)
 
 
-# ---- tree to values ----------------------------------------------------------------------------
+# ---- tokens to values ---------------------------------------------------------------------------
 
 _TRAILING_NUMBER = re.compile(r"([0-9]+)\s*\]?$")
+_PREFIX_TERMINAL = REPLY_PREFIX_SLOT.upper()
+_ELEMENT_OF_TERMINAL: Mapping[str, Element] = {element.terminal: element for element in ELEMENTS}
 
 
-def _numbered(intent: Intent, token: Token, bracketed: bool) -> SubjectElement:
-    found = _TRAILING_NUMBER.search(token)
-    # The grammar guarantees the number; stripping zeros keeps int() within its digit limit.
-    number = int(found.group(1).lstrip("0")) if found else None
-    return SubjectElement(intent, number, bracketed, str(token), _start(token))
+def _element(token: Token) -> SubjectElement:
+    """The command ``token`` matched, read through its row in the table of elements."""
+    element = _ELEMENT_OF_TERMINAL[token.type]
+    number = None
+    if element.shape is not Shape.SUMMARY_TAG:
+        found = _TRAILING_NUMBER.search(token)
+        # The grammar guarantees the number; stripping zeros keeps int() within its digit limit.
+        number = int(found.group(1).lstrip("0")) if found else None
+    bracketed = element.shape is not Shape.MENTION
+    return SubjectElement(element.intent, number, bracketed, str(token), token.start_pos or 0)
 
 
-def _summary(intent: Intent, token: Token) -> SubjectElement:
-    return SubjectElement(intent, None, True, str(token), _start(token))
-
-
-def _start(token: Token) -> int:
-    return token.start_pos if token.start_pos is not None else 0
-
-
-@v_args(inline=True)
 class _SubjectTransformer(Transformer[Token, ParsedSubject]):
-    """Turns each grammar rule into a value; ``start`` returns the :class:`ParsedSubject`."""
+    """Turns the tokens of ``start`` (prefixes, then commands) into the :class:`ParsedSubject`."""
 
-    def start(self, *children: str | SubjectElement) -> ParsedSubject:
-        """Split prefixes from elements and decide the winner."""
-        prefixes = tuple(c for c in children if isinstance(c, str))
-        elements = tuple(c for c in children if isinstance(c, SubjectElement))
+    def start(self, tokens: list[Token]) -> ParsedSubject:
+        """Split prefixes from commands and decide the winner."""
+        prefixes = tuple(str(t) for t in tokens if t.type == _PREFIX_TERMINAL)
+        elements = tuple(_element(t) for t in tokens if t.type != _PREFIX_TERMINAL)
         return _decide(prefixes, elements)
-
-    def prefix(self, token: Token) -> str:
-        """A reply/forward prefix such as ``AW:`` or ``Re[2]:``, as written."""
-        return str(token)
-
-    def close_call(self, token: Token) -> SubjectElement:
-        """``[CLOSE#n]``."""
-        return _numbered(Intent.CLOSE_CALL, token, bracketed=True)
-
-    def approve_task(self, token: Token) -> SubjectElement:
-        """``[APPROVE#n]``."""
-        return _numbered(Intent.APPROVE_TASK, token, bracketed=True)
-
-    def reject_task(self, token: Token) -> SubjectElement:
-        """``[REJECT#n]``."""
-        return _numbered(Intent.REJECT_TASK, token, bracketed=True)
-
-    def call_tag(self, token: Token) -> SubjectElement:
-        """``[CALL#n]``."""
-        return _numbered(Intent.UPDATE_CALL, token, bracketed=True)
-
-    def request_tag(self, token: Token) -> SubjectElement:
-        """``[REQ#n]``."""
-        return _numbered(Intent.UPDATE_REQUEST, token, bracketed=True)
-
-    def task_tag(self, token: Token) -> SubjectElement:
-        """``[TASK#n]`` / ``[APPROVAL#n]``."""
-        return _numbered(Intent.UPDATE_TASK, token, bracketed=True)
-
-    def my_calls(self, token: Token) -> SubjectElement:
-        """``[MyCalls]``."""
-        return _summary(Intent.MY_CALLS, token)
-
-    def my_requests(self, token: Token) -> SubjectElement:
-        """``[MyRequests]``."""
-        return _summary(Intent.MY_REQUESTS, token)
-
-    def my_tasks(self, token: Token) -> SubjectElement:
-        """``[MyTasks]``."""
-        return _summary(Intent.MY_TASKS, token)
-
-    def my_approvals(self, token: Token) -> SubjectElement:
-        """``[MyApprovals]``."""
-        return _summary(Intent.MY_APPROVALS, token)
-
-    def call_mention(self, token: Token) -> SubjectElement:
-        """``Call n`` / ``Call No. n``."""
-        return _numbered(Intent.UPDATE_CALL, token, bracketed=False)
-
-    def request_mention(self, token: Token) -> SubjectElement:
-        """``Request n``."""
-        return _numbered(Intent.UPDATE_REQUEST, token, bracketed=False)
-
-    def task_mention(self, token: Token) -> SubjectElement:
-        """``Task n`` / ``Approval n`` / ``Task/Approval n``."""
-        return _numbered(Intent.UPDATE_TASK, token, bracketed=False)
 
 
 # ---- building a parser for a keyword set ---------------------------------------------------------
 
-# Slots whose keywords fill the same structure: one keyword in two of them would be ambiguous.
-_SHARED_SHAPES: dict[str, tuple[str, ...]] = {
-    "[KEYWORD#n]": ("close_call", "approve_task", "reject_task", "call_tag", "request_tag", "task_tag"),
-    "[KEYWORD]": ("my_calls", "my_requests", "my_tasks", "my_approvals"),
-    "KEYWORD n": ("call_word", "request_word", "task_word"),
-}
 _PLACEHOLDER = re.compile(r"%[A-Za-z_]+%")
+# A placeholder that is no slot: the words of every "KEYWORD n" slot, for the lookahead of _TEXT.
+_MENTION_KEYWORDS = "mention_keywords"
 
 
-def _sentinel(slot: str) -> str:
-    """The placeholder text for ``slot`` as it appears inside a compiled terminal pattern."""
-    return re.escape(f"%{slot}%")
+def _sentinel(name: str) -> str:
+    """The placeholder text for ``name`` as it appears inside a compiled terminal pattern."""
+    return re.escape(f"%{name}%")
 
 
 def _keyword_regex(keyword: str) -> str:
@@ -266,17 +134,23 @@ def _alternation(aliases: tuple[str, ...]) -> str:
     return "(?i:" + "|".join(patterns) + ")"
 
 
-def _check_collisions(keywords: Keywords) -> None:
-    for shape, slots in _SHARED_SHAPES.items():
-        owner: dict[str, str] = {}
-        for slot in slots:
-            for keyword in getattr(keywords, slot):
-                normalised = " ".join(keyword.split()).casefold()
-                other = owner.setdefault(normalised, slot)
-                if other != slot:
-                    raise KeywordError(
-                        slot, f"keyword {keyword!r} is also in '{other}'; '{shape}' would be ambiguous"
-                    )
+def _fillings(keywords: Keywords) -> dict[str, str]:
+    """Sentinel -> regex alternation, for every slot and for ``%mention_keywords%``."""
+    fillings = {_sentinel(slot): _alternation(aliases) for slot, aliases in keywords.items()}
+    mentions = tuple(word for e in ELEMENTS if e.shape is Shape.MENTION for word in keywords[e.slot])
+    fillings[_sentinel(_MENTION_KEYWORDS)] = _alternation(mentions)
+    return fillings
+
+
+def _check_terminals(parser: Lark) -> None:
+    """The grammar's command terminals must be exactly the table's: a token no row reads is a bug."""
+    kept = {t.name for t in parser.terminals if not t.name.startswith("_")} - set(parser.ignore_tokens)
+    expected = {*_ELEMENT_OF_TERMINAL, _PREFIX_TERMINAL}
+    if kept != expected:
+        missing, extra = sorted(expected - kept), sorted(kept - expected)
+        raise KeywordError(
+            None, f"{GRAMMAR_FILE} and the table of elements disagree: missing {missing}, unknown {extra}"
+        )
 
 
 @functools.cache
@@ -286,8 +160,7 @@ def _grammar_text() -> str:
 
 @functools.lru_cache(maxsize=32)
 def _parser_for(keywords: Keywords) -> Lark:
-    _check_collisions(keywords)
-    replacements = {_sentinel(slot): _alternation(getattr(keywords, slot)) for slot in keyword_slots()}
+    replacements = _fillings(keywords)
     unused = set(replacements)
 
     def keyword_alternation(placeholder: re.Match[str]) -> str:
@@ -313,21 +186,25 @@ def _parser_for(keywords: Keywords) -> Lark:
     except (LarkError, re.error) as error:
         raise KeywordError(None, f"the subject keywords cannot compile: {error}") from error
     if unused:
-        slots = sorted(s for s in keyword_slots() if _sentinel(s) in unused)
+        slots = sorted(s for s in keyword_slots() if _sentinel(s) in unused) or [_MENTION_KEYWORDS]
         raise KeywordError(slots[0], f"{GRAMMAR_FILE} has no placeholder for this slot")
+    _check_terminals(parser)
     return parser
 
 
 def compile_keywords(keywords: Keywords) -> None:
-    """Build (and cache) the parser for ``keywords``; raise :class:`KeywordError` naming the slot."""
+    """Build (and cache) the parser for ``keywords``; :class:`KeywordError` if the grammar refuses them."""
     _parser_for(keywords)
 
 
-def parse_subject(subject: str, keywords: Keywords = DEFAULT_KEYWORDS) -> ParsedSubject:
-    """Read the command in ``subject``; never raises on any subject (unreadable means unrecognised)."""
+def parse_subject(subject: str, keywords: Keywords | None = None) -> ParsedSubject:
+    """Read the command in ``subject`` (with the bundled default keywords if none are given).
+
+    Never raises on any subject: unreadable means unrecognised.
+    """
     if not subject:
         return _UNRECOGNISED
-    parser = _parser_for(keywords)
+    parser = _parser_for(keywords if keywords is not None else default_keywords())
     try:
         result = parser.parse(subject)
     except LarkError:

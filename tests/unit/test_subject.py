@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import ast
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from engine.config.yaml_source import load_yaml_text
 from engine.errors import MailgateError
+from engine.resources import rules_dir
+from engine.rules import subject as subject_module
+from engine.rules.pack import load_pack
 from engine.rules.subject import (
-    DEFAULT_KEYWORDS,
     Intent,
     KeywordError,
     Keywords,
     ParsedSubject,
     _parser_for,
     compile_keywords,
+    default_keywords,
     keyword_slots,
     parse_subject,
 )
+from engine.rules.vocabulary import ELEMENTS, Element, Shape
 
 try:
     from hypothesis import given, settings
@@ -299,7 +306,9 @@ def test_folded_header_whitespace_counts_as_whitespace_in_mentions(subject: str)
 
 # ---- admin keywords -------------------------------------------------------------------------------
 
-GERMAN = Keywords(close_call=("CLOSE", "SCHLIESSEN"), call_word=("Anruf",), reply_prefix=("AW", "Antw"))
+GERMAN = default_keywords().replaced(
+    close_call=("CLOSE", "SCHLIESSEN"), call_word=("Anruf",), reply_prefix=("AW", "Antw")
+)
 
 
 @pytest.mark.parametrize(
@@ -330,7 +339,7 @@ def test_replaced_reply_prefix_is_no_longer_a_prefix() -> None:
 
 @pytest.mark.parametrize("subject", ["Ticket Nr. 5", "ticket  nr.\t5", "TICKET\r\n NR. 5"])
 def test_space_inside_a_keyword_matches_any_whitespace(subject: str) -> None:
-    keywords = Keywords(call_word=("Ticket Nr.",))
+    keywords = default_keywords().replaced(call_word=("Ticket Nr.",))
     assert (parse_subject(subject, keywords).intent, parse_subject(subject, keywords).number) == (
         Intent.UPDATE_CALL,
         5,
@@ -341,15 +350,15 @@ def test_space_inside_a_keyword_matches_any_whitespace(subject: str) -> None:
     ("subject", "intent"), [("C.ll 5", Intent.UPDATE_CALL), ("Call 5", Intent.UNRECOGNISED)]
 )
 def test_regex_characters_in_keywords_match_literally(subject: str, intent: Intent) -> None:
-    keywords = Keywords(call_word=("C.ll",), request_tag=("R+Q",))
+    keywords = default_keywords().replaced(call_word=("C.ll",), request_tag=("R+Q",))
     assert parse_subject(subject, keywords).intent is intent
     assert parse_subject("[R+Q#3]", keywords).intent is Intent.UPDATE_REQUEST
     assert parse_subject("[RRQ#3]", keywords).intent is Intent.UNRECOGNISED
 
 
 def test_keywords_given_as_lists_are_stored_as_tuples() -> None:
-    keywords = Keywords(close_call=["CLOSE", "ZU"])  # type: ignore[arg-type]
-    assert keywords.close_call == ("CLOSE", "ZU")
+    keywords = default_keywords().replaced(close_call=["CLOSE", "ZU"])
+    assert keywords["close_call"] == ("CLOSE", "ZU")
     assert parse_subject("[zu#1]", keywords).intent is Intent.CLOSE_CALL
 
 
@@ -372,46 +381,134 @@ def test_keywords_given_as_lists_are_stored_as_tuples() -> None:
 )
 def test_invalid_keywords_raise_naming_the_slot(slot: str, value: object) -> None:
     with pytest.raises(KeywordError) as raised:
-        Keywords(**{slot: value})  # type: ignore[arg-type]
+        default_keywords().replaced(**{slot: value})  # type: ignore[arg-type]
     assert raised.value.slot == slot
     assert slot in str(raised.value)
     assert isinstance(raised.value, ValueError) and isinstance(raised.value, MailgateError)
 
 
 @pytest.mark.parametrize(
-    ("keywords", "slot", "other"),
+    ("aliases", "slot"),
     [
-        (Keywords(close_call=("CALL",)), "call_tag", "close_call"),
-        (Keywords(approve_task=("OK",), reject_task=("ok",)), "reject_task", "approve_task"),
-        (Keywords(my_calls=("Mine",), my_tasks=("mine",)), "my_tasks", "my_calls"),
-        (Keywords(request_word=("Call  No",)), "request_word", "call_word"),
+        ({**default_keywords(), "close": ("CLOSE",)}, "close"),
+        ({k: v for k, v in default_keywords().items() if k != "task_word"}, "task_word"),
     ],
 )
-def test_colliding_keywords_raise_naming_both_slots(keywords: Keywords, slot: str, other: str) -> None:
+def test_a_keyword_set_holds_exactly_the_slots_of_the_table(
+    aliases: dict[str, tuple[str, ...]], slot: str
+) -> None:
     with pytest.raises(KeywordError) as raised:
-        compile_keywords(keywords)
+        Keywords(aliases)
+    assert raised.value.slot == slot
+
+
+@pytest.mark.parametrize(
+    ("changes", "slot", "other"),
+    [
+        ({"close_call": ("CALL",)}, "call_tag", "close_call"),
+        ({"approve_task": ("OK",), "reject_task": ("ok",)}, "reject_task", "approve_task"),
+        ({"my_calls": ("Mine",), "my_tasks": ("mine",)}, "my_tasks", "my_calls"),
+        ({"request_word": ("Call  No",)}, "request_word", "call_word"),
+    ],
+)
+def test_colliding_keywords_raise_naming_both_slots(
+    changes: dict[str, tuple[str, ...]], slot: str, other: str
+) -> None:
+    with pytest.raises(KeywordError) as raised:
+        default_keywords().replaced(**changes)
     assert raised.value.slot == slot
     assert slot in str(raised.value) and other in str(raised.value)
-    with pytest.raises(KeywordError):
-        parse_subject("anything", keywords)
 
 
 def test_same_keyword_in_different_shapes_is_allowed() -> None:
-    keywords = Keywords(close_call=("MyCalls",), call_tag=("Call",))
+    keywords = default_keywords().replaced(close_call=("MyCalls",), call_tag=("Call",))
     compile_keywords(keywords)
     assert parse_subject("[MyCalls#4]", keywords).intent is Intent.CLOSE_CALL
     assert parse_subject("[MyCalls]", keywords).intent is Intent.MY_CALLS
     assert parse_subject("[Call#4] Call 5", keywords).elements[1].intent is Intent.UPDATE_CALL
 
 
-def test_keyword_slots_are_the_keywords_fields() -> None:
+def test_keyword_slots_are_the_slots_of_every_keyword_set() -> None:
     slots = keyword_slots()
     assert slots[0] == "close_call" and "reply_prefix" in slots and len(slots) == 14
-    assert all(getattr(DEFAULT_KEYWORDS, slot) for slot in slots)
+    assert tuple(default_keywords()) == slots
+    assert all(default_keywords()[slot] for slot in slots)
 
 
 def test_equal_keyword_sets_share_one_compiled_parser() -> None:
-    assert _parser_for(Keywords(call_word=("Anruf",))) is _parser_for(Keywords(call_word=("Anruf",)))
+    first, second = (default_keywords().replaced(call_word=("Anruf",)) for _ in range(2))
+    assert first is not second and _parser_for(first) is _parser_for(second)
+
+
+# ---- the vocabulary: one table of elements, one copy of the default words -----------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def written_in_shape(element: Element, keyword: str) -> str:
+    """A subject holding the command of ``element``, with number 12 where its shape has one."""
+    return {
+        Shape.NUMBERED_TAG: f"Re: [{keyword}#12] printer",
+        Shape.SUMMARY_TAG: f"Re: [{keyword}] printer",
+        Shape.MENTION: f"Re: printer, {keyword} 12",
+    }[element.shape]
+
+
+@pytest.mark.parametrize("element", ELEMENTS, ids=[e.slot for e in ELEMENTS])
+def test_every_element_of_the_table_is_read_in_its_shape_as_its_intent(element: Element) -> None:
+    for keyword in default_keywords()[element.slot]:
+        parsed = parse_subject(written_in_shape(element, keyword))
+        expected_number = None if element.shape is Shape.SUMMARY_TAG else 12
+        assert (parsed.intent, parsed.number, parsed.bracketed) == (
+            element.intent,
+            expected_number,
+            element.shape is not Shape.MENTION,
+        ), keyword
+
+
+def test_keywords_without_a_pack_are_read_once_from_the_bundled_default_pack(tmp_path: Path) -> None:
+    """The words used without a pack, by the default pack and by a pack extending nothing are one set."""
+    path = rules_dir() / "default.yaml"
+    written = load_yaml_text(path.read_text(encoding="utf-8"), str(path))["keywords"]
+    assert dict(default_keywords()) == {slot: tuple(words) for slot, words in written.items()}
+    assert default_keywords() is default_keywords()
+    assert load_pack("default", rules_dir()).keywords == default_keywords()
+    standalone = tmp_path / "standalone.yaml"
+    standalone.write_text("rules:\n  - {name: ignore_all, outcome: ignored}\n", encoding="utf-8")
+    assert load_pack(str(standalone), tmp_path).keywords is default_keywords()
+
+
+def _literal_strings(node: ast.AST) -> frozenset[str] | None:
+    """The strings of a tuple, list or set literal made only of strings (None for anything else)."""
+    if not isinstance(node, ast.Tuple | ast.List | ast.Set) or not node.elts:
+        return None
+    values = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return frozenset(v.casefold() for v in values) if len(values) == len(node.elts) else None
+
+
+def test_no_python_module_holds_a_copy_of_the_default_keywords() -> None:
+    """No list of a slot's default words is written in Python: rules/default.yaml is their one home."""
+    defaults = {frozenset(w.casefold() for w in words): slot for slot, words in default_keywords().items()}
+    copies = []
+    for folder in ("engine", "connectors", "bench"):
+        for module in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
+                strings = _literal_strings(node)
+                if strings in defaults:
+                    copies.append(f"{module.relative_to(ROOT)}:{node.lineno}: {defaults[strings]}")
+    assert not copies, copies
+
+
+def test_a_grammar_terminal_without_a_row_in_the_table_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    grammar = subject_module._grammar_text()
+    with_orphan = grammar.replace("| _TEXT", "| ORPHAN\n        | _TEXT") + 'ORPHAN.3: "[ORPHAN]"\n'
+    monkeypatch.setattr(subject_module, "_grammar_text", lambda: with_orphan)
+    _parser_for.cache_clear()
+    try:
+        with pytest.raises(KeywordError, match="ORPHAN"):
+            compile_keywords(default_keywords())
+    finally:
+        _parser_for.cache_clear()
 
 
 # ---- robustness ------------------------------------------------------------------------------------
@@ -443,7 +540,7 @@ def test_random_subjects_never_raise() -> None:
 
 
 def test_grammar_accepts_every_random_subject_without_the_fallback() -> None:
-    parser = _parser_for(DEFAULT_KEYWORDS)
+    parser = _parser_for(default_keywords())
     for subject in random_subjects(3000):
         assert isinstance(parser.parse(subject), ParsedSubject)
 
