@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import random
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -443,6 +448,7 @@ def test_equal_keyword_sets_share_one_compiled_parser() -> None:
 # ---- the vocabulary: one table of elements, one copy of the default words -----------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "rule-packs.md"
 
 
 def written_in_shape(element: Element, keyword: str) -> str:
@@ -497,6 +503,85 @@ def test_no_python_module_holds_a_copy_of_the_default_keywords() -> None:
                 if strings in defaults:
                     copies.append(f"{module.relative_to(ROOT)}:{node.lineno}: {defaults[strings]}")
     assert not copies, copies
+
+
+_TABLE_ROW = re.compile(r"^\| `(?P<slot>[a-z_]+)` \| (?P<words>`[^|]*`) \|", re.MULTILINE)
+
+
+def doc_section(title: str) -> str:
+    """The text of docs/rule-packs.md from the heading ``title`` to the next heading."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index(f"\n{title}\n") + len(title) + 2 :]
+    return re.split(r"^#{2,} ", section, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def test_the_doc_shows_the_default_words_of_every_slot_as_the_default_pack_has_them() -> None:
+    rows = {m["slot"]: m["words"] for m in _TABLE_ROW.finditer(doc_section("## Keywords"))}
+    documented = {slot: tuple(re.findall(r"`([^`]+)`", words)) for slot, words in rows.items()}
+    assert documented == dict(default_keywords())
+
+
+_DIFF_BLOCK = re.compile(r"^```diff\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def adding_a_command() -> list[tuple[str, str, str]]:
+    """The edits docs/rule-packs.md says a new command takes: (file, context lines, added lines)."""
+    edits = []
+    for block in _DIFF_BLOCK.findall(doc_section("### Adding a subject command (for developers)")):
+        header, *lines = block.splitlines()
+        context = "".join(line[1:] + "\n" for line in lines if line.startswith(" "))
+        added = "".join(line[1:] + "\n" for line in lines if line.startswith("+"))
+        edits.append((header.removeprefix("# file: "), context, added))
+    return edits
+
+
+ADDED_COMMAND_CHECK = """
+import sys
+from pathlib import Path
+from engine.rules import subject
+from engine.rules.pack import load_pack
+from engine.resources import rules_dir
+assert Path(subject.__file__).is_relative_to(Path.cwd()), subject.__file__
+parsed = subject.parse_subject("AW: [ reopen # 12 ] printer")
+print(parsed.intent, parsed.number, parsed.bracketed)
+print(load_pack("default", rules_dir()).keywords["reopen_call"])
+print(load_pack(sys.argv[1], Path.cwd()).rules[0].name)
+"""
+
+
+def test_adding_a_command_takes_five_lines_in_the_grammar_the_table_and_the_default_pack(
+    tmp_path: Path,
+) -> None:
+    """The doc's edits for [REOPEN#n], applied to a copy of mailgate, are all the copy needs to read it."""
+    assert parse_subject("[REOPEN#12]").intent is Intent.UNRECOGNISED
+    edits = adding_a_command()
+    assert {file for file, _, _ in edits} == {
+        "grammars/subject.lark",
+        "engine/rules/vocabulary.py",
+        "rules/default.yaml",
+    }
+    assert sum(added.count("\n") for _, _, added in edits) == 5
+    copy = tmp_path / "mailgate"
+    for folder in ("engine", "connectors", "grammars", "rules"):
+        shutil.copytree(ROOT / folder, copy / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for file, context, added in edits:
+        target = copy / file
+        text = target.read_text(encoding="utf-8")
+        assert text.count(context) == 1, f"{file}: the doc's context lines are not found once:\n{context}"
+        target.write_text(text.replace(context, context + added), encoding="utf-8")
+    pack = tmp_path / "reopen.yaml"
+    rule = "{name: reopen_by_mail, when: {intent: reopen_call}, outcome: ignored}"
+    pack.write_text(f"extends: default\nrules:\n  - {rule}\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-c", ADDED_COMMAND_CHECK, str(pack)],
+        cwd=copy,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["reopen_call 12 True", "('REOPEN',)", "reopen_by_mail"]
 
 
 def test_a_grammar_terminal_without_a_row_in_the_table_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
