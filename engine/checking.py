@@ -9,7 +9,6 @@ from sqlalchemy.engine.url import make_url
 
 from engine.actions.registry import UnknownAction, action_class, action_names
 from engine.config.model import load_config
-from engine.config.yaml_source import load_yaml_file, position
 from engine.errors import ConfigError, Problem
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS
@@ -38,7 +37,7 @@ def check_all(config_path: Path) -> list[str]:
                 runtime.engine.dispose()  # opening it checks the database is reachable and its schema
                 lines.append(f"ok: database {make_url(config.database).render_as_string(hide_password=True)}")
             except (DatabaseError, SchemaVersionError) as exc:
-                problems.append(Problem(str(config.path), *_database_position(config.path), str(exc)))
+                problems.append(config.spans.of("database").problem(str(exc)))
         except ConfigError as exc:
             problems.extend(exc.problems)
     else:
@@ -74,8 +73,3 @@ def vocabulary() -> str:
         out.append(f"  {name:<24} {('(' + params + ')') if params else '':<28} {doc}")
     out.append("Outcomes: " + ", ".join(OUTCOMES))
     return "\n".join(out)
-
-
-def _database_position(path: Path) -> tuple[int, int]:
-    data = load_yaml_file(path)
-    return position(data, "database") if isinstance(data, dict) and "database" in data else (1, 1)

@@ -24,6 +24,22 @@ class Problem:
         return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Span:
+    """Where a value was written: a file and a 1-based line and column."""
+
+    file: str
+    line: int
+    col: int
+
+    def problem(self, message: str) -> Problem:
+        """A mistake reported at this position."""
+        return Problem(self.file, self.line, self.col, message)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
 class ConfigError(MailgateError):
     """A config or rule pack was refused; carries every problem found, each with its location."""
 

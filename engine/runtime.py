@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 
 from engine.config.model import AccountConfig, Config
-from engine.config.yaml_source import load_yaml_file, position
 from engine.errors import ConfigError, Problem
 from engine.rules.pack import RulePack, load_pack
 from engine.storage.db import open_database
@@ -21,7 +20,7 @@ class Runtime:
         for account in config.accounts:
             try:
                 self.packs[account.name] = load_pack(
-                    account.rule_pack, config.base_dir, where=_pack_ref_position(config, account)
+                    account.rule_pack, config.base_dir, where=config.account_spans(account).of("rule_pack")
                 )
             except ConfigError as exc:
                 problems.extend(exc.problems)
@@ -45,13 +44,3 @@ class Runtime:
         """Release the database connections."""
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _pack_ref_position(config: Config, account: AccountConfig) -> Problem:
-    data = load_yaml_file(config.path)
-    for node in data.get("accounts") or []:
-        if isinstance(node, dict) and node.get("name") == account.name:
-            key = "rule_pack" if "rule_pack" in node else None
-            line, col = position(node, key)
-            return Problem(str(config.path), line, col, "")
-    return Problem(str(config.path), 1, 1, "")

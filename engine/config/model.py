@@ -18,8 +18,16 @@ from connectors.registry import UnknownConnector, build_settings, connector_clas
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
 from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
-from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file
-from engine.errors import ConfigError, MailgateError, Problem, did_you_mean
+from engine.config.yaml_source import (
+    NOT_FROM_A_FILE,
+    Problems,
+    Spans,
+    is_mapping,
+    is_sequence,
+    load_yaml_file,
+    spans_of,
+)
+from engine.errors import ConfigError, MailgateError, Problem, Span, did_you_mean
 
 CONFIG_FILENAME = "mailgate.yaml"
 CONFIG_ENV = "MAILGATE_CONFIG"
@@ -77,7 +85,11 @@ class AccountConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole validated configuration."""
+    """The whole validated configuration.
+
+    ``spans`` say where every key of the file was written (``account_spans`` an account's), so a
+    check made after loading reports ``file:line:col`` without reading the file again.
+    """
 
     path: Path
     database: str
@@ -87,6 +99,7 @@ class Config:
     time_limit_seconds: float = 30.0
     accounts: tuple[AccountConfig, ...] = ()
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
+    spans: Spans = field(default=NOT_FROM_A_FILE, compare=False, repr=False)  # where each key was written
 
     @property
     def base_dir(self) -> Path:
@@ -103,6 +116,11 @@ class Config:
         raise MailgateError(
             f"no account named {name!r}{did_you_mean(name, known)} in {self.path}; accounts: {listed}"
         )
+
+    def account_spans(self, account: AccountConfig) -> Spans:
+        """Where each key of ``account`` was written (a loaded config has every account it lists)."""
+        index = next((i for i, a in enumerate(self.accounts) if a.name == account.name), -1)
+        return self.spans.section("accounts").item(index)
 
     def own_addresses(self) -> frozenset[str]:
         """Every address mailgate receives or sends as (lower-cased): mail from one is never answered."""
@@ -193,6 +211,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         time_limit_seconds=time_limit,
         accounts=tuple(accounts),
         outgoing=outgoing,
+        spans=spans_of(str(path.resolve()), data, Span(str(path.resolve()), 1, 1)),
     )
 
 

@@ -1,12 +1,14 @@
 """Reading YAML with ruamel.yaml so that every mapping and list keeps its line and column.
 
 Validators walk the loaded tree and report mistakes through a ``Problems`` collector, which
-turns a node (plus an optional key or index) back into ``file:line:col``.
+turns a node (plus an optional key or index) back into ``file:line:col``. What is read keeps its
+positions as ``Spans`` (Semgrep's ``YamlTree(value, span)``), so a later check that finds a
+mistake in a value points at it without reading the file again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from engine.errors import ConfigError, Problem
+from engine.errors import ConfigError, Problem, Span
 
 
 def load_yaml_file(path: Path) -> Any:
@@ -69,6 +71,64 @@ def key_position(node: Any, key: Any) -> tuple[int, int]:
     except (AttributeError, KeyError, TypeError):
         pass
     return position(node)
+
+
+@dataclass(frozen=True)
+class Spans:
+    """Where a YAML node and everything in it were written, kept beside what was read from it.
+
+    For a mapping, ``of(key)`` is where the value of ``key`` was written, or where the mapping
+    itself starts when the key was not written (so a mistake about a default still points
+    somewhere sensible); ``section(key)`` is the same for the mapping or list written at ``key``,
+    and ``item(index)`` for the items of a list.
+    """
+
+    node: Span
+    values: Mapping[str, Span] = field(default_factory=dict)
+    sections: Mapping[str, Spans] = field(default_factory=dict)
+    items: tuple[Spans, ...] = ()
+
+    def of(self, key: str) -> Span:
+        """Where the value of ``key`` was written (the mapping's own position if it was not)."""
+        return self.values.get(key, self.node)
+
+    def section(self, key: str) -> Spans:
+        """The spans of the mapping or list written at ``key`` (only its position if it is neither)."""
+        found = self.sections.get(key)
+        return found if found is not None else Spans(self.of(key))
+
+    def item(self, index: int) -> Spans:
+        """The spans of a list's item ``index`` (the list's own position if there is no such item)."""
+        return self.items[index] if 0 <= index < len(self.items) else Spans(self.node)
+
+
+NOT_FROM_A_FILE = Spans(Span("<not read from a file>", 1, 1))
+
+
+def spans_of(filename: str, node: Any, at: Span | None = None) -> Spans:
+    """The positions of ``node`` and of every value in it, nested mappings and lists included.
+
+    ``at`` overrides the node's own position (a whole file's mapping is placed at 1:1).
+    """
+    here = at if at is not None else Span(filename, *position(node))
+    if isinstance(node, CommentedMap):
+        values: dict[str, Span] = {}
+        sections: dict[str, Spans] = {}
+        for key, value in node.items():
+            values[str(key)] = Span(filename, *position(node, key))
+            if isinstance(value, CommentedMap | CommentedSeq):
+                sections[str(key)] = spans_of(filename, value)
+        return Spans(here, values, sections)
+    if isinstance(node, CommentedSeq):
+        return Spans(here, items=tuple(_item_spans(filename, node, index) for index in range(len(node))))
+    return Spans(here)
+
+
+def _item_spans(filename: str, node: CommentedSeq, index: int) -> Spans:
+    item = node[index]
+    if isinstance(item, CommentedMap | CommentedSeq):
+        return spans_of(filename, item)
+    return Spans(Span(filename, *position(node, index)))
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 from engine.actions.base import Action
 from engine.actions.registry import UnknownAction, action_class, action_names, build_action
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
-from engine.errors import ConfigError, Problem, did_you_mean
+from engine.errors import ConfigError, Problem, Span, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
 from engine.rules.merge import merge_rules
@@ -131,14 +131,16 @@ def _stamps(paths: tuple[Path, ...]) -> tuple[tuple[Path, int, int], ...] | None
         return None
 
 
-def load_pack(ref: str, base_dir: Path, *, where: Problem | None = None) -> RulePack:
-    """Load and validate a pack (cached while its files are unchanged); ConfigError lists every mistake."""
+def load_pack(ref: str, base_dir: Path, *, where: Span | None = None) -> RulePack:
+    """Load and validate a pack (cached while its files are unchanged); ConfigError lists every mistake.
+
+    ``where`` is where ``ref`` was written (a config's ``rule_pack:``), for a pack that is not found.
+    """
     path = resolve_pack_path(ref, base_dir)
     if path is None or not path.is_file():
         known = bundled_pack_names()
         message = f"rule pack {ref!r} not found{did_you_mean(ref, known)}; bundled packs: {', '.join(known)}"
-        loc = where or Problem(str(base_dir), 1, 1, "")
-        raise ConfigError([Problem(loc.file, loc.line, loc.col, message)])
+        raise ConfigError([(where or Span(str(base_dir), 1, 1)).problem(message)])
     path = path.resolve()
     cached = _CACHE.get(path)
     if cached is not None and _stamps((path, *cached.pack.parents)) == cached.stamps:

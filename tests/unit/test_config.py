@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
-from engine.errors import ConfigError, MailgateError, Problem
+from engine.errors import ConfigError, MailgateError, Problem, Span
 from engine.rules.pack import load_pack
 from engine.runtime import Runtime
 from engine.starter import STARTER_CONFIG, STARTER_PACK
@@ -277,6 +277,58 @@ def test_an_unknown_rule_pack_is_reported_at_the_configs_rule_pack_key(tmp_path:
     (problem,) = refused.value.problems
     assert (Path(problem.file), problem.line, problem.col) == (path.resolve(), 5, 16)
     assert "rule pack 'defualt' not found (did you mean 'default'?)" in problem.message
+
+
+def test_an_unknown_rule_pack_is_placed_from_the_loaded_config_even_after_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    """Positions travel with the values: the file is not read again to find the ``rule_pack:`` key."""
+    path = write_config(
+        tmp_path, "accounts:\n  - name: a\n  - name: b\n    connector: folder\n    rule_pack: defualt\n"
+    )
+    config = load_config(path)
+    path.write_text("# rewritten\n\n\naccounts: []\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        Runtime(config, open_db=False)
+    path.unlink()
+    with pytest.raises(ConfigError) as refused_again:
+        Runtime(config, open_db=False)
+    for problem in (*refused.value.problems, *refused_again.value.problems):
+        assert (Path(problem.file), problem.line, problem.col) == (path.resolve(), 5, 16)
+        assert "rule pack 'defualt' not found" in problem.message
+
+
+def test_the_config_keeps_where_each_key_was_written(tmp_path: Path) -> None:
+    """Top-level keys, each account's keys and connector section, and each outgoing server's keys."""
+    path = write_config(
+        tmp_path,
+        "# a comment first\n"
+        "accounts:\n"
+        "  - name: helpdesk\n"
+        "    rule_pack: default\n"
+        "    connector:\n"
+        "      type: folder\n"
+        "      path: inbox\n"
+        "  - {name: second, address: second@example.com}\n"
+        "database: sqlite:///x.sqlite\n"
+        "outgoing:\n"
+        "  servers:\n"
+        "    - {name: main, host: localhost, from_address: desk@example.com}\n",
+    )
+    config = load_config(path)
+    path.unlink()
+    file = str(path.resolve())
+    assert config.spans.of("database") == Span(file, 9, 11)
+    assert config.spans.of("product_name") == Span(file, 1, 1)  # not written: the file itself
+    assert config.spans.section("outgoing").of("servers") == Span(file, 12, 5)
+    helpdesk, second = (config.account_spans(account) for account in config.accounts)
+    assert helpdesk.of("name") == Span(file, 3, 11)
+    assert helpdesk.of("rule_pack") == Span(file, 4, 16)
+    assert helpdesk.section("connector").of("path") == Span(file, 7, 13)
+    assert second.of("address") == Span(file, 8, 29)
+    assert second.of("rule_pack") == Span(file, 8, 5)  # not written: the account itself
+    assert second.section("connector").node == Span(file, 8, 5)
+    assert config.spans.section("outgoing").section("servers").item(0).of("host") == Span(file, 12, 26)
 
 
 def test_a_broken_config_never_opens_its_database(tmp_path: Path) -> None:
