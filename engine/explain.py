@@ -10,9 +10,8 @@ from sqlmodel import Session
 from engine.config.model import AccountConfig
 from engine.errors import MailError
 from engine.mail.message import parse_message
-from engine.rules.conditions import first_failing
-from engine.rules.gather import gather_facts
-from engine.rules.subject import ParsedSubject, parse_subject
+from engine.rules.decision import decide
+from engine.rules.subject import ParsedSubject
 from engine.runtime import Runtime
 
 
@@ -80,7 +79,7 @@ class Explanation:
 
 
 def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Explanation:
-    """Decide a message as ``process`` would, but roll everything back and report the reasoning."""
+    """Decide a message with the pipeline's own ``decide``, roll everything back, report the reasoning."""
     pack = runtime.pack_for(account)
     result = Explanation(account.name, pack.name)
     try:
@@ -91,20 +90,14 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
     result.subject = message.subject
     with Session(runtime.engine) as session:
         try:
-            parsed: ParsedSubject = parse_subject(message.subject, pack.keywords)
-            situation = gather_facts(session, runtime.config, account, message, parsed)
+            decision = decide(session, runtime.config, account, pack, message, trace=True)
         finally:
             session.rollback()
-    result.parsed, result.facts = parsed, dict(situation.facts)
-    for rule in pack.rules:
-        failing = first_failing(rule.when, situation.facts)
-        result.tried.append((rule.name, failing is None, f"fails: {failing}" if failing else ""))
-        if failing is None:
-            result.rule, result.outcome = rule.name, rule.outcome
-            for step in rule.steps:
-                params = {k: v for k, v in vars(step.action).items()}
-                result.steps.append(
-                    (step.action.name, step.when.holds(situation.facts), str(params) if params else "")
-                )
-            break
+    result.parsed, result.facts = decision.subject, dict(decision.facts)
+    result.tried = [(tried.rule, tried.matched, tried.why) for tried in decision.tried]
+    if decision.rule is not None:
+        result.rule, result.outcome = decision.rule.name, decision.rule.outcome
+        for step, runs in decision.steps:
+            params = dict(vars(step.action))
+            result.steps.append((step.action.name, runs, str(params) if params else ""))
     return result

@@ -24,8 +24,8 @@ from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
 from engine.errors import MailError, MailgateError
 from engine.mail.message import IncomingMessage, parse_message
-from engine.rules.gather import gather_facts, load_rows
-from engine.rules.subject import parse_subject
+from engine.rules.decision import decide
+from engine.rules.gather import load_rows
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement
@@ -180,26 +180,26 @@ def _decide_and_act(
         if _ledger_has(session, account.name, message.key):
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
         with time_limit(runtime.config.time_limit_seconds):
-            subject = parse_subject(message.subject, pack.keywords)
-            situation = gather_facts(session, runtime.config, account, message, subject)
-            rule = pack.decide(situation.facts)
+            decision = decide(session, runtime.config, account, pack, message)
+            rule = decision.rule
             if rule is None:
-                raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {subject.intent.value})")
-            sender, target = load_rows(session, situation)
+                intent = decision.subject.intent.value
+                raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {intent})")
+            sender, target = load_rows(session, decision.situation)
             ctx = ActionContext(
                 session=session,
                 config=runtime.config,
                 account=account,
                 pack=pack,
                 message=message,
-                subject=subject,
-                facts=situation.facts,
+                subject=decision.subject,
+                facts=decision.facts,
                 sender=sender,
                 target=target,
-                target_entity=situation.target_entity,
+                target_entity=decision.situation.target_entity,
             )
-            for step in rule.steps:
-                if step.when.holds(situation.facts):
+            for step, runs in decision.steps:
+                if runs:
                     step.action.run(ctx)
             result = ProcessResult(
                 account=account.name,

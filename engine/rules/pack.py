@@ -19,7 +19,7 @@ from engine.actions.registry import UnknownAction, action_class, action_names, b
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
 from engine.errors import ConfigError, Problem, Span, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
-from engine.rules.conditions import ALWAYS, Condition, Facts, parse_condition
+from engine.rules.conditions import ALWAYS, Condition, Facts, first_failing, parse_condition
 from engine.rules.merge import merge_rules
 from engine.rules.subject import compile_keywords
 from engine.rules.templates import MessageTemplate, compile_templates
@@ -64,6 +64,15 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class RuleTried:
+    """One rule tested for a message (``mailgate explain``): whether it held, and if not, why not."""
+
+    rule: str
+    matched: bool
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class RulePack:
     """A validated pack, ready to decide."""
 
@@ -74,11 +83,15 @@ class RulePack:
     rules: tuple[Rule, ...]
     parents: tuple[Path, ...] = field(default=())
 
-    def decide(self, facts: Facts) -> Rule | None:
-        """The first rule whose condition holds, or None."""
+    def decide(self, facts: Facts, tried: list[RuleTried] | None = None) -> Rule | None:
+        """The first rule whose condition holds, or None; each rule tested is added to ``tried`` if given."""
         for rule in self.rules:
             if rule.when.holds(facts):
+                if tried is not None:
+                    tried.append(RuleTried(rule.name, True))
                 return rule
+            if tried is not None:
+                tried.append(RuleTried(rule.name, False, f"fails: {first_failing(rule.when, facts)}"))
         return None
 
 

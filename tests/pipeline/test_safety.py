@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pipeline_desk import Desk, build_desk, make_mail
 
 from engine.actions.base import Action, ActionContext
@@ -234,6 +236,50 @@ def test_explain_writes_nothing(desk: Desk) -> None:
     assert [name for name, _, _ in explanation.steps] == ["log_call", "attach_files", "reply"]
     assert desk.ledger() == [] and desk.outbox() == [] and desk.call(101) is None
     assert desk.process(make_mail()).outcome == "logged"
+
+
+def test_explain_and_process_agree_on_the_rule_and_the_facts(
+    desk: Desk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``decide`` for both: for each mail, explain shows the rule, facts and steps process acts on."""
+    import engine.pipeline
+    from engine.explain import explain_message
+    from engine.rules.decision import Decision, decide
+
+    acted_on: list[Decision] = []
+
+    def recording_decide(*args: Any, **kwargs: Any) -> Decision:
+        decision = decide(*args, **kwargs)
+        acted_on.append(decision)
+        return decision
+
+    monkeypatch.setattr(engine.pipeline, "decide", recording_decide)
+    account = desk.runtime.config.account("helpdesk")
+    bounce = (Path(__file__).parents[1] / "fixtures" / "mail" / "bounce_postfix_501.eml").read_bytes()
+    mails = [
+        make_mail("Printer broken", message_id="<agree-1@example.com>"),
+        make_mail("RE: [CALL#100] it smokes now", message_id="<agree-2@example.com>"),
+        make_mail("RE: [CALL#999] which call?", message_id="<agree-3@example.com>"),
+        make_mail("[CLOSE#100] fixed", sender="grace@example.com", message_id="<agree-4@example.com>"),
+        make_mail("RE: [CALL#100] it is back", message_id="<agree-5@example.com>"),
+        make_mail("hello", sender="stranger@example.org", message_id="<agree-6@example.com>"),
+        bounce,
+    ]
+    rules = []
+    for raw in mails:
+        explanation = explain_message(desk.runtime, account, raw)
+        result = desk.process(raw)
+        (decision,) = acted_on
+        acted_on.clear()
+        assert decision.rule is not None and not decision.tried
+        assert explanation.rule == result.rule == decision.rule.name
+        assert explanation.outcome == result.outcome
+        assert explanation.facts == dict(decision.facts)
+        assert [(name, runs) for name, runs, _ in explanation.steps] == [
+            (step.action.name, runs) for step, runs in decision.steps
+        ]
+        rules.append(result.rule)
+    assert len(set(rules)) >= 6, rules  # the mails exercise different rules, not one rule seven times
 
 
 def test_unavailable_database_raises_and_quarantines_nothing(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""Deciding one message: its subject parsed, its facts gathered, the first rule of its pack that holds.
+
+``decide`` is the only place a message is decided: ``engine.pipeline`` acts on the ``Decision``
+and ``mailgate explain`` (``engine.explain``) prints it, so the two cannot disagree. Only explain
+asks for the trace of every rule tried; the pipeline's decision does not collect it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlmodel import Session
+
+from engine.config.model import AccountConfig, Config
+from engine.mail.message import IncomingMessage
+from engine.rules.facts import FactValue
+from engine.rules.gather import Situation, gather_facts
+from engine.rules.pack import Rule, RulePack, RuleTried, Step
+from engine.rules.subject import ParsedSubject, parse_subject
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was decided for one message, and from what.
+
+    ``rule`` is None when no rule holds (the pipeline quarantines the message). ``steps`` are the
+    chosen rule's steps, each with whether its own ``when:`` holds (only those run). ``tried`` is
+    every rule tried, in order, with the part of its condition that failed; it is empty unless
+    ``decide`` was asked to ``trace``.
+    """
+
+    subject: ParsedSubject
+    situation: Situation
+    rule: Rule | None
+    steps: tuple[tuple[Step, bool], ...] = ()
+    tried: tuple[RuleTried, ...] = ()
+
+    @property
+    def facts(self) -> Mapping[str, FactValue]:
+        """The facts the rules were tested against."""
+        return self.situation.facts
+
+
+def decide(
+    session: Session,
+    config: Config,
+    account: AccountConfig,
+    pack: RulePack,
+    message: IncomingMessage,
+    *,
+    trace: bool = False,
+) -> Decision:
+    """Parse the subject, gather the facts and choose the rule; ``trace`` also records each rule tried.
+
+    Reads through ``session`` and writes nothing.
+    """
+    subject = parse_subject(message.subject, pack.keywords)
+    situation = gather_facts(session, config, account, message, subject)
+    tried: list[RuleTried] | None = [] if trace else None
+    rule = pack.decide(situation.facts, tried)
+    if rule is None:
+        return Decision(subject, situation, None, (), tuple(tried or ()))
+    steps = tuple((step, step.when.holds(situation.facts)) for step in rule.steps)
+    return Decision(subject, situation, rule, steps, tuple(tried or ()))
