@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from engine import __version__
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
@@ -72,7 +73,7 @@ def _runtime(ctx: click.Context) -> Runtime:
 
 @click.group(cls=_Group)
 @click.version_option(
-    package_name="mailgate", message=f"%(prog)s %(version)s (database schema {head_revision()})"
+    __version__, prog_name="mailgate", message=f"%(prog)s %(version)s (database schema {head_revision()})"
 )
 @click.option(
     "--config",

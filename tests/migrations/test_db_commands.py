@@ -24,6 +24,7 @@ from migration_helpers import (
     set_recorded_revision,
 )
 
+import engine
 from engine.cli import main
 from engine.storage import schema
 from engine.storage.schema import head_revision
@@ -59,8 +60,8 @@ def database_url(desk: Path) -> str:
 def test_version_shows_the_package_version_and_the_schema_it_needs(tmp_path: Path) -> None:
     done = mailgate(tmp_path, "--version")
     assert done.returncode == 0
-    version = importlib.metadata.version("mailgate")
-    assert done.stdout.strip() == f"mailgate {version} (database schema {head_revision()})"
+    assert done.stdout.strip() == f"mailgate {engine.__version__} (database schema {head_revision()})"
+    assert importlib.metadata.version("mailgate") == engine.__version__, "pyproject reads the one version"
 
 
 def test_db_history_lists_every_revision_newest_first_with_the_head_marked(tmp_path: Path) -> None:
