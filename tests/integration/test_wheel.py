@@ -95,6 +95,7 @@ def test_the_wheel_installs_in_a_fresh_venv_and_processes_a_sample_mail(tmp_path
     ):
         assert shipped in names, f"{shipped} is missing from {wheel.name}"
     assert any(n.endswith(".dist-info/entry_points.txt") for n in names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), "the Apache-2.0 text travels along"
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", venv], cwd=tmp_path)
@@ -121,7 +122,8 @@ def test_the_wheel_installs_in_a_fresh_venv_and_processes_a_sample_mail(tmp_path
 
     run([mailgate, "init"], cwd=site)
     version = run([mailgate, "--version"], cwd=site).stdout
-    [head] = re.findall(r"^mailgate \S+ \(database schema (r\d+)\)$", version, re.MULTILINE)
+    [(shown, head)] = re.findall(r"^mailgate (\S+) \(database schema (r\d+)\)$", version, re.MULTILINE)
+    assert wheel.name.startswith(f"mailgate-{shown}-"), f"--version says {shown}: {wheel.name}"
     assert run([mailgate, "db", "current"], cwd=site).stdout.strip() == f"{head} (head)"
     assert "nothing to upgrade" in run([mailgate, "db", "upgrade"], cwd=site).stdout
     assert run([mailgate, "db", "history"], cwd=site).stdout.startswith(f"{head} ")
