@@ -15,10 +15,10 @@ from email import policy
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from typing import Any
 
 from engine.errors import MailError
 from engine.mail.big_base64 import set_aside
+from engine.mail.header_bounds import address_elements, check_header_block, check_part_headers, ledger_key
 from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
 from engine.mail.reply_text import new_text_of_reply
@@ -60,7 +60,9 @@ class IncomingMessage:
 
 
 _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
-_ADDR_SPEC = re.compile(r"[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
+# a match starts only where a run of address characters starts, so a long run is read once, not
+# once per character (findall on 150 KB of letters took 35 s)
+_ADDR_SPEC = re.compile(r"(?<![^@\s<>()\[\],;:\"])[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
 _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 _BARE_CR = re.compile(rb"\r(?!\n)")
@@ -96,22 +98,20 @@ class _Headers:
         raw = self.first(name)
         if raw is None:
             return []
+        # one bounded address at a time, by the compat parser, which is linear and keeps display
+        # names as written (encoded words, the comment form ``addr (Name)``): policy.default's is
+        # quadratic (250 hostile addresses of 500 characters took it 4 s); docs/architecture.md, "Bounds"
+        elements = address_elements(name, raw)
         found: list[tuple[str, str]] = []
-        try:
-            header: Any = policy.default.header_factory(name, raw)
-            for address in header.addresses:
-                found.append((str(address.display_name or ""), str(address.addr_spec)))
-        except Exception:
-            self._problems.add(f"{name} header could not be parsed strictly, read leniently")
-            found = getaddresses([raw])
-        written = _names_as_written(raw) if ("=?" in raw or "(" in raw) else {}
-        usable = [
-            (self._name(_better_name(display, written.get(spec.strip().lower()))), spec.strip().lower())
-            for display, spec in found
-        ]
+        for element in elements:
+            try:
+                found.extend(getaddresses([element]))
+            except Exception:  # RecursionError on comments nested hundreds deep
+                self._problems.add(f"{name} header has an unreadable address, skipped")
+        usable = [(self._name(display), _addr_spec(spec)) for display, spec in found]
         usable = [(display, spec) for display, spec in usable if _ADDR_SPEC.fullmatch(spec)]
         if not usable:
-            usable = [("", spec.lower()) for spec in _ADDR_SPEC.findall(raw)]
+            usable = [("", spec.lower()) for element in elements for spec in _ADDR_SPEC.findall(element)]
             if usable:
                 self._problems.add(f"{name} header is malformed, found {usable[0][1]} in it")
         return usable
@@ -145,21 +145,11 @@ class _Headers:
         return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _names_as_written(raw: str) -> dict[str, str]:
-    """Display names by address, still encoded, from a header's own text.
-
-    The standard parser decodes encoded words itself but keeps the space between adjacent ones
-    (RFC 2047 6.2 says to drop it), and it ignores the comment form ``addr (Name)``, where the
-    name stands in the comment; the compat parser keeps both as written.
-    """
-    return {spec.strip().lower(): name for name, spec in getaddresses([raw]) if name and spec}
-
-
-def _better_name(parsed: str, written: str | None) -> str:
-    """The parser's display name, unless the name as written is encoded or the parser found none."""
-    if written and (not parsed or "=?" in written):
-        return written
-    return parsed
+def _addr_spec(spec: str) -> str:
+    """An address lower-cased, with the encoded words some mailers (Python's own) write in it decoded."""
+    if "=?" in spec:
+        spec, _ = decode_header_words(spec)
+    return spec.strip().lower()
 
 
 def _body_charset(msg: Message) -> str | None:
@@ -202,6 +192,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         data = _BARE_CR.sub(b"\n", data)
         problems.add("lines end in a bare CR; read as line breaks")
     header_bytes = _header_block_size(data)
+    check_header_block(data, header_bytes, max_header_bytes + 1)  # names the header over a bound
     if header_bytes > max_header_bytes:
         raise MailError(f"header block of {header_bytes} bytes exceeds the limit of {max_header_bytes}")
     data, repairs = repair_header_block(data, header_bytes)
@@ -210,13 +201,14 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
     for repair in repairs:
         problems.add(repair)
     # compat32 reads malformed MIME boundaries leniently and parses headers only when asked;
-    # structured header parsing (policy.default) is used per header, where it can fail safely.
+    # each header is read on its own, after check_part_headers measured them all.
     # Big base64 bodies are set aside first and decoded from ``data`` itself (engine/mail/big_base64.py).
     parsed_data, aside = set_aside(data)
     msg = BytesParser(policy=policy.compat32).parsebytes(parsed_data)
     del parsed_data
     if not msg.keys():
         raise MailError("not an email: no header lines found")
+    check_part_headers(msg)  # before any value is read
     headers = _Headers(msg, problems)
 
     raw_from = headers.first("From")
@@ -255,7 +247,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
     return IncomingMessage(
         raw_sha256=digest,
         message_id=message_id,
-        key=message_id if message_id else f"sha256:{digest}",
+        key=ledger_key(message_id, digest),
         from_address=from_address,
         from_name=from_name,
         reply_to=reply_to[0][1] if reply_to else None,
