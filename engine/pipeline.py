@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -123,6 +124,8 @@ def process_message(
     ``parsed``: ``read_message(raw, runtime.our_addresses)`` if the caller has it already (the
     service parses ahead, in another process); else the message is parsed here.
 
+    The time limit (``processing.time_limit_seconds``) covers reading the message too.
+
     Raises ``DatabaseError`` only when the database itself is unavailable: nothing was written,
     and the message must stay where it is until the database is back.
     """
@@ -142,12 +145,23 @@ def _process(
     retry_of: int | None,
     parsed: IncomingMessage | MailError | None,
 ) -> ProcessResult:
-    message = parsed if parsed is not None else read_message(raw, runtime.our_addresses)
+    limit = runtime.config.time_limit_seconds
+    started = time.monotonic()
+    message: IncomingMessage | MailError
+    if parsed is not None:
+        message = parsed
+    else:
+        try:
+            with time_limit(limit):
+                message = read_message(raw, runtime.our_addresses)
+        except ProcessingTimeout as exc:
+            message = MailError(f"{exc} while reading the message")
     if isinstance(message, MailError):
         message_id, key = fallback_key(raw)
         return quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of=retry_of)
     try:
-        result = _decide_and_act(runtime, account, message, origin)
+        remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
+        result = _decide_and_act(runtime, account, message, origin, remaining)
     except IntegrityError:
         return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
     except OperationalError:
@@ -173,13 +187,13 @@ def _process(
 
 
 def _decide_and_act(
-    runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str
+    runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str, seconds: float
 ) -> ProcessResult:
     pack = runtime.pack_for(account)
     with transaction(runtime.engine) as session:
         if _ledger_has(session, account.name, message.key):
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
-        with time_limit(runtime.config.time_limit_seconds):
+        with time_limit(seconds, limit=runtime.config.time_limit_seconds):
             decision = decide(session, runtime.config, account, pack, message)
             rule = decision.rule
             if rule is None:

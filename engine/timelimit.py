@@ -8,16 +8,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from engine.errors import MailgateError
 
+class ProcessingTimeout(BaseException):
+    """The message took longer than the configured time limit.
 
-class ProcessingTimeout(MailgateError):
-    """The message took longer than the configured time limit."""
+    A BaseException, like KeyboardInterrupt: the ``except Exception`` of lenient mail reading and
+    of actions must not swallow it, or the limit would be lost (the timer fires once).
+    """
 
 
 @contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
+def time_limit(seconds: float, *, limit: float | None = None) -> Iterator[None]:
     """Raise ProcessingTimeout inside the block once ``seconds`` have passed.
+
+    ``limit``: the configured limit the error names, when ``seconds`` is what is left of it.
 
     Uses a real-time interval timer, so it is enforced only in the main thread; elsewhere the
     block runs unlimited (the service runs the pipeline in the main thread).
@@ -27,7 +31,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         return
 
     def on_alarm(_signum: int, _frame: FrameType | None) -> None:
-        raise ProcessingTimeout(f"time limit of {seconds:g} s exceeded")
+        raise ProcessingTimeout(f"time limit of {limit or seconds:g} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)

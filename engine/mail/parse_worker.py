@@ -5,9 +5,12 @@ it only turns bytes into ``IncomingMessage`` values. The service (``engine.servi
 writes it frames on stdin and reads the answers, in the same order, on stdout.
 
 Contract (the wire): each frame is an 8-byte big-endian length and that many bytes of pickle.
-A request is ``(our_addresses, [raw, ...])``; its answer is ``[IncomingMessage | str, ...]``, one
-item per raw (a str is the ``MailError`` reason). End of stdin ends the worker. It ignores SIGINT
-(Ctrl-C reaches the whole process group; the service stops it) and never outlives the service.
+A request is ``(our_addresses, time_limit_seconds, [raw, ...])``; it is answered by one frame per
+raw, in order, each written as soon as that message is read: an ``IncomingMessage`` or a str (the
+``MailError`` reason; reading longer than the time limit gives a reason saying so). End of stdin
+ends the worker. It ignores SIGINT (Ctrl-C reaches the whole process group; the service stops it)
+and never outlives the service. A message that holds the worker past its time limit anyway (in
+code no signal interrupts) is the service's to notice: it stops the worker (engine/service/parsing.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import IO, cast
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage, parse_message
+from engine.timelimit import ProcessingTimeout, time_limit
 
 WATCHDOG_SECONDS = 0.5
 FRAME_HEADER = struct.Struct(">Q")
@@ -32,15 +36,15 @@ MAX_FRAME_BYTES = 1 << 30  # far above any batch (the service sends at most 4 MB
 _PR_SET_PDEATHSIG = 1
 
 
-def parse_batch(raws: list[bytes], our_addresses: frozenset[str]) -> list[IncomingMessage | str]:
-    """Each message parsed, or the reason it cannot be read."""
-    parsed: list[IncomingMessage | str] = []
-    for raw in raws:
-        try:
-            parsed.append(parse_message(raw, our_addresses=our_addresses))
-        except MailError as exc:
-            parsed.append(exc.reason)
-    return parsed
+def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> IncomingMessage | str:
+    """The message parsed within ``seconds``, or the reason it cannot be read."""
+    try:
+        with time_limit(seconds):
+            return parse_message(raw, our_addresses=our_addresses)
+    except MailError as exc:
+        return exc.reason
+    except ProcessingTimeout as exc:
+        return f"{exc} while reading the message"
 
 
 def write_frame(stream: IO[bytes], value: object) -> None:
@@ -92,8 +96,9 @@ def main() -> None:
             request = read_frame(requests)
             if request is None:
                 return
-            our_addresses, raws = cast(tuple[frozenset[str], list[bytes]], request)
-            write_frame(answers, parse_batch(raws, our_addresses))
+            our_addresses, seconds, raws = cast(tuple[frozenset[str], float, list[bytes]], request)
+            for raw in raws:
+                write_frame(answers, parse_one(raw, our_addresses, seconds))
     except Exception as exc:  # the service parses in its own process from now on, and says so
         print(f"mailgate parse worker: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -14,6 +14,15 @@ once, batches are parsed in the service's process, never waited for; so are batc
 cannot be started, or dies (killed, out of memory), the service parses in its own process from
 then on, as it always does for a mailbox with little waiting. Requests are written and answers
 read by two threads of the service, so that the event loop never waits on the worker's pipes.
+
+The time limit (``processing.time_limit_seconds``) covers reading a message in the worker too: the
+worker gives up on a message at the limit by itself, and answers each message as soon as it is
+read. If the next answer is still missing ``STALL_GRACE_SECONDS`` after the limit (the worker is
+stuck in code no signal interrupts), that message is quarantined as over the time limit, the
+worker is killed, and the rest of the batch is read in the service's process (``process_message``,
+under the same limit); the next backlog batch starts a new worker. Messages parsed in the
+service's process are left to ``process_message`` (``None`` in ``results``), which reads each
+under the time limit.
 """
 
 from __future__ import annotations
@@ -26,25 +35,50 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
-from typing import cast
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
 from engine.mail.parse_worker import read_frame, write_frame
-from engine.pipeline import read_message
 
 log = logging.getLogger("mailgate.service")
 
 Parsed = IncomingMessage | MailError
-Parsing = Future[list[IncomingMessage | str]]
+Answer = IncomingMessage | str  # what the worker sends for one message (a str: the MailError reason)
 MAX_BATCH_BYTES = 4 * 1024 * 1024
+STALL_GRACE_SECONDS = 1.0  # past the time limit, a missing answer means the worker is stuck
 
 
 class WorkerGone(Exception):
     """The parse worker ended, or its answer could not be read."""
+
+
+class Parsing:
+    """One batch handed to the worker: a future per message, answered in order."""
+
+    def __init__(self, worker: _Worker, count: int) -> None:
+        self.worker = worker
+        self.answers: list[Future[Answer]] = [Future() for _ in range(count)]
+        self.state = "queued"  # queued -> written | skipped (cancelled before it was written)
+        self.received = 0  # answers set so far (by the reader thread)
+
+    def done(self) -> bool:
+        """Whether every message of the batch has its answer (or the worker failed)."""
+        return all(answer.done() for answer in self.answers)
+
+    def cancel(self) -> bool:
+        """Withdraw the batch if it has not been written to the worker yet; True if withdrawn."""
+        with self.worker.lock:
+            if self.state == "queued":
+                self.state = "skipped"
+            return self.state == "skipped"
+
+    def result(self, timeout: float) -> list[Answer]:
+        """Every answer, waiting at most ``timeout`` seconds for each (for tests and tools)."""
+        return [answer.result(timeout) for answer in self.answers]
 
 
 class _Worker:
@@ -57,22 +91,25 @@ class _Worker:
             stdout=subprocess.PIPE,
             close_fds=True,
         )
+        self.lock = threading.Lock()
         self._requests: queue.SimpleQueue[tuple[Parsing, object] | None] = queue.SimpleQueue()
         self._waiting: deque[Parsing] = deque()  # answered in the order asked
-        self._lock = threading.Lock()
         self._gone = False
+        self.stopped = False  # stopped by the service (a stall, a close): not a failure of the worker
+        self.answered = False  # has sent an answer: it is up, worth waiting for
+        self.last_answer_at = time.monotonic()
         self.writer = threading.Thread(target=self._write, name="parse-worker-writer", daemon=True)
         self.reader = threading.Thread(target=self._read, name="parse-worker-reader", daemon=True)
         self.writer.start()
         self.reader.start()
 
-    def submit(self, raws: list[bytes], our_addresses: frozenset[str]) -> Parsing:
-        parsing: Parsing = Future()
-        with self._lock:
+    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float) -> Parsing:
+        parsing = Parsing(self, len(raws))
+        with self.lock:
             if self._gone:
                 raise WorkerGone("the parse worker has ended")
             self._waiting.append(parsing)
-        self._requests.put((parsing, (our_addresses, raws)))
+        self._requests.put((parsing, (our_addresses, seconds, raws)))
         return parsing
 
     def _write(self) -> None:
@@ -81,19 +118,30 @@ class _Worker:
         try:
             while (item := self._requests.get()) is not None:
                 parsing, request = item
-                try:
-                    running = parsing.set_running_or_notify_cancel()
-                except RuntimeError:  # failed already by the reader: the worker has ended
-                    break
-                if running:
+                with self.lock:
+                    if self._gone:
+                        break
+                    skipped = parsing.state == "skipped"
+                    parsing.state = "skipped" if skipped else "written"
+                if not skipped:
                     write_frame(stream, request)
-                else:
-                    write_frame(stream, (frozenset(), []))  # keep answers in step: an empty batch
         except (OSError, ValueError):  # the worker has ended: the reader fails what waits
             pass
         finally:
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
+
+    def _next_answer(self) -> Future[Answer]:
+        """The future the next frame answers (under the lock): of the oldest batch written."""
+        while self._waiting and (
+            self._waiting[0].state == "skipped" or self._waiting[0].received == len(self._waiting[0].answers)
+        ):
+            self._waiting.popleft()
+        if not self._waiting:
+            raise ValueError("an answer that no request asked for")
+        parsing = self._waiting[0]
+        parsing.received += 1
+        return parsing.answers[parsing.received - 1]
 
     def _read(self) -> None:
         stream = self.process.stdout
@@ -101,23 +149,26 @@ class _Worker:
         reason = "the parse worker ended"
         try:
             while (answer := read_frame(stream)) is not None:
-                with self._lock:
-                    parsing = self._waiting.popleft()
-                if not parsing.cancelled():
-                    parsing.set_result(cast(list[IncomingMessage | str], answer))
+                with self.lock:
+                    future = self._next_answer()
+                    self.answered, self.last_answer_at = True, time.monotonic()
+                if not future.cancelled():
+                    future.set_result(answer)  # type: ignore[arg-type]
         except Exception as exc:  # a broken pipe, a truncated frame, an unpicklable answer
             reason = f"the parse worker's answer could not be read: {exc}"
         with contextlib.suppress(OSError):
             stream.close()
-        with self._lock:
+        with self.lock:
             self._gone = True
             waiting, self._waiting = list(self._waiting), deque()
         for parsing in waiting:
-            if not parsing.cancelled():
-                with contextlib.suppress(Exception):
-                    parsing.set_exception(WorkerGone(reason))
+            for future in parsing.answers:
+                if not future.done():
+                    with contextlib.suppress(Exception):
+                        future.set_exception(WorkerGone(reason))
 
     def stop(self) -> None:
+        self.stopped = True
         self._requests.put(None)
         with contextlib.suppress(Exception):
             self.process.kill()
@@ -127,11 +178,11 @@ class _Worker:
 class ParseAhead:
     """One worker process that parses batches of raw messages for the service (see the module)."""
 
-    def __init__(self, our_addresses: frozenset[str]) -> None:
+    def __init__(self, our_addresses: frozenset[str], time_limit_seconds: float = 30.0) -> None:
         self.our_addresses = our_addresses
+        self.time_limit_seconds = time_limit_seconds
         self._worker: _Worker | None = None
         self._given_up = False
-        self._answered = False  # the worker has returned a result: it is up, worth waiting for
         self._backlogs = 0
 
     @contextlib.contextmanager
@@ -152,35 +203,68 @@ class ParseAhead:
         try:
             if self._worker is None:
                 self._worker = _Worker()
-            parsing = self._worker.submit(raws, self.our_addresses)
+            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds)
         except Exception as exc:
             self._give_up(exc)
             return None
-        parsing.add_done_callback(self._note_answer)
-        return parsing
 
     @property
     def worker_pid(self) -> int | None:
         """The worker's process id while it runs (for tests and diagnostics)."""
         return self._worker.process.pid if self._worker is not None else None
 
-    def _note_answer(self, parsing: Parsing) -> None:  # on the reader thread: only a flag
-        if not parsing.cancelled() and parsing.exception() is None:
-            self._answered = True
+    def longest_wait(self, count: int) -> float:
+        """The longest ``results`` may take for ``count`` messages: each within the limit and grace."""
+        return count * (self.time_limit_seconds + STALL_GRACE_SECONDS)
 
-    async def results(self, parsing: Parsing | None, raws: list[bytes]) -> list[Parsed]:
-        """What ``submit`` started; parsed here if the worker is not up yet, or failed."""
-        if parsing is not None and (self._answered or parsing.done()):
+    async def results(self, parsing: Parsing | None, raws: list[bytes]) -> list[Parsed | None]:
+        """What ``submit`` started, message by message; None for each message to be parsed here.
+
+        A message the worker holds past the time limit is answered as quarantined (over the time
+        limit) and the worker is killed; the messages after it are left to be parsed here.
+        """
+        unparsed: list[Parsed | None] = [None] * len(raws)
+        if parsing is None or len(parsing.answers) != len(raws):
+            return unparsed
+        worker = parsing.worker
+        if not (worker.answered or parsing.done()):
+            parsing.cancel()  # the worker is still starting: never wait for it
+            return unparsed
+        found: list[Parsed | None] = []
+        waiting_since = time.monotonic()
+        for answer in parsing.answers:
             try:
-                outcomes = await asyncio.wrap_future(parsing)
+                value = await self._answer(worker, answer, waiting_since)
+            except TimeoutError:
+                limit = self.time_limit_seconds
+                log.warning("the parse worker was stopped: a message held it past the time limit")
+                found.append(MailError(f"time limit of {limit:g} s exceeded while reading the message"))
+                self._stop(worker)
+                break
             except Exception as exc:  # the worker died or could not start
-                self._give_up(exc)
-            else:
-                if len(outcomes) == len(raws):
-                    return [MailError(o) if isinstance(o, str) else o for o in outcomes]
-        elif parsing is not None:
-            parsing.cancel()  # if it has not started: the worker is still starting, do not wait
-        return [read_message(raw, self.our_addresses) for raw in raws]
+                if not worker.stopped:
+                    self._give_up(exc)
+                break
+            found.append(MailError(value) if isinstance(value, str) else value)
+        return found + unparsed[len(found) :]
+
+    async def _answer(self, worker: _Worker, answer: Future[Answer], waiting_since: float) -> Answer:
+        """One answer; TimeoutError once none has come for the time limit and its grace."""
+        waiting = asyncio.wrap_future(answer)
+        while True:
+            deadline = max(worker.last_answer_at, waiting_since) + self.time_limit_seconds
+            left = deadline + STALL_GRACE_SECONDS - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            done, _ = await asyncio.wait({waiting}, timeout=left)
+            if done:
+                return waiting.result()
+
+    def _stop(self, worker: _Worker) -> None:
+        """Kill a stuck worker; the next batch starts a new one."""
+        if self._worker is worker:
+            self._worker = None
+        worker.stop()
 
     def _give_up(self, exc: BaseException) -> None:
         if not self._given_up:
@@ -191,6 +275,5 @@ class ParseAhead:
     def close(self) -> None:
         """Stop the worker (pending work is dropped); never raises."""
         worker, self._worker = self._worker, None
-        self._answered = False
         if worker is not None:
             worker.stop()

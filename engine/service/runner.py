@@ -123,7 +123,8 @@ class Service:
         self.connector_factory = connector_factory
         self.outbox_drainer = outbox_drainer
         self.stop_event = StopEvent()
-        self.parser = ParseAhead(runtime.our_addresses)  # a worker process, started at a first backlog
+        # a worker process, started at a first backlog
+        self.parser = ParseAhead(runtime.our_addresses, runtime.config.time_limit_seconds)
         self._stop_requested = False
         self._outbox_wanted = asyncio.Event()
         self._test_hook = after_commit or (lambda count: None)

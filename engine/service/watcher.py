@@ -261,10 +261,11 @@ class AccountWatcher:
         a stop request ends it after the message in hand, and what was done is committed.
         """
         refs, raws = fetched.refs, fetched.raws
-        parsed: list[Parsed] | None = None
+        parsed: list[Parsed | None] | None = None  # None: read in process_message
         if self.parser is not None and fetched.parsing is not None and not self.stop.is_set():
             work = self.parser.results(fetched.parsing, raws)
-            parsed = await self._guarded(work, self.options.operation_timeout)
+            bound = self.parser.longest_wait(len(raws)) + self.options.operation_timeout
+            parsed = await self._guarded(work, bound)
         done: list[tuple[MessageRef, ProcessResult]] = []
         with batch_transaction(self.runtime.engine):  # one commit for the batch (group commit)
             for index, ref in enumerate(refs):

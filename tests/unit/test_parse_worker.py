@@ -21,10 +21,10 @@ def test_a_frame_reads_back_as_written_and_a_clean_end_reads_as_none() -> None:
     assert read_frame(stream) is None
 
 
-def test_the_worker_answers_each_batch_with_what_parsing_here_gives() -> None:
+def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gives() -> None:
     requests = io.BytesIO()
-    write_frame(requests, (frozenset(), [GOOD, NO_SENDER]))
-    write_frame(requests, (frozenset(), [GOOD]))
+    write_frame(requests, (frozenset(), 30.0, [GOOD, NO_SENDER]))
+    write_frame(requests, (frozenset(), 30.0, [GOOD]))
     done = subprocess.run(
         [sys.executable, "-m", "engine.mail.parse_worker"],
         input=requests.getvalue(),
@@ -33,10 +33,28 @@ def test_the_worker_answers_each_batch_with_what_parsing_here_gives() -> None:
     )
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
-    first, second = read_frame(answers), read_frame(answers)
-    assert first == [parse_message(GOOD), "no sender: From header missing"]
-    assert second == [parse_message(GOOD)]
+    assert [read_frame(answers) for _ in range(3)] == [
+        parse_message(GOOD),
+        "no sender: From header missing",
+        parse_message(GOOD),
+    ]
     assert read_frame(answers) is None
+
+
+def test_the_worker_answers_a_message_over_its_time_limit_as_such_and_reads_the_next() -> None:
+    slow = b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n" + b"--B\n\nx\n" * 200_000
+    requests = io.BytesIO()
+    write_frame(requests, (frozenset(), 0.05, [slow, GOOD]))
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.mail.parse_worker"],
+        input=requests.getvalue(),
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = io.BytesIO(done.stdout)
+    assert read_frame(answers) == "time limit of 0.05 s exceeded while reading the message"
+    assert read_frame(answers) == parse_message(GOOD)
 
 
 def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> None:
