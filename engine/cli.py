@@ -200,9 +200,10 @@ def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
     """Process one message piped in on standard input (an MTA's pipe delivery) as arriving in ACCOUNT.
 
     Exit status: 0 for every outcome, quarantined and duplicate included (the message is safe in the
-    database); 75 (EX_TEMPFAIL, so the MTA retries) if the database cannot be reached; 1 for an
-    unknown account, an empty input, a config mistake or a database whose schema version is not
-    this mailgate's (retrying cannot fix that; 2 for a malformed command line, as always).
+    database; a database error the message itself causes quarantines it); 75 (EX_TEMPFAIL, so the
+    MTA retries) only if the database cannot be reached or used for now (engine/storage/failures.py);
+    1 for an unknown account, an empty input, a config mistake or a database whose schema version
+    is not this mailgate's (retrying cannot fix that; 2 for a malformed command line, as always).
     """
     from sqlalchemy.exc import SQLAlchemyError
 

@@ -18,18 +18,21 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col, select
 
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
 from engine.errors import MailError, MailgateError
+from engine.mail.header_bounds import ledger_key
 from engine.mail.message import IncomingMessage, parse_message
+from engine.mail.text import clean_line, fix_escaped_bytes
 from engine.rules.decision import decide
 from engine.rules.gather import load_rows
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement
+from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
 from engine.storage.rows import insert_persistent
 from engine.timelimit import ProcessingTimeout, time_limit
@@ -80,12 +83,13 @@ _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\r\n>]+)>?", re.IGNORECASE | 
 def fallback_key(raw: bytes) -> tuple[str | None, str]:
     """(Message-ID, ledger key) of a message we could not parse, read straight from its bytes."""
     head = raw[: raw.find(b"\n\n")] if b"\n\n" in raw[:1_000_000] else raw[:65536]
+    digest = hashlib.sha256(raw).hexdigest()
     match = _MESSAGE_ID.search(head)
     if match:
-        message_id = match.group(1).decode("ascii", "replace").strip()
+        message_id = clean_line(match.group(1).decode("ascii", "replace"))
         if message_id:
-            return message_id, message_id
-    return None, "sha256:" + hashlib.sha256(raw).hexdigest()
+            return message_id, ledger_key(message_id, digest)
+    return None, ledger_key(None, digest)
 
 
 def _addressed(messages: list[OutboxMessage]) -> tuple[Addressed, ...]:
@@ -126,15 +130,23 @@ def process_message(
 
     The time limit (``processing.time_limit_seconds``) covers reading the message too.
 
-    Raises ``DatabaseError`` only when the database itself is unavailable: nothing was written,
-    and the message must stay where it is until the database is back.
+    Raises ``DatabaseError`` only when the database itself is unavailable (``is_outage``), or when
+    not even the message's quarantine can be written: nothing of it was kept, and the message must
+    stay where it is until the database is back. Any other database error quarantines the message.
     """
     try:
         return _process(runtime, account, raw, origin, retry_of, parsed)
-    except OperationalError as exc:
+    except DBAPIError as exc:
         # the database is unreachable or locked: not the message's fault, so it is not quarantined;
         # the caller leaves it in its mailbox and tries again later (the MTA, for `deliver`)
-        raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
+        raise DatabaseError(f"database unavailable: {describe_database_error(exc)}") from None
+
+
+def _database_failure(exc: DBAPIError) -> str:
+    """The quarantine reason for a database error the message caused; re-raises an outage."""
+    if is_outage(exc):
+        raise exc
+    return f"database error: {describe_database_error(exc)}"
 
 
 def _process(
@@ -158,14 +170,16 @@ def _process(
             message = MailError(f"{exc} while reading the message")
     if isinstance(message, MailError):
         message_id, key = fallback_key(raw)
-        return quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of=retry_of)
+        return _quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of)
     try:
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
         result = _decide_and_act(runtime, account, message, origin, remaining)
-    except IntegrityError:
-        return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
-    except OperationalError:
-        raise  # the database, not the message: see process_message
+    except IntegrityError as exc:
+        if _recorded(runtime, account.name, message.key):  # the same message, recorded meanwhile
+            return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
+        reason = _database_failure(exc)
+    except DBAPIError as exc:
+        reason = _database_failure(exc)  # an outage is raised on: see process_message
     except ProcessingTimeout as exc:
         reason = str(exc)
     except NoRuleMatched as exc:
@@ -181,8 +195,33 @@ def _process(
             account.name, message.key, result.outcome, result.rule, result.entity, result.number,
         )  # fmt: skip
         return result
+    return _quarantine(runtime, account, raw, origin, message.message_id, message.key, reason, retry_of)
+
+
+def _recorded(runtime: Runtime, account: str, key: str) -> bool:
+    with transaction(runtime.engine) as session:
+        return _ledger_has(session, account, key)
+
+
+def _quarantine(
+    runtime: Runtime,
+    account: AccountConfig,
+    raw: bytes,
+    origin: str,
+    message_id: str | None,
+    key: str,
+    reason: str,
+    retry_of: int | None,
+) -> ProcessResult:
+    """``quarantine``; if the message's own values cannot be stored, under the digest of its bytes."""
+    try:
+        return quarantine(runtime, account, raw, origin, message_id, key, reason, retry_of=retry_of)
+    except DBAPIError as exc:
+        failure = _database_failure(exc)  # an outage is raised on
+    digest_key = ledger_key(None, hashlib.sha256(raw).hexdigest())
+    log.warning("quarantine of key=%s failed (%s): kept under %s", key, failure, digest_key)
     return quarantine(
-        runtime, account, raw, origin, message.message_id, message.key, reason, retry_of=retry_of
+        runtime, account, raw, origin, None, digest_key, f"{reason} ({failure})", retry_of=retry_of
     )
 
 
@@ -277,6 +316,8 @@ def quarantine(
     retry_of: int | None = None,
 ) -> ProcessResult:
     """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined."""
+    reason = _storable(reason, MAX_REASON_CHARS)
+    message_id = _storable(message_id, None) if message_id else message_id
     log.warning("quarantined account=%s key=%s reason=%s", account.name, key, reason)
     with transaction(runtime.engine) as session:
         if _ledger_has(session, account.name, key):
@@ -292,6 +333,15 @@ def quarantine(
         )
         run_statement(session, _INSERT_LEDGER, _ledger_row(result, quarantine_id=entry.id))
     return result
+
+
+MAX_REASON_CHARS = 2_000
+
+
+def _storable(text: str, limit: int | None) -> str:
+    """Text any database stores: no NUL or other control characters, no lone surrogates, bounded."""
+    text = clean_line(fix_escaped_bytes(text))
+    return text if limit is None or len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass

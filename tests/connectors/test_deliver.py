@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from db_faults import POISON, sqlite_triggers
 
 MAILGATE = Path(sys.executable).parent / "mailgate"
 PEOPLE = "people:\n  - {email: ada@example.com, name: Ada Lovelace, user: true}\n"
@@ -112,6 +114,40 @@ def test_an_unreachable_database_asks_the_mta_to_retry(desk: Path) -> None:
     assert proc.returncode == 75
     assert "cannot open database" in proc.stderr and "the MTA will retry" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_database_error_the_message_causes_quarantines_it_and_exits_0(desk: Path) -> None:
+    """Not an outage: the database refused this message's values; the next message goes through."""
+    database = sqlite3.connect(desk / "mailgate.sqlite")
+    for statement in sqlite_triggers():
+        database.execute(statement)
+    database.commit()
+    database.close()
+    poisoned = mailgate(
+        "deliver", "--json", "helpdesk", cwd=desk, stdin=mail(f"Printer {POISON}", "p1@example.com")
+    )
+    assert poisoned.returncode == 0, poisoned.stderr
+    result = json.loads(poisoned.stdout)
+    assert (result["outcome"], result["reason"]) == (
+        "quarantined",
+        "database error: SQLITE_ERROR: integer overflow",
+    )
+    after = mailgate("deliver", "helpdesk", cwd=desk, stdin=mail("Scanner jams", "p2@example.com"))
+    assert (after.returncode, after.stdout) == (0, "stdin: logged call 1 [log_new_call]\n")
+
+
+def test_a_locked_database_is_an_outage_and_asks_the_mta_to_retry(desk: Path) -> None:
+    """Another process holds the write lock past the busy timeout: exit 75, nothing kept."""
+    holder = sqlite3.connect(desk / "mailgate.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = mailgate("deliver", "helpdesk", cwd=desk, stdin=mail("Printer jams", "p1@example.com"))
+    finally:
+        holder.rollback()
+        holder.close()
+    assert proc.returncode == 75
+    assert "database is locked" in proc.stderr and "the MTA will retry" in proc.stderr
+    assert mailgate("show", "call", "1", cwd=desk).returncode == 1
 
 
 @pytest.mark.parametrize(

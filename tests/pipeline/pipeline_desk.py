@@ -14,7 +14,7 @@ from engine.storage.fixtures import load_fixtures
 from engine.storage.views import call_view, ledger_view, outbox_view, quarantine_view
 
 CONFIG = """\
-database: sqlite:///mailgate.sqlite
+database: {database}
 product_name: Test Desk
 processing: {{time_limit_seconds: {limit}}}
 accounts:
@@ -89,12 +89,18 @@ class Desk:
             return quarantine_view(session)
 
 
-def build_desk(root: Path, pack: str = "default", limit: float = 30, pack_text: str | None = None) -> Desk:
-    """Write config (and optionally a local pack), load fixtures, open the runtime."""
+def build_desk(
+    root: Path,
+    pack: str = "default",
+    limit: float = 30,
+    pack_text: str | None = None,
+    database: str = "sqlite:///mailgate.sqlite",
+) -> Desk:
+    """Write config (and optionally a local pack), load fixtures, open the runtime (SQLite unless told)."""
     if pack_text is not None:
         (root / "rules").mkdir(exist_ok=True)
         (root / "rules" / f"{pack}.yaml").write_text(pack_text)
-    (root / "mailgate.yaml").write_text(CONFIG.format(pack=pack, limit=limit))
+    (root / "mailgate.yaml").write_text(CONFIG.format(pack=pack, limit=limit, database=database))
     (root / "fixtures.yaml").write_text(FIXTURES)
     runtime = Runtime(load_config(root / "mailgate.yaml"))
     load_fixtures(runtime.engine, root / "fixtures.yaml")
