@@ -82,7 +82,8 @@ _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\r\n>]+)>?", re.IGNORECASE | 
 
 def fallback_key(raw: bytes) -> tuple[str | None, str]:
     """(Message-ID, ledger key) of a message we could not parse, read straight from its bytes."""
-    head = raw[: raw.find(b"\n\n")] if b"\n\n" in raw[:1_000_000] else raw[:65536]
+    ends = [end for end in (raw.find(b"\n\n"), raw.find(b"\n\r\n")) if end >= 0]  # LF or CRLF mail
+    head = raw[: min(ends)] if ends else raw
     digest = hashlib.sha256(raw).hexdigest()
     match = _MESSAGE_ID.search(head)
     if match:

@@ -77,10 +77,10 @@ class ServiceDesk:
         return account_statuses(self.runtime.engine).get(account)
 
 
-def build_service_desk(root: Path, accounts: str) -> ServiceDesk:
+def build_service_desk(root: Path, accounts: str, database: str = "sqlite:///mailgate.sqlite") -> ServiceDesk:
     """Write a config with the given ``accounts:`` entries, load the people, open the runtime."""
     (root / "mailgate.yaml").write_text(
-        f"database: sqlite:///mailgate.sqlite\nproduct_name: Test Desk\naccounts:\n{accounts}"
+        f"database: {database}\nproduct_name: Test Desk\naccounts:\n{accounts}"
     )
     (root / "fixtures.yaml").write_text(FIXTURES)
     runtime = Runtime(load_config(root / "mailgate.yaml"))

@@ -18,6 +18,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from servers.dovecot import Dovecot
 from service_desk import ServiceDesk, account_yaml, build_service_desk, make_mail, run_async
 
@@ -187,6 +188,41 @@ def test_the_parse_worker_reads_mail_as_parsing_here_does_and_after_it_dies_mail
     assert reasons(from_worker) == reasons(here)
     assert after_death == [None, None, None]  # left to process_message, which parses here
     assert later is None  # parsed in the service's process from then on
+
+
+def test_a_parse_worker_stuck_on_a_message_is_killed_that_message_quarantined_and_the_rest_parsed_here() -> (
+    None
+):
+    ours = frozenset({"helpdesk@example.com"})
+    raws = [make_mail(1), make_mail(2), make_mail(3)]
+    ahead = ParseAhead(ours, time_limit_seconds=0.5)
+
+    async def scenario() -> tuple[list[object], int, int | None, list[object]]:
+        first = ahead.submit(raws)
+        assert first is not None
+        first.result(timeout=120)  # the worker is up and has answered
+        stuck_pid = ahead.worker_pid
+        assert stuck_pid is not None
+        os.kill(stuck_pid, signal.SIGSTOP)  # stuck, as in code that no signal interrupts
+        stuck = await ahead.results(ahead.submit(raws), raws)
+        replaced = ahead.submit(raws)  # the next batch starts a new worker
+        assert replaced is not None
+        replaced.result(timeout=120)
+        return stuck, stuck_pid, ahead.worker_pid, await ahead.results(replaced, raws)
+
+    try:
+        stuck, stuck_pid, new_pid, after = run_async(scenario())
+    finally:
+        ahead.close()
+
+    held = stuck[0]
+    assert isinstance(held, MailError)
+    assert held.reason == "time limit of 0.5 s exceeded while reading the message"
+    assert stuck[1:] == [None, None]  # left to process_message, which reads them under the limit
+    assert new_pid is not None and new_pid != stuck_pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(stuck_pid, 0)  # killed and reaped
+    assert [getattr(m, "message_id", None) for m in after] == [f"m{n}@example.com" for n in (1, 2, 3)]
 
 
 def test_a_batch_is_bounded_by_count_and_listed_size_and_ends_before_an_unknown_size() -> None:
