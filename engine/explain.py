@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from engine.config.model import AccountConfig
 from engine.errors import MailError
+from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.message import parse_message
 from engine.rules.decision import decide
 from engine.rules.subject import ParsedSubject
@@ -29,6 +30,7 @@ class Explanation:
     outcome: str | None = None
     steps: list[tuple[str, bool, str]] = field(default_factory=list)
     error: str | None = None
+    authentication: SenderAuthentication | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -50,6 +52,7 @@ class Explanation:
             "outcome": self.outcome,
             "actions": [{"action": a, "runs": r, "params": p} for a, r, p in self.steps],
             "error": self.error,
+            "authentication": self.authentication.to_json() if self.authentication else None,
         }
 
     def to_text(self) -> str:
@@ -63,6 +66,9 @@ class Explanation:
             f"  parsed: intent={self.parsed.intent.value} number={self.parsed.number}"
             f" matched={self.parsed.matched!r}"
         )
+        if self.authentication is not None:
+            found = self.authentication
+            lines.append(f"sender authentication: {found.method} ({found.evidence})")
         lines.append("facts:")
         lines += [f"  {k} = {v!r}" for k, v in self.facts.items()]
         lines.append("rules tried:")
@@ -88,12 +94,16 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
         result.error = exc.reason
         return result
     result.subject = message.subject
+    authentication = authenticate_sender(message, account.authentication, raw=raw)
     with Session(runtime.engine) as session:
         try:
-            decision = decide(session, runtime.config, account, pack, message, trace=True)
+            decision = decide(
+                session, runtime.config, account, pack, message, trace=True, authentication=authentication
+            )
         finally:
             session.rollback()
     result.parsed, result.facts = decision.subject, dict(decision.facts)
+    result.authentication = decision.situation.authentication
     result.tried = [(tried.rule, tried.matched, tried.why) for tried in decision.tried]
     if decision.rule is not None:
         result.rule, result.outcome = decision.rule.name, decision.rule.outcome

@@ -24,6 +24,7 @@ from sqlmodel import Session, col, select
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
 from engine.errors import MailError, MailgateError
+from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.header_bounds import ledger_key
 from engine.mail.message import IncomingMessage, parse_message
 from engine.mail.text import clean_line, fix_escaped_bytes
@@ -174,7 +175,7 @@ def _process(
         return _quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of)
     try:
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
-        result = _decide_and_act(runtime, account, message, origin, remaining)
+        result = _decide_and_act(runtime, account, message, origin, raw, remaining)
     except IntegrityError as exc:
         if _recorded(runtime, account.name, message.key):  # the same message, recorded meanwhile
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
@@ -227,14 +228,22 @@ def _quarantine(
 
 
 def _decide_and_act(
-    runtime: Runtime, account: AccountConfig, message: IncomingMessage, origin: str, seconds: float
+    runtime: Runtime,
+    account: AccountConfig,
+    message: IncomingMessage,
+    origin: str,
+    raw: bytes,
+    seconds: float,
 ) -> ProcessResult:
     pack = runtime.pack_for(account)
+    started = time.monotonic()
+    authentication = _authenticate(runtime, account, message, raw, seconds)
+    seconds = max(seconds - (time.monotonic() - started), 0.001)
     with transaction(runtime.engine) as session:
         if _ledger_has(session, account.name, message.key):
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
         with time_limit(seconds, limit=runtime.config.time_limit_seconds):
-            decision = decide(session, runtime.config, account, pack, message)
+            decision = decide(session, runtime.config, account, pack, message, authentication=authentication)
             rule = decision.rule
             if rule is None:
                 intent = decision.subject.intent.value
@@ -251,6 +260,7 @@ def _decide_and_act(
                 sender=sender,
                 target=target,
                 target_entity=decision.situation.target_entity,
+                authentication=decision.situation.authentication,
             )
             for step, runs in decision.steps:
                 if runs:
@@ -266,12 +276,27 @@ def _decide_and_act(
                 number=ctx.number,
                 replies=_addressed(ctx.replies),
                 notifications=_addressed(ctx.notifications),
+                reason=ctx.reason,
             )
-            detail = {**ctx.ledger_detail, "problems": list(message.problems)}
+            detail = {
+                **ctx.ledger_detail,
+                "problems": list(message.problems),
+                "authentication": decision.situation.authentication.to_json(),
+            }
             run_statement(session, _INSERT_LEDGER, _ledger_row(result, **detail))
             _write_queued_messages(session)
             session.flush()
     return result
+
+
+def _authenticate(
+    runtime: Runtime, account: AccountConfig, message: IncomingMessage, raw: bytes, seconds: float
+) -> SenderAuthentication:
+    """Whether the sender is who From says; run before the transaction, as a DKIM check waits on DNS."""
+    if not account.authentication.verify_dkim:  # headers only: nothing to wait for
+        return authenticate_sender(message, account.authentication, raw=raw)
+    with time_limit(seconds, limit=runtime.config.time_limit_seconds):
+        return authenticate_sender(message, account.authentication, raw=raw)
 
 
 def _write_queued_messages(session: Session) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlmodel import Session
 
 from engine.config.model import AccountConfig, Config
+from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.rules.subject import ParsedSubject
@@ -52,6 +53,8 @@ class ActionContext:
     replies: list[OutboxMessage] = field(default_factory=list)
     notifications: list[OutboxMessage] = field(default_factory=list)
     ledger_detail: dict[str, Any] = field(default_factory=dict)  # extra keys for the ledger entry's detail
+    authentication: SenderAuthentication = NOT_CHECKED  # whether the sender is who From says
+    reason: str | None = None  # why the message got its outcome (the result's and the ledger's reason)
 
     def __post_init__(self) -> None:
         if self.target is not None:

@@ -85,6 +85,7 @@ def add_history(ctx: ActionContext, kind: str, text: str, security_profile: str 
             "security_profile": security_profile,
             "author_id": author,
             "created_at": ctx.now,
+            "sender_authentication": ctx.authentication.method,
         },
     )
     _touch(ctx, item)

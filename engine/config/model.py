@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.registry import UnknownConnector, build_settings, connector_class, connector_names
+from engine.config.authentication import AuthenticationSettings, read_authentication
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
 from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
@@ -46,6 +47,7 @@ class Flags:
     truncate_incoming_emails: bool = True
     auto_reply: bool = True
     use_linked_analyst: bool = False
+    commands_require_authentication: bool = False  # refuse commands from unauthenticated senders
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class AccountConfig:
     poll_interval_seconds: float = 60.0
     outgoing: str | None = None  # the outgoing server's name (None: the first one)
     from_address: str | None = None  # the From of outgoing mail (None: address, then the server's)
+    authentication: AuthenticationSettings = field(default_factory=AuthenticationSettings)
 
     @property
     def connector_type(self) -> str:
@@ -167,6 +170,7 @@ _ACCOUNT_KEYS = (
     "poll_interval_seconds",
     "outgoing",
     "from_address",
+    "authentication",
 )
 
 
@@ -255,6 +259,7 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
     poll_interval = get_value(node, "poll_interval_seconds", float, problems, 60.0)
     if poll_interval <= 0:
         problems.at(node, "poll_interval_seconds", "poll_interval_seconds must be positive")
+    authentication = read_authentication(node, problems)
     if not name:
         return None
     return AccountConfig(
@@ -270,6 +275,7 @@ def _read_account(parent: Any, index: int, node: Any, problems: Problems) -> Acc
         poll_interval_seconds=poll_interval,
         outgoing=get_value(node, "outgoing", str, problems),
         from_address=get_value(node, "from_address", str, problems),
+        authentication=authentication,
     )
 
 

@@ -57,6 +57,9 @@ class IncomingMessage:
     date: datetime | None
     problems: tuple[str, ...]
     cc: tuple[str, ...] = ()  # Cc addresses, lower-cased
+    # (lower-cased name, unfolded value) of the trace headers sender authentication reads
+    # (engine/mail/authentication.py), top to bottom: Received, (ARC-)Authentication-Results, ARC-Seal
+    trace_headers: tuple[tuple[str, str], ...] = ()
 
 
 _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
@@ -66,6 +69,7 @@ _ADDR_SPEC = re.compile(r"(?<![^@\s<>()\[\],;:\"])[^@\s<>()\[\],;:\"]+@[^@\s<>()
 _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+TRACE_HEADERS = frozenset(("received", "authentication-results", "arc-authentication-results", "arc-seal"))
 
 
 class _Headers:
@@ -74,10 +78,14 @@ class _Headers:
     def __init__(self, msg: Message, problems: Problems) -> None:
         self._problems = problems
         self.values: dict[str, list[str]] = {}
+        self.trace: list[tuple[str, str]] = []  # in order, across names: see IncomingMessage
         charset = _body_charset(msg)
         for name, value in msg.raw_items():
             unfolded = clean_line(fix_escaped_bytes(str(value), charset))
-            self.values.setdefault(str(name).strip().lower(), []).append(unfolded)
+            key = str(name).strip().lower()
+            self.values.setdefault(key, []).append(unfolded)
+            if key in TRACE_HEADERS:
+                self.trace.append((key, unfolded))
 
     def first(self, name: str) -> str | None:
         values = self.values.get(name.lower())
@@ -265,6 +273,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         attachments=parts.attachments,
         date=headers.date(),
         problems=problems.result(),
+        trace_headers=tuple(headers.trace),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from engine.config.model import AccountConfig, Config
+from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.rules.gather import Situation, gather_facts
@@ -50,13 +51,16 @@ def decide(
     message: IncomingMessage,
     *,
     trace: bool = False,
+    authentication: SenderAuthentication = NOT_CHECKED,
 ) -> Decision:
     """Parse the subject, gather the facts and choose the rule; ``trace`` also records each rule tried.
+
+    ``authentication``: ``authenticate_sender``'s verdict on the sender (the sender.* facts).
 
     Reads through ``session`` and writes nothing.
     """
     subject = parse_subject(message.subject, pack.keywords)
-    situation = gather_facts(session, config, account, message, subject)
+    situation = gather_facts(session, config, account, message, subject, authentication)
     tried: list[RuleTried] | None = [] if trace else None
     rule = pack.decide(situation.facts, tried)
     if rule is None:

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from engine.config.model import Flags
+from engine.mail.authentication import METHODS
 from engine.rules.subject import Intent
 
 FactValue = bool | int | str | None
@@ -61,6 +62,12 @@ def _declare() -> dict[str, FactSpec]:
         FactSpec("sender.is_target_user", bool, "the sender is the User of the target item"),
         FactSpec("sender.owns_target", bool, "the sender is the target's assigned analyst"),
         FactSpec("sender.is_approver", bool, "the sender is the target task's approver or in its group"),
+        FactSpec(
+            "sender.authenticated",
+            bool,
+            "the sender is who From says (trusted results, own DKIM/DMARC check, ARC, a reply token)",
+        ),
+        FactSpec("sender.authentication", str, "how the sender was authenticated (none: not)", METHODS),
         FactSpec("target.exists", bool, "the item the subject names exists"),
         FactSpec("target.kind", str, "kind of the target item", TARGET_KINDS, nullable=True),
         FactSpec("target.status", str, "status of the target item", TARGET_STATUSES, nullable=True),

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from engine.config.model import AccountConfig, Config
+from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.rules.subject import Intent, ParsedSubject
@@ -40,6 +41,9 @@ class Situation:
     sender_id: int | None
     target_id: int | None
     target_entity: str | None
+    # the verdict on the sender the facts hold; a source that needs the session (a reply token
+    # signed with a secret in the database) may upgrade the one authenticate_sender gave here
+    authentication: SenderAuthentication = NOT_CHECKED
 
 
 # Statements are built once; each message only binds its values (building one costs more than running it).
@@ -97,9 +101,14 @@ def _in_group(session: Session, person_id: int, group_id: int) -> bool:
 
 
 def gather_facts(
-    session: Session, config: Config, account: AccountConfig, message: IncomingMessage, subject: ParsedSubject
+    session: Session,
+    config: Config,
+    account: AccountConfig,
+    message: IncomingMessage,
+    subject: ParsedSubject,
+    authentication: SenderAuthentication = NOT_CHECKED,
 ) -> Situation:
-    """Read everything the rules may ask about this message."""
+    """Read everything the rules may ask about this message (``authentication``: authenticate_sender's)."""
     sender = _sender_row(session, message.from_address)
     sender_id = sender.id if sender is not None else None
     entity = _TARGET_ENTITY.get(subject.intent)
@@ -123,6 +132,8 @@ def gather_facts(
             sender_id is not None and target is not None and target.assigned_analyst_id == sender_id
         ),
         "sender.is_approver": False,
+        "sender.authenticated": authentication.authenticated,
+        "sender.authentication": authentication.method,
         "target.exists": target is not None,
         "target.kind": kind,
         "target.status": target.status if target is not None else None,
@@ -142,7 +153,8 @@ def gather_facts(
         )
     for flag in fields(account.flags):
         facts[f"flags.{flag.name}"] = bool(getattr(account.flags, flag.name))
-    return Situation(facts, sender_id, target.id if target is not None else None, entity if target else None)
+    target_id = target.id if target is not None else None
+    return Situation(facts, sender_id, target_id, entity if target else None, authentication)
 
 
 def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:

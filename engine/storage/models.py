@@ -111,6 +111,8 @@ class HistoryEntry(SQLModel, table=True):
     security_profile: str = "Unspecified"
     author_id: int | None = Field(default=None, foreign_key="person.id")
     created_at: datetime = Field(default_factory=utcnow)
+    # how the mail that wrote this entry authenticated its sender: dmarc | dkim | arc | reply_token | none
+    sender_authentication: str | None = None
 
 
 class AttachedObject(SQLModel, table=True):

@@ -62,7 +62,16 @@ def _history(session: Session, entity: str, entity_id: int | None) -> list[JsonD
         .order_by(col(HistoryEntry.id))
     ).all()
     return [
-        {"kind": entry.kind, "text": entry.text, "security_profile": entry.security_profile}
+        {
+            "kind": entry.kind,
+            "text": entry.text,
+            "security_profile": entry.security_profile,
+            # whether the mail that wrote the entry came from the sender its From names (None: not a mail)
+            "sender_authenticated": (
+                None if entry.sender_authentication is None else entry.sender_authentication != "none"
+            ),
+            "sender_authentication": entry.sender_authentication,
+        }
         for entry in entries
     ]
 
