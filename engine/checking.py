@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.engine.url import make_url
 
 from engine.actions.registry import UnknownAction, action_class, action_names
-from engine.config.model import load_config
+from engine.config.model import AccountConfig, load_config
 from engine.errors import ConfigError, Problem
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.facts import FACTS
@@ -33,6 +33,7 @@ def check_all(config_path: Path) -> list[str]:
                 pack = runtime.packs[account.name]
                 packs.setdefault(pack.path, pack.name)
             lines.append(f"ok: config {config_path} ({len(config.accounts)} account(s))")
+            lines += [warning for account in config.accounts for warning in authentication_warnings(account)]
             try:
                 runtime.engine.dispose()  # opening it checks the database is reachable and its schema
                 lines.append(f"ok: database {make_url(config.database).render_as_string(hide_password=True)}")
@@ -55,6 +56,23 @@ def check_all(config_path: Path) -> list[str]:
     for path, name in packs.items():
         lines.append(f"ok: rule pack {name} ({path})")
     return lines
+
+
+def authentication_warnings(account: AccountConfig) -> list[str]:
+    """Warnings about an account that acts on commands from senders it cannot authenticate."""
+    if not account.flags.commands_require_authentication:
+        return [
+            f"warning: account {account.name} accepts commands ([CLOSE#n], [APPROVE#n], [REJECT#n],"
+            " [My...]) from senders it has not authenticated: anyone can write an approver's address"
+            " in From; set flags.commands_require_authentication: true (docs/security.md)"
+        ]
+    if not account.authentication.configured:
+        return [
+            f"warning: account {account.name} refuses every command: commands_require_authentication"
+            " is on, but its authentication section trusts no authserv-id and does not verify DKIM"
+            " (docs/security.md)"
+        ]
+    return []
 
 
 def vocabulary() -> str:

@@ -21,6 +21,12 @@ Plugins
 - ``plugin_site``: a folder on ``sys.path`` into which a test installs tiny plugin distributions
   (``tests/plugin_packages.py``); the modules imported from it are forgotten afterwards.
 
+DNS
+---
+- ``dns_server``: a real DNS server on loopback (``tests/servers/dns.py``, dnslib) for the whole session;
+  ``dns_server.address`` is what an account's ``authentication.dns_servers`` takes. Its records are
+  emptied after every test that uses it.
+
 Other shared fixtures go below the database section, each with a short comment.
 """
 
@@ -37,6 +43,7 @@ from typing import NoReturn
 
 import pytest
 from plugin_packages import PluginSite
+from servers.dns import DnsTestServer
 from servers.dovecot import Dovecot, DovecotError, dovecot_binary, start_dovecot
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -156,3 +163,19 @@ def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plu
     yield site
     for module in site.modules:
         sys.modules.pop(module, None)
+
+
+@pytest.fixture(scope="session")
+def _dns_server_for_session() -> Iterator[DnsTestServer]:
+    server = DnsTestServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dns_server(_dns_server_for_session: DnsTestServer) -> Iterator[DnsTestServer]:
+    """The loopback DNS server (see the module docstring); its zone is emptied after the test."""
+    yield _dns_server_for_session
+    _dns_server_for_session.clear()

@@ -43,6 +43,8 @@ SAMPLE_VARIABLES: dict[str, Any] = {
         }
     ],
     "item_kind": "calls",
+    "authentication": "dmarc=fail header.from=example.com (Authentication-Results by mx.example.com)",
+    "authentication_method": "none",
 }
 
 
@@ -86,6 +88,8 @@ def template_variables(ctx: ActionContext, **extra: Any) -> dict[str, Any]:
         "incoming_subject": ctx.message.subject,
         "items": [],
         "item_kind": "",
+        "authentication": ctx.authentication.evidence,
+        "authentication_method": ctx.authentication.method,
     }
     variables.update(extra)
     return variables

@@ -28,6 +28,7 @@ BUILTIN_ACTIONS: Mapping[str, str] = {
     "send_summary": "engine.actions.messages:SendSummary",
     "approve_task": "engine.actions.tasks:ApproveTask",
     "reject_task": "engine.actions.tasks:RejectTask",
+    "give_reason": "engine.actions.reasons:GiveReason",
 }
 
 

@@ -91,6 +91,22 @@ def text_to_html(text: str) -> str:
     return html_document("\n".join(blocks))
 
 
+def compile_line(source: str) -> jinja2.Template:
+    """A one-line text template (a reason, say); TemplateError on a syntax mistake."""
+    try:
+        return _ENV.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{exc.message} (in {source!r})") from None
+
+
+def render_line(template: jinja2.Template, variables: Mapping[str, Any]) -> str:
+    """Render a ``compile_line`` template as one line; TemplateError says why it failed."""
+    try:
+        return " ".join(template.render(variables).split())
+    except jinja2.TemplateError as exc:
+        raise TemplateError(str(exc)) from None
+
+
 def compile_templates(
     node: Any, problems: Problems, sample: Mapping[str, Any] | None = None
 ) -> dict[str, MessageTemplate]:

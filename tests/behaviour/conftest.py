@@ -183,6 +183,7 @@ def _account(
     default_logging_analyst: str | None,
     reopen_assign_to: str | None,
     rule_pack: str,
+    authentication: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     account: dict[str, Any] = {"name": name, "address": address, "connector": "memory"}
     account["rule_pack"] = rule_pack
@@ -194,6 +195,8 @@ def _account(
         account["default_logging_analyst"] = default_logging_analyst
     if reopen_assign_to:
         account["reopen_assign_to"] = reopen_assign_to
+    if authentication is not None:
+        account["authentication"] = dict(authentication)
     return account
 
 
@@ -218,6 +221,7 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
         other_accounts: Sequence[Mapping[str, Any]] = (),
         database: str | None = None,
         files: Mapping[str, str] | None = None,
+        authentication: Mapping[str, Any] | None = None,
     ) -> Desk:
         folder = tmp_path / f"desk{len(made)}"
         folder.mkdir()
@@ -234,6 +238,7 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
                 default_logging_analyst=default_logging_analyst,
                 reopen_assign_to=reopen_assign_to,
                 rule_pack=rule_pack,
+                authentication=authentication,
             )
         ]
         for extra in other_accounts:

@@ -104,6 +104,9 @@ def json_lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     return [json.loads(line) for line in ok(proc).stdout.splitlines() if line.strip()]
 
 
+BOUNDARY_VERDICT = "Authentication-Results: mx.example.com; dmarc=pass header.from=example.com\r\n"
+
+
 def write_eml(
     path: Path,
     *,
@@ -115,7 +118,8 @@ def write_eml(
 ) -> Path:
     """Write a small RFC 5322 message (optionally with one attachment) and return its path."""
     mid = message_id or f"{path.stem}@example.com"
-    head = f"From: {sender}\r\nTo: helpdesk@example.com\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
+    head = BOUNDARY_VERDICT  # as the mail server hands it over (trusted by the ``loaded`` installation)
+    head += f"From: {sender}\r\nTo: helpdesk@example.com\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
     head += "Date: Mon, 23 Nov 2026 09:00:00 +0000\r\nMIME-Version: 1.0\r\n"
     if attachment is None:
         text = head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.replace("\n", "\r\n")
@@ -148,9 +152,18 @@ def starter_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def loaded_template(starter_template: Path) -> Path:
-    """A copy of the starter installation with the contract-shaped fixture file loaded."""
+    """A copy of the starter installation with the contract-shaped fixture file loaded.
+
+    Its account trusts the verdicts of ``mx.example.com``, as the starter config's comment shows,
+    so that commands from the mails ``write_eml`` makes are carried out.
+    """
     root = starter_template.parent.parent / "loaded" / "desk"
     shutil.copytree(starter_template, root)
+    config = root / "mailgate.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("# trusted_authserv_ids:", "trusted_authserv_ids:"),
+        encoding="utf-8",
+    )
     fixtures = root / "people.yaml"
     fixtures.write_text(FIXTURES, encoding="utf-8")
     ok(mailgate("--config", root / "mailgate.yaml", "db", "load", fixtures, cwd=root))
@@ -195,6 +208,44 @@ def test_init_writes_the_starter_files_and_check_accepts_them(tmp_path: Path) ->
     assert f"ok: config {desk.config}" in proc.stdout
     assert "ok: rule pack default" in proc.stdout
     assert "ok: rule pack local" in proc.stdout
+
+
+def test_init_requires_authenticated_senders_for_commands_and_shows_how_to_trust_a_boundary(
+    desk: Desk,
+) -> None:
+    text = desk.config.read_text(encoding="utf-8")
+    assert "      commands_require_authentication: true" in text
+    assert "      # trusted_authserv_ids: [mx.example.com]" in text
+    proc = ok(mailgate("--config", desk.config, "check", cwd=desk.root))
+    assert (
+        "warning: account helpdesk refuses every command: commands_require_authentication is on"
+        in proc.stdout
+    )
+
+
+def test_check_warns_about_every_account_that_accepts_commands_without_authentication(tmp_path: Path) -> None:
+    config = tmp_path / "mailgate.yaml"
+    config.write_text(
+        textwrap.dedent(
+            """            database: sqlite:///desk.sqlite
+            accounts:
+              - name: open
+                connector: memory
+              - name: guarded
+                connector: memory
+                flags: {commands_require_authentication: true}
+                authentication: {trusted_authserv_ids: [mx.example.com]}
+              - name: legacy
+                connector: memory
+                flags: {commands_require_authentication: false}
+            """
+        ),
+        encoding="utf-8",
+    )
+    out = ok(mailgate("check", cwd=tmp_path)).stdout
+    warned = [line.split()[2] for line in out.splitlines() if line.startswith("warning: account")]
+    assert warned == ["open", "legacy"]
+    assert "set flags.commands_require_authentication: true (docs/security.md)" in out
 
 
 def test_init_refuses_to_overwrite_an_existing_installation(desk: Desk) -> None:
@@ -257,6 +308,9 @@ def test_check_reports_invalid_yaml_at_its_line(tmp_path: Path) -> None:
 def test_check_list_names_facts_actions_and_outcomes(tmp_path: Path) -> None:
     out = ok(mailgate("check", "--list", cwd=tmp_path)).stdout
     assert "sender.known" in out
+    assert "sender.authenticated" in out
+    assert "sender.authentication" in out and "dmarc, dkim, arc, reply_token, none" in out
+    assert "flags.commands_require_authentication" in out
     assert "log_call" in out
     assert "Outcomes:" in out and "logged" in out
 

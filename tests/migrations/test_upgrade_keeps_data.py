@@ -51,7 +51,7 @@ UPDATE_103 = (
 )
 # every mail 0bdbdc9's code processed into r1_rows.json (see make_r1_rows.sh)
 PROCESSED_BEFORE = [
-    *sorted(DEMO_MAILBOX.glob("*.eml")),
+    *sorted(DEMO_MAILBOX.glob("0[1-7]-*.eml")),  # 0.1.0's demo mailbox (08 came later)
     SCHEMA_FIXTURES / "mail" / "attachments-update.eml",
     SCHEMA_FIXTURES / "mail" / "no-sender.eml",
 ]

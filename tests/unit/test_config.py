@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config.authentication import AuthenticationSettings, DnsServer
 from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
 from engine.errors import ConfigError, MailgateError, Problem, Span
 from engine.rules.pack import load_pack
@@ -159,7 +160,17 @@ def test_every_key_of_the_contract_is_read() -> None:
         truncate_incoming_emails=False,
         auto_reply=False,
         use_linked_analyst=True,
+        commands_require_authentication=True,
     )
+    assert helpdesk.authentication == AuthenticationSettings(
+        trusted_authserv_ids=("mx.example.com", "mx2.example.com"),
+        trusted_relays=("*.internal.example.com", "10.0.0.0/8", "imap.example.com"),
+        trusted_arc_sealers=("lists.example.org",),
+        verify_dkim=True,
+        dns_servers=(DnsServer("192.0.2.53"), DnsServer("192.0.2.54", 5353), DnsServer("2001:db8::53", 5353)),
+    )
+    assert archive.authentication == AuthenticationSettings()
+    assert not archive.flags.commands_require_authentication
     assert helpdesk.call_template == CallTemplate(
         partition="IT",
         screen_set="Standard",
@@ -197,7 +208,8 @@ def test_the_starter_config_written_by_mailgate_init_is_valid(tmp_path: Path) ->
     (tmp_path / "rules" / "local.yaml").write_text(STARTER_PACK, encoding="utf-8")
     config = check_config(path)
     assert [a.name for a in config.accounts] == ["helpdesk"]
-    assert config.accounts[0].flags == Flags()
+    assert config.accounts[0].flags == Flags(commands_require_authentication=True)
+    assert config.accounts[0].authentication == AuthenticationSettings()
 
 
 # ---- secrets from the environment ----------------------------------------------------------------
