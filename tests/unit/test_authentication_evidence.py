@@ -122,6 +122,21 @@ def test_headers_are_parsed_only_until_the_asked_method_is_found() -> None:
     assert any("unreadable" in note for note in boundary.ignored)
 
 
+def test_only_the_asked_methods_results_of_a_header_are_parsed() -> None:
+    message = parse_message(
+        parsed(
+            "Authentication-Results: mx.example.org; dkim=pass ===; spf=pass (a comment; with a semicolon)"
+            " smtp.mailfrom=example.com; dmarc=pass header.from=example.com",
+        )
+    )
+    boundary = read_boundary_results(message.trace_headers, OURS)
+
+    assert [r.result for r in boundary.of("dmarc")] == ["pass"]  # the broken dkim result is not read
+    assert [r.result for r in boundary.of("spf")] == ["pass"]
+    assert boundary.of("dkim") == ()
+    assert any("unreadable" in note for note in boundary.ignored)
+
+
 def test_at_most_a_bounded_number_of_trusted_headers_are_parsed() -> None:
     flood = [f"Authentication-Results: mx.example.org; x{i}=pass" for i in range(MAX_PARSED_RESULTS + 5)]
     message = parse_message(parsed(*flood, "Authentication-Results: mx.example.org; dmarc=pass"))
