@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,30 @@ def check_credentials(settings: Any, password_auth: str) -> None:
             raise ValueError(f"{tokens[0]} is only used with auth: xoauth2")
     elif len(tokens) != 1:
         raise ValueError("auth 'xoauth2' needs exactly one of oauth_token and oauth_token_command")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine by name or address: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plain_login(settings: Any, encrypted: str) -> None:
+    """Refuse (ValueError) a login over an unencrypted connection to another machine.
+
+    ``security: plain`` sends the password (or token) as it is; that is allowed to a loopback
+    host, or where the account says ``allow_plain_login: true`` (a network the admin trusts).
+    ``encrypted`` names the protocol's encrypted choices for the message (``tls or starttls``).
+    """
+    if settings.security != "plain" or settings.allow_plain_login or is_loopback(settings.host):
+        return
+    secret = "token" if settings.auth == "xoauth2" else "password"
+    raise ValueError(
+        f"logging in to {settings.host} over a plain connection would send the {secret} unencrypted; "
+        f"use security: {encrypted}, or set allow_plain_login: true if the network to the server is trusted"
+    )

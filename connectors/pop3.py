@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal, NoReturn, TypeVar, cast
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.credentials import check_credentials
+from connectors.credentials import check_credentials, check_plain_login
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ class Pop3Settings(ConnectorSettings):
     ``oauth_token_command`` (run by the shell at every connection, so it can refresh the token).
     ``ca_file`` adds a trust root (relative paths are from the config's folder); certificates are
     always verified. ``max_messages_per_session``: after that many deletions the connector QUITs,
-    so that they take effect, and reconnects.
+    so that they take effect, and reconnects. ``security: plain`` logs in only to a loopback host,
+    unless ``allow_plain_login: true`` (the password would cross the network unencrypted).
     """
 
     host: str
@@ -58,6 +59,7 @@ class Pop3Settings(ConnectorSettings):
     ca_file: str | None = None
     timeout: float = 30
     max_messages_per_session: int | None = None
+    allow_plain_login: bool = False
 
     def __post_init__(self) -> None:
         if not self.host.strip():
@@ -71,6 +73,7 @@ class Pop3Settings(ConnectorSettings):
                 f"max_messages_per_session must be at least 1, not {self.max_messages_per_session}"
             )
         check_credentials(self, "user")
+        check_plain_login(self, "tls or stls")
 
     @property
     def server_port(self) -> int:

@@ -37,7 +37,7 @@ from typing import Literal
 from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyped]
 
 from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.credentials import check_credentials, token_from_command
+from connectors.credentials import check_credentials, check_plain_login, token_from_command
 from connectors.imap.session import (
     ImapSession,
     body_literals,
@@ -69,6 +69,8 @@ class ImapSettings(ConnectorSettings):
     always verified. ``processed_folder``: move acknowledged messages there instead of deleting
     them (created if missing). ``timeout``: seconds without an answer before a command fails.
     ``idle: false`` turns IMAP IDLE push off (the service then polls at the account's interval).
+    ``security: plain`` logs in only to a loopback host, unless ``allow_plain_login: true`` (the
+    password would cross the network unencrypted).
     """
 
     host: str
@@ -84,6 +86,7 @@ class ImapSettings(ConnectorSettings):
     processed_folder: str | None = None
     timeout: float = 30
     idle: bool = True
+    allow_plain_login: bool = False
 
     def __post_init__(self) -> None:
         if not self.host.strip():
@@ -97,6 +100,7 @@ class ImapSettings(ConnectorSettings):
         if self.processed_folder is not None and self.processed_folder in ("", self.folder):
             raise ValueError("processed_folder must name another folder than the one read")
         check_credentials(self, "login")
+        check_plain_login(self, "tls or starttls")
 
     @property
     def server_port(self) -> int:
