@@ -17,6 +17,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext
+from engine.mail.sender import mailbox_key
 from engine.outgoing.outbox import entity_tag, queue_message, recent_replies_to
 from engine.storage.models import Call, Forward, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
@@ -141,7 +142,8 @@ def refusal_to_answer(ctx: ActionContext, to: str) -> str | None:
     limit = ctx.config.outgoing.replies_per_sender_per_hour
     sent = recent_replies_to(ctx.session, to, ctx.now - timedelta(hours=1))
     if sent >= limit:
-        return f"rate limit: {sent} automatic replies to {to} in the last hour (at most {limit})"
+        mailbox = mailbox_key(to)
+        return f"rate limit: {sent} automatic replies to {mailbox} in the last hour (at most {limit})"
     return None
 
 

@@ -14,6 +14,7 @@ from sqlmodel import Session, col
 
 from engine.config.model import Config
 from engine.mail.message import IncomingMessage
+from engine.mail.sender import mailbox_key
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
 from engine.storage.rows import build_row
@@ -63,7 +64,7 @@ def queue_message(
         body=body,
         html_body=html,
         auto_submitted=auto_submitted,
-        answered_address=to.strip().lower() if auto_submitted == "auto-replied" else None,
+        answered_address=mailbox_key(to) if auto_submitted == "auto-replied" else None,
         message_id=new_message_id(config),
         in_reply_to=in_reply_to,
         references=references,
@@ -83,6 +84,10 @@ _COUNT_RECENT_REPLIES = sa_select(func.count()).where(
 
 
 def recent_replies_to(session: Session, address: str, since: datetime) -> int:
-    """How many automatic replies (``Auto-Submitted: auto-replied``) were queued to ``address`` since then."""
-    params = {"address": address.strip().lower(), "since": since}
+    """How many automatic replies were queued to ``address``'s mailbox since then (plus tags ignored).
+
+    Replies are counted by ``mailbox_key``: ``Ann+1@example.com`` and ``ann+2@example.com`` are
+    both ``ann@example.com``, so plus-tag variants of one mailbox share its limit.
+    """
+    params = {"address": mailbox_key(address), "since": since}
     return int(run_statement(session, _COUNT_RECENT_REPLIES, params).scalar() or 0)

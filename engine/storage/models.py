@@ -164,7 +164,7 @@ class OutboxMessage(SQLModel, table=True):
     # --- delivery (engine.outgoing): the state machine lives in these columns --------------------
     html_body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     auto_submitted: str = ""  # auto-replied | auto-generated (as the header says)
-    answered_address: str | None = Field(default=None, index=True)  # an auto-reply's recipient, lower-cased
+    answered_address: str | None = Field(default=None, index=True)  # an auto-reply's mailbox (mailbox_key)
     attempts: int = 0  # delivery attempts started (counted when the message is claimed)
     next_attempt_at: datetime | None = None  # a queued/deferred message is due from then (None: now)
     sending_since: datetime | None = None  # when the message was claimed for sending

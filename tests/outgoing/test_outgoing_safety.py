@@ -96,3 +96,24 @@ def test_answering_a_delivered_auto_reply_updates_the_right_call(
     confirmation = server.handler.arrived[-1].message
     assert confirmation["In-Reply-To"] == "<answer-1@mail.example>"
     assert confirmation["Subject"] == f"[CALL#{number}] Call {number} has been updated"
+
+
+def test_the_limit_counts_plus_tag_variants_of_one_mailbox_together(
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
+) -> None:
+    """ann+1@, ANN+2@, ... are one mailbox: 15 variants get 10 replies, not 15."""
+    server = smtp()
+    desk = make_desk(plain_server(server), database=db_url)  # the default limit: 10 an hour
+    senders = [f"{'ANN' if n % 2 else 'ann'}+{n}@example.com" for n in range(15)]
+
+    results = [desk.deliver(f"Problem {n}", sender=sender) for n, sender in enumerate(senders)]
+    desk.drain(T0)
+
+    assert [r.outcome for r in results] == ["logged"] * 15
+    assert [len(r.replies) for r in results] == [1] * 10 + [0] * 5
+    assert len(server.handler.arrived) == 10
+    assert (
+        not_answered(desk)[10:]
+        == [["rate limit: 10 automatic replies to ann@example.com in the last hour (at most 10)"]] * 5
+    )
+    assert {row.answered_address for row in desk.rows()} == {"ann@example.com"}
