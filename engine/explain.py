@@ -31,6 +31,7 @@ class Explanation:
     steps: list[tuple[str, bool, str]] = field(default_factory=list)
     error: str | None = None
     authentication: SenderAuthentication | None = None
+    notes: list[str] = field(default_factory=list)  # what changed the facts (an ambiguous sender)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -47,6 +48,7 @@ class Explanation:
             "subject": self.subject,
             "parsed": parsed,
             "facts": self.facts,
+            "notes": self.notes,
             "rules_tried": [{"rule": n, "matched": m, "why": w} for n, m, w in self.tried],
             "rule": self.rule,
             "outcome": self.outcome,
@@ -69,6 +71,7 @@ class Explanation:
         if self.authentication is not None:
             found = self.authentication
             lines.append(f"sender authentication: {found.method} ({found.evidence})")
+        lines += [f"note: {note}" for note in self.notes]
         lines.append("facts:")
         lines += [f"  {k} = {v!r}" for k, v in self.facts.items()]
         lines.append("rules tried:")
@@ -104,6 +107,7 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
             session.rollback()
     result.parsed, result.facts = decision.subject, dict(decision.facts)
     result.authentication = decision.situation.authentication
+    result.notes = list(decision.situation.notes)
     result.tried = [(tried.rule, tried.matched, tried.why) for tried in decision.tried]
     if decision.rule is not None:
         result.rule, result.outcome = decision.rule.name, decision.rule.outcome

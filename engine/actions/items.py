@@ -102,8 +102,9 @@ def _touch(ctx: ActionContext, item: Item, **values: Any) -> None:
     set_columns(ctx.session, item, updated_at=ctx.now, **values)
 
 
-def _ensure_sender(ctx: ActionContext) -> Person:
-    if ctx.sender is None:
+def _ensure_sender(ctx: ActionContext) -> Person | None:
+    """The sender's person, created as a User if unknown; None for an ambiguous sender (no one to record)."""
+    if ctx.sender is None and ctx.message.sender_ambiguity is None:
         person = build_row(
             Person, email=ctx.message.from_address, name=ctx.message.from_name, is_user=True, is_analyst=False
         )
@@ -122,11 +123,11 @@ class LogCall(Action):
         sender = _ensure_sender(ctx)
         template = ctx.account.call_template
         logging_analyst: int | None = None
-        if ctx.account.flags.use_linked_analyst and sender.is_analyst:
+        if ctx.account.flags.use_linked_analyst and sender is not None and sender.is_analyst:
             logging_analyst = sender.id
         if logging_analyst is None:
             logging_analyst = person_id(ctx.session, ctx.account.default_logging_analyst)
-        if logging_analyst is None:
+        if logging_analyst is None and sender is not None:
             logging_analyst = sender.id
         call = build_row(
             Call,
@@ -134,7 +135,7 @@ class LogCall(Action):
             status="open",
             summary=ctx.message.subject.strip()[:250] or "(no subject)",
             description=ctx.message.body,
-            user_id=sender.id,
+            user_id=sender.id if sender is not None else None,
             assigned_analyst_id=person_id(ctx.session, template.assigned_analyst),
             assigned_group_id=group_id(ctx.session, template.assigned_group),
             logging_analyst_id=logging_analyst,
@@ -148,7 +149,8 @@ class LogCall(Action):
         )
         insert_persistent(ctx.session, call)
         ctx.item, ctx.entity, ctx.number = call, "call", call.number
-        add_history(ctx, "logged", f"Logged from email by {sender.email}: {call.summary}")
+        by = sender.email if sender is not None else f"{ctx.message.from_address} (ambiguous sender, no user)"
+        add_history(ctx, "logged", f"Logged from email by {by}: {call.summary}")
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,8 @@ def refusal_to_answer(ctx: ActionContext, to: str) -> str | None:
         return "the mail is a bounce"
     if message.auto_submitted:
         return f"the mail was sent by a machine: {message.auto_submitted_reason}"
+    if message.sender_ambiguity:
+        return f"the sender is ambiguous: {message.sender_ambiguity}"
     own = ctx.config.own_addresses()
     for address in dict.fromkeys((sender, to.strip().lower())):
         if address in own:

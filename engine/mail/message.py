@@ -22,6 +22,7 @@ from engine.mail.header_bounds import address_elements, check_header_block, chec
 from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
 from engine.mail.reply_text import new_text_of_reply
+from engine.mail.sender import sender_ambiguity
 from engine.mail.text import (
     clean_line,
     decode_header_words,
@@ -60,6 +61,7 @@ class IncomingMessage:
     # (lower-cased name, unfolded value) of the trace headers sender authentication reads
     # (engine/mail/authentication.py), top to bottom: Received, (ARC-)Authentication-Results, ARC-Seal
     trace_headers: tuple[tuple[str, str], ...] = ()
+    sender_ambiguity: str | None = None  # why From/Sender name no one clear mailbox (mail/sender.py)
 
 
 _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
@@ -230,6 +232,9 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         problems.add(f"From header {raw_from[:80]!r} names no mailbox; read as the mail system ({system})")
         senders = [("", system)]
     from_name, from_address = senders[0]
+    ambiguity = sender_ambiguity(
+        headers.values.get("from", []), senders, headers.values.get("sender", []), headers.addresses("Sender")
+    )
     reply_to = headers.addresses("Reply-To")
     message_ids = headers.message_ids("Message-ID")
     message_id = message_ids[0] if message_ids else None
@@ -274,6 +279,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         date=headers.date(),
         problems=problems.result(),
         trace_headers=tuple(headers.trace),
+        sender_ambiguity=ambiguity,
     )
 
 

@@ -1,6 +1,22 @@
-"""The mailbox an address reaches: an address without letter case and plus tag."""
+"""Whether a mail's sender is one clear mailbox, and an address reduced to the mailbox it reaches.
+
+A sender is **ambiguous** when the headers could make a person (or a rule) believe the mail came
+from someone other than the mailbox we would look up: several From headers, several mailboxes in
+From, From in group syntax (``carl@example.com: <attacker@evil.example>``), a display name or
+comment holding another address (``"carl@example.com" <attacker@evil.example>``), or a Sender
+header naming another mailbox than From (mailing lists do this; their mail then counts as from an
+unknown sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
+authenticated, and it gets no automatic answer; ``mailgate explain`` prints the reason.
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from engine.mail.text import decode_header_words
+
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
 
 
 def mailbox_key(address: str) -> str:
@@ -10,3 +26,75 @@ def mailbox_key(address: str) -> str:
         return domain
     base = local.split("+", 1)[0]
     return f"{base or local}@{domain}"
+
+
+def has_group_syntax(value: str) -> bool:
+    """Whether an address header uses group syntax: a ``:`` outside quotes, comments and ``<...>``."""
+    in_quote = in_angle = escaped = False
+    comment_depth = 0
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and (in_quote or comment_depth):
+            escaped = True
+        elif in_quote:
+            in_quote = char != '"'
+        elif comment_depth:
+            comment_depth += {"(": 1, ")": -1}.get(char, 0)
+        elif char == '"':
+            in_quote = True
+        elif char == "(":
+            comment_depth = 1
+        elif char in "<>":
+            in_angle = char == "<"
+        elif char == ":" and not in_angle:
+            return True
+    return False
+
+
+def addresses_named(value: str) -> list[str]:
+    """Every distinct address written anywhere in a header (display names and comments too), lower-cased."""
+    decoded, _ = decode_header_words(value)
+    return list(dict.fromkeys(found.strip(".").lower() for found in _ADDRESS.findall(decoded)))
+
+
+def sender_ambiguity(
+    from_values: Sequence[str],
+    from_mailboxes: Sequence[tuple[str, str]],
+    sender_values: Sequence[str] = (),
+    sender_mailboxes: Sequence[tuple[str, str]] = (),
+) -> str | None:
+    """Why the sender is ambiguous, or None when From (and Sender, if any) name one clear mailbox.
+
+    ``from_values``/``sender_values``: every From/Sender header as written (unfolded);
+    ``*_mailboxes``: the (display name, lower-cased address) pairs read from the first of each.
+    """
+    if len(from_values) > 1:
+        return f"the mail has {len(from_values)} From headers"
+    raw = from_values[0] if from_values else ""
+    if has_group_syntax(raw):
+        return f"From uses group syntax ({_short(raw)})"
+    if len(from_mailboxes) > 1:
+        listed = ", ".join(spec for _, spec in from_mailboxes)
+        return f"From names {len(from_mailboxes)} mailboxes ({listed})"
+    address = from_mailboxes[0][1] if from_mailboxes else ""
+    display = from_mailboxes[0][0] if from_mailboxes else ""
+    for named in addresses_named(display):
+        if named != address:
+            return f"the From display name {display!r} looks like another address than the sender's {address}"
+    others = [named for named in addresses_named(raw) if named != address]
+    if others:
+        return f"From names another address ({others[0]}) besides {address}"
+    present = [value for value in sender_values if value.strip()]
+    if len(present) > 1:
+        return f"the mail has {len(present)} Sender headers"
+    if present:
+        senders = {spec for _, spec in sender_mailboxes} or set(addresses_named(present[0]))
+        if senders != {address}:
+            shown = ", ".join(sorted(senders)) or _short(present[0])
+            return f"Sender ({shown}) differs from From ({address})"
+    return None
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 80 else value[:77] + "..."

@@ -56,6 +56,11 @@ def _declare() -> dict[str, FactSpec]:
         FactSpec("number", int, "the item number in the subject", nullable=True),
         FactSpec("bracketed", bool, "the subject used a bracketed tag like [CALL#12]"),
         FactSpec("sender.known", bool, "the sender's address belongs to a person on record"),
+        FactSpec(
+            "sender.ambiguous",
+            bool,
+            "From/Sender do not name one clear mailbox (the sender is then treated as unknown)",
+        ),
         FactSpec("sender.is_user", bool, "the sender is flagged as a User"),
         FactSpec("sender.is_analyst", bool, "the sender is an analyst"),
         FactSpec("sender.take_over", bool, "the sender has the take-over right"),

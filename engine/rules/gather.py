@@ -35,7 +35,10 @@ _DECIDED = ("approved", "rejected", "closed", "cancelled")
 
 @dataclass(frozen=True)
 class Situation:
-    """The facts for the rules, plus the ids of the rows they were read from."""
+    """The facts for the rules, plus the ids of the rows they were read from.
+
+    ``notes`` say in words what changed the facts (an ambiguous sender).
+    """
 
     facts: dict[str, FactValue]
     sender_id: int | None
@@ -44,6 +47,7 @@ class Situation:
     # the verdict on the sender the facts hold; a source that needs the session (a reply token
     # signed with a secret in the database) may upgrade the one authenticate_sender gave here
     authentication: SenderAuthentication = NOT_CHECKED
+    notes: tuple[str, ...] = ()
 
 
 # Statements are built once; each message only binds its values (building one costs more than running it).
@@ -108,8 +112,19 @@ def gather_facts(
     subject: ParsedSubject,
     authentication: SenderAuthentication = NOT_CHECKED,
 ) -> Situation:
-    """Read everything the rules may ask about this message (``authentication``: authenticate_sender's)."""
-    sender = _sender_row(session, message.from_address)
+    """Read everything the rules may ask about this message (``authentication``: authenticate_sender's).
+
+    An ambiguous sender (``message.sender_ambiguity``) is looked up as nobody and never counts as
+    authenticated, whatever the evidence says.
+    """
+    notes: list[str] = []
+    ambiguous = message.sender_ambiguity is not None
+    if ambiguous:
+        notes.append(f"the sender is ambiguous and treated as unknown: {message.sender_ambiguity}")
+        authentication = SenderAuthentication(
+            False, "none", f"the sender is ambiguous: {message.sender_ambiguity}"
+        )
+    sender = None if ambiguous else _sender_row(session, message.from_address)
     sender_id = sender.id if sender is not None else None
     entity = _TARGET_ENTITY.get(subject.intent)
     target: Any = None
@@ -122,6 +137,7 @@ def gather_facts(
         "number": subject.number,
         "bracketed": subject.bracketed,
         "sender.known": sender is not None,
+        "sender.ambiguous": ambiguous,
         "sender.is_user": bool(sender is not None and sender.is_user),
         "sender.is_analyst": bool(sender is not None and sender.is_analyst),
         "sender.take_over": bool(sender is not None and sender.take_over),
@@ -154,7 +170,7 @@ def gather_facts(
     for flag in fields(account.flags):
         facts[f"flags.{flag.name}"] = bool(getattr(account.flags, flag.name))
     target_id = target.id if target is not None else None
-    return Situation(facts, sender_id, target_id, entity if target else None, authentication)
+    return Situation(facts, sender_id, target_id, entity if target else None, authentication, tuple(notes))
 
 
 def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:

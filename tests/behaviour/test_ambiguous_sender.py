@@ -1,0 +1,123 @@
+"""A sender that cannot be confused: mail whose From/Sender do not name one clear mailbox counts as
+from an unknown sender for commands and for looking people up, gets no answer, and ``explain``
+says why."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from engine.explain import explain_message
+
+if TYPE_CHECKING:
+    from conftest import Desk, MakeDesk
+
+ITEMS = """\
+calls:
+  - {number: 10, status: open, user: ada@example.com, assigned_analyst: grace@example.com, summary: Printer}
+"""
+
+# Each form names ada, who may close her call 10, beside or instead of the attacker's mailbox.
+FORMS = [
+    ("two From headers", "From: ada@example.com\nFrom: attacker@evil.example\n"),
+    ("two mailboxes", "From: ada@example.com, attacker@evil.example\n"),
+    ("group syntax", "From: ada@example.com: <attacker@evil.example>\n"),
+    ("address as display name", 'From: "ada@example.com" <attacker@evil.example>\n'),
+    ("bare address as display name", "From: ada@example.com <attacker@evil.example>\n"),
+    ("Sender differs from From", "From: ada@example.com\nSender: attacker@evil.example\n"),
+]
+IDS = [form for form, _ in FORMS]
+
+
+def _mail(from_lines: str, subject: str) -> bytes:
+    return (
+        f"{from_lines}To: helpdesk@desk.example\nSubject: {subject}\n"
+        "Message-ID: <ambiguous-1@evil.example>\n\nPlease close it.\n"
+    ).encode()
+
+
+def _not_answered(desk: Desk) -> list[str]:
+    detail = desk.ledger()[-1]["detail"]
+    found = json.loads(detail) if isinstance(detail, str) else detail
+    return list(found.get("not_answered", []))
+
+
+@pytest.mark.parametrize(("form", "from_lines"), FORMS, ids=IDS)
+def test_an_ambiguous_sender_cannot_command_as_the_person_it_names(
+    make_desk: MakeDesk, form: str, from_lines: str
+) -> None:
+    desk = make_desk(ITEMS)
+    result = desk.deliver_raw(_mail(from_lines, "[CLOSE#10]"))
+    assert (result.outcome, result.rule) == ("refused", "close_by_unknown_sender_refused"), form
+    assert desk.call(10)["status"] == "open"
+    assert desk.outbox() == []  # no answer to anyone: we do not know who sent it
+    [reason] = _not_answered(desk)
+    assert reason.startswith("the sender is ambiguous: ")
+
+
+@pytest.mark.parametrize(("form", "from_lines"), FORMS, ids=IDS)
+def test_explain_says_why_the_sender_is_ambiguous(make_desk: MakeDesk, form: str, from_lines: str) -> None:
+    desk = make_desk(ITEMS)
+    explained = explain_message(desk.runtime, desk.account, _mail(from_lines, "[CLOSE#10]"))
+    assert explained.facts["sender.ambiguous"] is True
+    assert explained.facts["sender.known"] is False
+    [note] = [n for n in explained.notes if "ambiguous" in n]
+    assert note.startswith("the sender is ambiguous and treated as unknown: ")
+    assert f"note: {note}" in explained.to_text()
+    assert explained.to_json()["notes"] == explained.notes
+
+
+@pytest.mark.parametrize(("form", "from_lines"), FORMS, ids=IDS)
+def test_new_mail_from_an_ambiguous_sender_is_logged_without_looking_anyone_up(
+    make_desk: MakeDesk, db_url: str, form: str, from_lines: str
+) -> None:
+    desk = make_desk(ITEMS, database=db_url)
+    result = desk.deliver_raw(_mail(from_lines, "Printer on fire"))
+    assert (result.outcome, result.rule) == ("logged", "log_new_call")
+    call = desk.call(result.number or 0)
+    assert call["user"] is None  # not ada, and no person made for whoever it was
+    assert desk.people("attacker@evil.example") == []
+    assert len(desk.people("ada@example.com")) == 1
+    assert "ambiguous sender" in desk.texts(call, "logged")[0]
+    assert desk.outbox() == []
+
+
+def test_a_sender_header_naming_the_from_mailbox_is_not_ambiguous(make_desk: MakeDesk) -> None:
+    desk = make_desk(ITEMS)
+    result = desk.deliver_raw(_mail("From: Ada <ada@example.com>\nSender: ADA@example.com\n", "[CLOSE#10]"))
+    assert (result.outcome, result.rule) == ("closed", "close_call")
+
+
+def test_an_address_as_its_own_display_name_is_not_ambiguous(make_desk: MakeDesk) -> None:
+    desk = make_desk(ITEMS)
+    result = desk.deliver_raw(_mail('From: "ada@example.com" <ada@example.com>\n', "[CLOSE#10]"))
+    assert (result.outcome, result.rule) == ("closed", "close_call")
+
+
+BOUNDARY_LINES = (
+    "Authentication-Results: mx.desk.example; dkim=pass header.d=example.com;"
+    " dmarc=pass header.from=example.com\n"
+    "Received: from mail.example.com (mail.example.com [192.0.2.10]) by mx.desk.example (Postfix)"
+    " with ESMTPS id 4Dm0 for <helpdesk@desk.example>; Mon, 2 Mar 2026 09:30:00 +0000\n"
+)
+
+
+def test_an_ambiguous_sender_is_never_authenticated_even_with_a_trusted_dmarc_pass(
+    make_desk: MakeDesk,
+) -> None:
+    desk = make_desk(ITEMS, authentication={"trusted_authserv_ids": ["mx.desk.example"]})
+    clear = BOUNDARY_LINES.encode() + _mail("From: ada@example.com\n", "[CLOSE#10]")
+    ambiguous = BOUNDARY_LINES.encode() + _mail(
+        "From: ada@example.com\nSender: eve@example.com\n", "[CLOSE#10]"
+    )
+    trusted = explain_message(desk.runtime, desk.account, clear)
+    assert (trusted.facts["sender.authenticated"], trusted.facts["sender.authentication"]) == (True, "dmarc")
+    refused = explain_message(desk.runtime, desk.account, ambiguous)
+    assert (refused.facts["sender.authenticated"], refused.facts["sender.authentication"]) == (False, "none")
+    assert refused.authentication is not None
+    assert (
+        refused.authentication.evidence
+        == "the sender is ambiguous: Sender (eve@example.com) differs from From (ada@example.com)"
+    )
