@@ -31,7 +31,7 @@ class Explanation:
     steps: list[tuple[str, bool, str]] = field(default_factory=list)
     error: str | None = None
     authentication: SenderAuthentication | None = None
-    notes: list[str] = field(default_factory=list)  # what changed the facts (an ambiguous sender)
+    notes: list[str] = field(default_factory=list)  # what changed the facts: ambiguous sender, reply token
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form."""

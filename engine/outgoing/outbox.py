@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,16 +12,26 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from engine.config.model import Config
+from engine.identity.reply_tokens import ItemRef, signed_message_id
 from engine.mail.message import IncomingMessage
 from engine.mail.sender import mailbox_key
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
 from engine.storage.rows import build_row
+from engine.storage.token_keys import signing_secret
 
 
-def new_message_id(config: Config) -> str:
-    """A fresh Message-ID on our mail domain (without angle brackets)."""
-    return f"mailgate.{uuid.uuid4().hex}@{config.mail_domain}"
+def new_message_id(
+    session: Session, config: Config, *, to: str, entity: str | None, number: int | None
+) -> str:
+    """A fresh Message-ID on our mail domain (without angle brackets) with a reply token.
+
+    The token binds the item (``entity``, ``number``; none when either is None) and the recipient
+    ``to`` (engine/identity/reply_tokens.py), signed with the installation's current secret.
+    """
+    item = ItemRef(entity, number) if entity is not None and number is not None else None
+    secret = signing_secret(session)
+    return signed_message_id(secret, recipient=to, item=item, domain=config.mail_domain)
 
 
 def entity_tag(keywords_tag: str, number: int) -> str:
@@ -65,7 +74,7 @@ def queue_message(
         html_body=html,
         auto_submitted=auto_submitted,
         answered_address=mailbox_key(to) if auto_submitted == "auto-replied" else None,
-        message_id=new_message_id(config),
+        message_id=new_message_id(session, config, to=to, entity=entity, number=number),
         in_reply_to=in_reply_to,
         references=references,
         headers_json=json.dumps(headers, sort_keys=True),

@@ -25,6 +25,8 @@ from engine.rules.subject import ParsedSubject, parse_subject
 class Decision:
     """What was decided for one message, and from what.
 
+    ``subject`` is the subject as decided: as parsed, or, when it names no item, an update of the
+    item a valid reply token names (``engine.rules.gather``).
     ``rule`` is None when no rule holds (the pipeline quarantines the message). ``steps`` are the
     chosen rule's steps, each with whether its own ``when:`` holds (only those run). ``tried`` is
     every rule tried, in order, with the part of its condition that failed; it is empty unless
@@ -59,8 +61,9 @@ def decide(
 
     Reads through ``session`` and writes nothing.
     """
-    subject = parse_subject(message.subject, pack.keywords)
-    situation = gather_facts(session, config, account, message, subject, authentication)
+    parsed = parse_subject(message.subject, pack.keywords)
+    situation = gather_facts(session, config, account, message, parsed, authentication)
+    subject = situation.subject or parsed  # a reply token may thread a subject that names no item
     tried: list[RuleTried] | None = [] if trace else None
     rule = pack.decide(situation.facts, tried)
     if rule is None:

@@ -47,6 +47,7 @@ class FactSpec:
 
 
 TARGET_KINDS = ("call", "request", "task", "approval", "user_approval")
+REPLY_TOKEN_STATES = ("valid", "other_item", "refused", "none")
 TARGET_STATUSES = ("open", "closed", "pending", "approved", "rejected", "cancelled")
 
 
@@ -82,6 +83,13 @@ def _declare() -> dict[str, FactSpec]:
             "target.decided", bool, "the target task was already approved, rejected, closed or cancelled"
         ),
         FactSpec("message.is_reply_to_us", bool, "the mail answers one of our outgoing messages"),
+        FactSpec(
+            "message.reply_token",
+            str,
+            "the reply token the mail quotes: valid (signed for this sender, about the target), other_item,"
+            " refused (forged, for another recipient, or expired), none",
+            REPLY_TOKEN_STATES,
+        ),
         FactSpec("message.auto_submitted", bool, "the mail was sent by a machine (RFC 3834 and kin)"),
         FactSpec("message.is_bounce", bool, "the mail is a delivery failure report"),
         FactSpec("message.bounce_code", int, "the SMTP code of a bounce", nullable=True),

@@ -7,13 +7,21 @@ when a rule's actions need them (``load_rows``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
 from engine.config.model import AccountConfig, Config
+from engine.identity.reply_tokens import (
+    ItemRef,
+    TokenProof,
+    authenticated_by_token,
+    check_tokens,
+    read_token,
+    threading_ids,
+)
 from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
@@ -21,6 +29,7 @@ from engine.rules.subject import Intent, ParsedSubject
 from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.storage.rows import load_persistent
+from engine.storage.token_keys import token_secrets
 
 _TARGET_ENTITY: dict[Intent, str] = {
     Intent.UPDATE_CALL: "call",
@@ -30,6 +39,7 @@ _TARGET_ENTITY: dict[Intent, str] = {
     Intent.APPROVE_TASK: "task",
     Intent.REJECT_TASK: "task",
 }
+_UPDATE_INTENT = {"call": Intent.UPDATE_CALL, "request": Intent.UPDATE_REQUEST, "task": Intent.UPDATE_TASK}
 _DECIDED = ("approved", "rejected", "closed", "cancelled")
 
 
@@ -37,7 +47,10 @@ _DECIDED = ("approved", "rejected", "closed", "cancelled")
 class Situation:
     """The facts for the rules, plus the ids of the rows they were read from.
 
-    ``notes`` say in words what changed the facts (an ambiguous sender).
+    ``subject`` is the subject as decided: the parsed one, or, when it names no item and a valid
+    reply token does, an update of the token's item. ``tokens`` is what the mail's reply tokens
+    prove; ``authentication`` the verdict on the sender, a valid reply token for the item the mail
+    acts on included; ``notes`` say in words what changed the facts (an ambiguous sender, a token).
     """
 
     facts: dict[str, FactValue]
@@ -47,6 +60,8 @@ class Situation:
     # the verdict on the sender the facts hold; a source that needs the session (a reply token
     # signed with a secret in the database) may upgrade the one authenticate_sender gave here
     authentication: SenderAuthentication = NOT_CHECKED
+    subject: ParsedSubject | None = None
+    tokens: TokenProof = field(default_factory=TokenProof)
     notes: tuple[str, ...] = ()
 
 
@@ -104,6 +119,44 @@ def _in_group(session: Session, person_id: int, group_id: int) -> bool:
     return found is not None
 
 
+def reply_token_proof(session: Session, message: IncomingMessage) -> TokenProof:
+    """What the reply tokens quoted in the mail prove about its sender (nothing if it is ambiguous)."""
+    quoted = threading_ids(message.in_reply_to, message.references)
+    if not any(read_token(message_id) for message_id in quoted):
+        return TokenProof()  # no token of ours: the secrets are not even read
+    sender = None if message.sender_ambiguity else message.from_address
+    return check_tokens(message.in_reply_to, message.references, sender, token_secrets(session).verifying)
+
+
+def _threaded(subject: ParsedSubject, tokens: TokenProof) -> ParsedSubject:
+    """The subject, or an update of the reply token's item when the subject names no item."""
+    item = tokens.thread_item
+    if subject.intent is not Intent.UNRECOGNISED or item is None:
+        return subject
+    return replace(subject, intent=_UPDATE_INTENT[item.entity], number=item.number, bracketed=False)
+
+
+def _token_fact(tokens: TokenProof, target: ItemRef | None) -> str:
+    if not tokens.found:
+        return "none"
+    if tokens.proves(target):
+        return "valid"
+    return "other_item" if tokens.proven else "refused"
+
+
+def _token_notes(tokens: TokenProof, parsed: ParsedSubject, subject: ParsedSubject, sender: str) -> list[str]:
+    notes = []
+    if subject is not parsed and tokens.thread_item is not None:
+        notes.append(f"the subject names no item; a reply token threads the mail to {tokens.thread_item}")
+    if tokens.proven:
+        named = ", ".join(str(item) if item else "no item" for item in tokens.proven)
+        notes.append(f"reply token(s) signed for {sender} about {named}")
+    if tokens.refused:
+        why = "not signed for this sender, altered, or signed with an expired secret"
+        notes.append(f"{tokens.refused} reply token(s) refused: {why}")
+    return notes
+
+
 def gather_facts(
     session: Session,
     config: Config,
@@ -126,10 +179,15 @@ def gather_facts(
         )
     sender = None if ambiguous else _sender_row(session, message.from_address)
     sender_id = sender.id if sender is not None else None
+    tokens = reply_token_proof(session, message)
+    parsed, subject = subject, _threaded(subject, tokens)
+    notes += _token_notes(tokens, parsed, subject, message.from_address)
     entity = _TARGET_ENTITY.get(subject.intent)
+    item = ItemRef(entity, subject.number) if entity is not None and subject.number is not None else None
+    authentication = authenticated_by_token(authentication, tokens, item, message.from_address)
     target: Any = None
-    if entity is not None and subject.number is not None:
-        target = _target_row(session, entity, subject.number)
+    if item is not None:
+        target = _target_row(session, item.entity, item.number)
     is_task = entity == "task" and target is not None
     kind = target.kind if is_task else (entity if target is not None else None)
     facts: dict[str, FactValue] = {
@@ -156,7 +214,8 @@ def gather_facts(
         "target.closed": entity == "call" and target is not None and target.status == "closed",
         "target.is_approval": is_task and kind in ("approval", "user_approval"),
         "target.decided": is_task and target.status in _DECIDED,
-        "message.is_reply_to_us": is_reply_to_us(session, message),
+        "message.is_reply_to_us": bool(tokens.proven) or is_reply_to_us(session, message),
+        "message.reply_token": _token_fact(tokens, item),
         "message.auto_submitted": message.auto_submitted,
         "message.is_bounce": message.is_bounce,
         "message.bounce_code": message.bounce_code,
@@ -169,8 +228,16 @@ def gather_facts(
         )
     for flag in fields(account.flags):
         facts[f"flags.{flag.name}"] = bool(getattr(account.flags, flag.name))
-    target_id = target.id if target is not None else None
-    return Situation(facts, sender_id, target_id, entity if target else None, authentication, tuple(notes))
+    return Situation(
+        facts,
+        sender_id,
+        target.id if target is not None else None,
+        entity if target else None,
+        authentication,
+        subject=subject,
+        tokens=tokens,
+        notes=tuple(notes),
+    )
 
 
 def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:

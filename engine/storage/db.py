@@ -20,6 +20,7 @@ from engine.storage import models, status  # noqa: F401  (status: the service's 
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
+from engine.storage.token_keys import ensure_token_secret
 
 _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task]] = {
     "call": models.Call,
@@ -88,6 +89,7 @@ def open_database(url: str) -> Engine:
     try:
         prepare_schema(engine, SQLModel.metadata)
         _create_sequences(engine)
+        ensure_token_secret(engine)
     except SchemaVersionError:
         engine.dispose()
         raise

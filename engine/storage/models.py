@@ -210,3 +210,17 @@ class NumberSequence(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     next_value: int = 1
+
+
+class ReplyTokenSecret(SQLModel, table=True):
+    """A secret that signs the reply tokens in our Message-IDs (engine/identity/reply_tokens.py).
+
+    The newest secret not yet retired signs; a retired one still verifies until ``verify_until``.
+    Kept in the database, not in a file: see engine/storage/token_keys.py.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    secret: str  # 64 hex digits (32 random bytes)
+    created_at: datetime = Field(default_factory=utcnow)
+    retired_at: datetime | None = None  # when a newer secret took over signing
+    verify_until: datetime | None = None  # a retired secret's tokens are refused from then on

@@ -29,7 +29,7 @@ def test_an_auto_reply_arrives_as_threaded_utf8_text_and_html_with_the_tag(
     assert mail["From"].addresses[0].addr_spec == DESK_ADDRESS
     assert mail["From"].addresses[0].display_name == "Désk"
     assert mail["Subject"] == f"[CALL#{logged.number}] Call {logged.number} has been logged"
-    assert re.fullmatch(r"<mailgate\.[0-9a-f]{32}@desk\.example>", mail["Message-ID"])
+    assert re.fullmatch(r"<mailgate\.[0-9a-f]{24}\.call\d+\.[0-9a-f]{32}@desk\.example>", mail["Message-ID"])
     assert mail["In-Reply-To"] == f"<{incoming.message_id}>"
     assert mail["References"] == f"<{incoming.message_id}>"
     assert mail["Auto-Submitted"] == "auto-replied"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -117,3 +118,35 @@ def test_the_limit_counts_plus_tag_variants_of_one_mailbox_together(
         == [["rate limit: 10 automatic replies to ann@example.com in the last hour (at most 10)"]] * 5
     )
     assert {row.answered_address for row in desk.rows()} == {"ann@example.com"}
+
+
+def _answer(ours: EmailMessage, sender: str, subject: str) -> bytes:
+    answer = EmailMessage()
+    answer["From"], answer["To"], answer["Subject"] = sender, ours["From"], subject
+    answer["Date"] = format_datetime(T0)
+    answer["Message-ID"] = f"<answer-{uuid.uuid4().hex}@mail.example>"
+    answer["In-Reply-To"] = ours["Message-ID"]
+    answer["References"] = ours["Message-ID"]
+    answer.set_content("It works again after a restart.\n")
+    return answer.as_bytes()
+
+
+def test_an_answer_whose_tag_was_edited_away_threads_by_the_delivered_reply_token(
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
+) -> None:
+    """The token travels in the Message-ID the SMTP server received; only its recipient can use it."""
+    server = smtp()
+    desk = make_desk(plain_server(server), database=db_url)
+    desk.deliver("Projector is dark", sender="Ada User <ada@example.com>")
+    desk.deliver("Keyboard sticks", sender="Ada User <ada@example.com>")  # a second call, not to be touched
+    desk.drain(T0)
+    first = server.handler.arrived[0].message
+    number = next(r.number for r in desk.rows() if f"<{r.message_id}>" == first["Message-ID"])
+    assert f".call{number}." in first["Message-ID"]
+
+    replayed = desk.deliver_raw(_answer(first, "Mallory <mallory@evil.example>", "Re: projector"))
+    answered = desk.deliver_raw(_answer(first, "Ada User <ada@example.com>", "Re: projector"))
+
+    assert (replayed.outcome, replayed.rule) == ("logged", "log_new_call")
+    assert replayed.number not in (number, number + 1)
+    assert (answered.outcome, answered.entity, answered.number) == ("updated", "call", number)

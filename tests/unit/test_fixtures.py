@@ -97,8 +97,9 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def is_empty(engine: Engine) -> bool:
-    """True when no table holds a row (the number sequences exist from the start)."""
-    return not any(rows for name, rows in snapshot(engine).items() if name != "numbersequence")
+    """True when no table holds a row (number sequences and the reply-token secret exist from the start)."""
+    made_on_open = ("numbersequence", "replytokensecret")
+    return not any(rows for name, rows in snapshot(engine).items() if name not in made_on_open)
 
 
 # --- a full file ----------------------------------------------------------------------------------

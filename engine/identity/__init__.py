@@ -1,0 +1,1 @@
+"""Who a mail is from, as far as mailgate can tell: reply tokens and unambiguous senders."""
