@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from engine.actions.base import Action, ActionContext
 from engine.mail.sender import mailbox_key
 from engine.outgoing.outbox import entity_tag, queue_message, recent_replies_to
+from engine.rules.gather import named_entity
 from engine.storage.models import Call, Forward, Person, Request, Task
 from engine.storage.queries import group_ids_of, group_members
 
@@ -96,11 +97,11 @@ def template_variables(ctx: ActionContext, **extra: Any) -> dict[str, Any]:
     return variables
 
 
-def _tag(ctx: ActionContext) -> str | None:
-    if ctx.entity is None or ctx.number is None:
+def _tag(ctx: ActionContext, entity: str | None, number: int | None) -> str | None:
+    if entity is None or number is None:
         return None
-    slot = {"call": "call_tag", "request": "request_tag", "task": "task_tag"}[ctx.entity]
-    return entity_tag(ctx.pack.keywords[slot][0], ctx.number)
+    slot = {"call": "call_tag", "request": "request_tag", "task": "task_tag"}[entity]
+    return entity_tag(ctx.pack.keywords[slot][0], number)
 
 
 def with_tag(subject: str, tag: str | None) -> str:
@@ -161,10 +162,17 @@ def may_answer(ctx: ActionContext, to: str | None = None) -> bool:
 
 @dataclass(frozen=True)
 class Reply(Action):
-    """Answer the sender with a template; threads to their mail and tags the item in the subject."""
+    """Answer the sender with a template; threads to their mail and tags the item in the subject.
+
+    ``about_item: false`` answers without revealing anything about the target item, for senders
+    who must not learn whether it exists: the kind and number come from the subject as written
+    (so the answer reads the same whether or not the item exists), the item's status and summary
+    stay empty, and the reply's token names no item.
+    """
 
     name = "reply"
     template: str
+    about_item: bool = True
 
     def check(self, pack: RulePack) -> list[str]:
         """The template must exist and render."""
@@ -174,21 +182,27 @@ class Reply(Action):
         """Queue the reply (unless the mail came from a machine, from us, or the sender had enough)."""
         if not may_answer(ctx):
             return
-        rendered = ctx.pack.templates[self.template].render_message(template_variables(ctx))
+        if self.about_item:
+            entity, number = ctx.entity, ctx.number
+            variables = template_variables(ctx)
+        else:
+            entity, number = named_entity(ctx.subject), ctx.subject.number
+            variables = template_variables(ctx, entity=entity, number=number, status=None, summary="")
+        rendered = ctx.pack.templates[self.template].render_message(variables)
         ctx.replies.append(
             queue_message(
                 ctx.session,
                 ctx.config,
                 type=self.template,
                 to=ctx.message.from_address,
-                subject=with_tag(rendered.subject, _tag(ctx)),
+                subject=with_tag(rendered.subject, _tag(ctx, entity, number)),
                 body=rendered.text,
                 html=rendered.html,
                 account=ctx.account.name,
                 answering=ctx.message,
                 auto_submitted="auto-replied",
-                entity=ctx.entity,
-                number=ctx.number,
+                entity=ctx.entity if self.about_item else None,
+                number=ctx.number if self.about_item else None,
             )
         )
 
@@ -226,7 +240,7 @@ class NotifyAssignee(Action):
                     ctx.config,
                     type=self.template,
                     to=person.email,
-                    subject=with_tag(rendered.subject, _tag(ctx)),
+                    subject=with_tag(rendered.subject, _tag(ctx, ctx.entity, ctx.number)),
                     body=rendered.text,
                     html=rendered.html,
                     account=ctx.account.name,

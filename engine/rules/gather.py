@@ -43,6 +43,11 @@ _UPDATE_INTENT = {"call": Intent.UPDATE_CALL, "request": Intent.UPDATE_REQUEST, 
 _DECIDED = ("approved", "rejected", "closed", "cancelled")
 
 
+def named_entity(subject: ParsedSubject) -> str | None:
+    """The kind of item (call, request, task) the subject's intent acts on, or None."""
+    return _TARGET_ENTITY.get(subject.intent)
+
+
 @dataclass(frozen=True)
 class Situation:
     """The facts for the rules, plus the ids of the rows they were read from.

@@ -127,11 +127,15 @@ def test_closing_an_unknown_number_is_discarded_without_reply(make_desk: MakeDes
     assert not desk.has_call(999) and not desk.has_call(34)
 
 
-@pytest.mark.parametrize("sender", ["ada@example.com", "stranger@elsewhere.example"])
+# a stranger reaches the unknown-number rules only where strangers may close calls (else refused first)
+@pytest.mark.parametrize(
+    ("sender", "anonymous"), [("ada@example.com", False), ("stranger@elsewhere.example", True)]
+)
 def test_closing_an_unknown_number_logs_a_call_with_log_new_call_on_invalid_number(
-    make_desk: MakeDesk, sender: str
+    make_desk: MakeDesk, sender: str, anonymous: bool
 ) -> None:
-    desk = make_desk(CALLS, flags={"log_new_call_on_invalid_number": True})
+    flags = {"log_new_call_on_invalid_number": True, "close_calls_anonymously": anonymous}
+    desk = make_desk(CALLS, flags=flags)
     result = desk.deliver("[CLOSE#999] old ticket", sender=sender)
     assert (result.outcome, result.rule, result.number) == ("logged", "close_unknown_number_logs_call", 34)
     assert desk.call(34)["status"] == "open" and desk.call(34)["user"] == sender
