@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import bindparam, insert
@@ -35,6 +35,7 @@ from engine.storage.db import DatabaseError, transaction
 from engine.storage.direct import run_statement
 from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
+from engine.storage.originals import keep_original
 from engine.storage.rows import insert_persistent
 from engine.timelimit import ProcessingTimeout, time_limit
 
@@ -98,7 +99,7 @@ def _addressed(messages: list[OutboxMessage]) -> tuple[Addressed, ...]:
     return tuple(Addressed(m.to_address, m.subject) for m in messages)
 
 
-_LEDGER_LOOKUP = sa_select(col(LedgerEntry.id)).where(
+_LEDGER_LOOKUP = sa_select(col(LedgerEntry.id), col(LedgerEntry.fingerprint)).where(
     col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
 )
 
@@ -106,6 +107,24 @@ _LEDGER_LOOKUP = sa_select(col(LedgerEntry.id)).where(
 def _ledger_has(session: Session, account: str, key: str) -> bool:
     found = run_statement(session, _LEDGER_LOOKUP, {"account": account, "key": key}).first()
     return found is not None
+
+
+def recordable_key(session: Session, account: str, key: str, fingerprint: str | None) -> str | None:
+    """The key to record this mail under, or None when the ledger has it already (a duplicate).
+
+    Some mailers reuse a Message-ID for a different message. Each ledger entry keeps a fingerprint
+    of its mail (From, Date, Subject: ``IncomingMessage.fingerprint``); a mail whose Message-ID is
+    taken by a mail with another fingerprint gets a key of its own (``<key>#<fingerprint>``), while
+    a re-delivery of the same mail, even with Received headers added, stays a duplicate. An entry
+    without a fingerprint (written before they were kept) counts as the same mail.
+    """
+    found = run_statement(session, _LEDGER_LOOKUP, {"account": account, "key": key}).first()
+    if found is None:
+        return key
+    if found[1] is None or fingerprint is None or found[1] == fingerprint:
+        return None
+    own = f"{key}#{fingerprint}"
+    return None if _ledger_has(session, account, own) else own
 
 
 def read_message(raw: bytes, our_addresses: frozenset[str]) -> IncomingMessage | MailError:
@@ -177,7 +196,7 @@ def _process(
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
         result = _decide_and_act(runtime, account, message, origin, raw, remaining)
     except IntegrityError as exc:
-        if _recorded(runtime, account.name, message.key):  # the same message, recorded meanwhile
+        if _recorded(runtime, account.name, message.key, message.fingerprint):  # recorded meanwhile
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
         reason = _database_failure(exc)
     except DBAPIError as exc:
@@ -197,12 +216,14 @@ def _process(
             account.name, message.key, result.outcome, result.rule, result.entity, result.number,
         )  # fmt: skip
         return result
-    return _quarantine(runtime, account, raw, origin, message.message_id, message.key, reason, retry_of)
+    return _quarantine(
+        runtime, account, raw, origin, message.message_id, message.key, reason, retry_of, message.fingerprint
+    )
 
 
-def _recorded(runtime: Runtime, account: str, key: str) -> bool:
+def _recorded(runtime: Runtime, account: str, key: str, fingerprint: str | None) -> bool:
     with transaction(runtime.engine) as session:
-        return _ledger_has(session, account, key)
+        return recordable_key(session, account, key, fingerprint) is None
 
 
 def _quarantine(
@@ -214,10 +235,13 @@ def _quarantine(
     key: str,
     reason: str,
     retry_of: int | None,
+    fingerprint: str | None = None,
 ) -> ProcessResult:
     """``quarantine``; if the message's own values cannot be stored, under the digest of its bytes."""
     try:
-        return quarantine(runtime, account, raw, origin, message_id, key, reason, retry_of=retry_of)
+        return quarantine(
+            runtime, account, raw, origin, message_id, key, reason, retry_of=retry_of, fingerprint=fingerprint
+        )
     except DBAPIError as exc:
         failure = _database_failure(exc)  # an outage is raised on
     digest_key = ledger_key(None, hashlib.sha256(raw).hexdigest())
@@ -240,8 +264,11 @@ def _decide_and_act(
     authentication = _authenticate(runtime, account, message, raw, seconds)
     seconds = max(seconds - (time.monotonic() - started), 0.001)
     with transaction(runtime.engine) as session:
-        if _ledger_has(session, account.name, message.key):
+        key = recordable_key(session, account.name, message.key, message.fingerprint)
+        if key is None:
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
+        if key != message.key:  # another mail holds its Message-ID: this one gets a key of its own
+            message = replace(message, key=key)
         with time_limit(seconds, limit=runtime.config.time_limit_seconds):
             decision = decide(session, runtime.config, account, pack, message, authentication=authentication)
             rule = decision.rule
@@ -283,8 +310,17 @@ def _decide_and_act(
                 "problems": list(message.problems),
                 "authentication": decision.situation.authentication.to_json(),
             }
-            run_statement(session, _INSERT_LEDGER, _ledger_row(result, **detail))
+            run_statement(session, _INSERT_LEDGER, _ledger_row(result, message.fingerprint, **detail))
             _write_queued_messages(session)
+            if runtime.config.keep_originals_days > 0:
+                keep_original(
+                    session,
+                    account=account.name,
+                    key=key,
+                    message_id=message.message_id,
+                    raw=raw,
+                    now=ctx.now,
+                )
             session.flush()
     return result
 
@@ -313,7 +349,7 @@ def _write_queued_messages(session: Session) -> None:
 _INSERT_LEDGER = insert(LedgerEntry)
 
 
-def _ledger_row(result: ProcessResult, **detail: Any) -> dict[str, Any]:
+def _ledger_row(result: ProcessResult, fingerprint: str | None, **detail: Any) -> dict[str, Any]:
     info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
     if result.reason:
         info["reason"] = result.reason
@@ -327,6 +363,7 @@ def _ledger_row(result: ProcessResult, **detail: Any) -> dict[str, Any]:
         "number": result.number,
         "detail": json.dumps(info, sort_keys=True),
         "processed_at": utcnow(),
+        "fingerprint": fingerprint,
     }
 
 
@@ -340,14 +377,17 @@ def quarantine(
     reason: str,
     *,
     retry_of: int | None = None,
+    fingerprint: str | None = None,
 ) -> ProcessResult:
     """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined."""
     reason = _storable(reason, MAX_REASON_CHARS)
     message_id = _storable(message_id, None) if message_id else message_id
     log.warning("quarantined account=%s key=%s reason=%s", account.name, key, reason)
     with transaction(runtime.engine) as session:
-        if _ledger_has(session, account.name, key):
+        own_key = recordable_key(session, account.name, key, fingerprint)
+        if own_key is None:
             return ProcessResult(account.name, origin, message_id, key, "duplicate")
+        key = own_key
         entry = session.get(QuarantineEntry, retry_of) if retry_of is not None else None
         if entry is None:
             entry = QuarantineEntry(account=account.name, message_key=key, origin=origin, raw=raw)
@@ -357,7 +397,7 @@ def quarantine(
         result = ProcessResult(
             account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry.id
         )
-        run_statement(session, _INSERT_LEDGER, _ledger_row(result, quarantine_id=entry.id))
+        run_statement(session, _INSERT_LEDGER, _ledger_row(result, fingerprint, quarantine_id=entry.id))
     return result
 
 

@@ -86,6 +86,7 @@ def add_history(ctx: ActionContext, kind: str, text: str, security_profile: str 
             "author_id": author,
             "created_at": ctx.now,
             "sender_authentication": ctx.authentication.method,
+            "message_id": ctx.message.key,  # the mail's ledger key: its kept original (storage/originals.py)
         },
     )
     _touch(ctx, item)

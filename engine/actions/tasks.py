@@ -20,7 +20,14 @@ def _task(ctx: ActionContext) -> Task:
 def _request_history(ctx: ActionContext, request: Request, kind: str, text: str) -> None:
     assert request.id is not None
     ctx.session.add(
-        HistoryEntry(entity="request", entity_id=request.id, kind=kind, text=text, created_at=ctx.now)
+        HistoryEntry(
+            entity="request",
+            entity_id=request.id,
+            kind=kind,
+            text=text,
+            created_at=ctx.now,
+            message_id=ctx.message.key,
+        )
     )
     request.updated_at = ctx.now
     ctx.session.add(request)

@@ -100,6 +100,7 @@ class Config:
     email_at_update_via_email_in: bool = False
     mail_domain: str = "mailgate.invalid"
     time_limit_seconds: float = 30.0
+    keep_originals_days: int = 90  # 0: keep no originals
     accounts: tuple[AccountConfig, ...] = ()
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
     spans: Spans = field(default=NOT_FROM_A_FILE, compare=False, repr=False)  # where each key was written
@@ -185,10 +186,13 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
     check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
     email_at_update = get_value(messaging, "email_at_update_via_email_in", bool, problems, False)
     processing = get_section(data, "processing", "a mapping", problems)
-    check_keys(processing, ("time_limit_seconds",), "processing", problems)
+    check_keys(processing, ("time_limit_seconds", "keep_originals_days"), "processing", problems)
     time_limit = get_value(processing, "time_limit_seconds", float, problems, 30.0)
     if time_limit <= 0:
         problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
+    keep_originals_days = get_value(processing, "keep_originals_days", int, problems, 90)
+    if keep_originals_days < 0:
+        problems.at(processing, "keep_originals_days", "keep_originals_days must be 0 (keep none) or more")
     accounts: list[AccountConfig] = []
     raw_accounts = data.get("accounts")
     if raw_accounts is None:
@@ -213,6 +217,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         email_at_update_via_email_in=email_at_update,
         mail_domain=get_value(data, "mail_domain", str, problems, "mailgate.invalid"),
         time_limit_seconds=time_limit,
+        keep_originals_days=keep_originals_days,
         accounts=tuple(accounts),
         outgoing=outgoing,
         spans=spans_of(str(path.resolve()), data, Span(str(path.resolve()), 1, 1)),

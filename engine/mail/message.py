@@ -62,6 +62,8 @@ class IncomingMessage:
     # (engine/mail/authentication.py), top to bottom: Received, (ARC-)Authentication-Results, ARC-Seal
     trace_headers: tuple[tuple[str, str], ...] = ()
     sender_ambiguity: str | None = None  # why From/Sender name no one clear mailbox (mail/sender.py)
+    # a digest of From, Date and Subject: tells apart two mails that share a Message-ID
+    fingerprint: str = ""
 
 
 _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
@@ -280,7 +282,14 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         problems=problems.result(),
         trace_headers=tuple(headers.trace),
         sender_ambiguity=ambiguity,
+        fingerprint=_fingerprint(from_address, headers.first("Date"), subject),
     )
+
+
+def _fingerprint(from_address: str, date: str | None, subject: str) -> str:
+    """What tells a mail apart from another that reuses its Message-ID; Received headers play no part."""
+    text = "\n".join((from_address, " ".join((date or "").split()), subject))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _header_block_size(data: bytes) -> int:

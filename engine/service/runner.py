@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from engine.service.events import log_event
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
 from engine.service.watcher import AccountWatcher, PassReport, describe_error
+from engine.storage.models import utcnow
+from engine.storage.originals import purge_expired_originals
 from engine.storage.status import STATE_FAILED, record_failure
 
 ConnectorFactory = Callable[[AccountConfig, Path], Connector]
@@ -36,6 +39,7 @@ OutboxDrainer = Callable[[Runtime], Awaitable[object]]
 # when the service starts; where it is not installed the outbox is left alone (``mailgate outbox``
 # still lists it) and the service says so once (``event=outbox_hook_absent``).
 OUTBOX_HOOK = ("engine.outgoing.delivery", "drain_outbox")
+ORIGINALS_PURGE_INTERVAL = 3600.0  # seconds between two purges of expired originals
 
 # Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the commit that keeps
 # the K-th message (its batch's), before any of that batch is acknowledged; or, for the second,
@@ -122,6 +126,7 @@ class Service:
         self.options = options or ServiceOptions()
         self.connector_factory = connector_factory
         self.outbox_drainer = outbox_drainer
+        self._next_purge = 0.0
         self.stop_event = StopEvent()
         # a worker process, started at a first backlog
         self.parser = ParseAhead(runtime.our_addresses, runtime.config.time_limit_seconds)
@@ -261,6 +266,22 @@ class Service:
             await drain(self.runtime)
         except Exception as exc:
             log_event(logging.ERROR, "outbox_failed", error=describe_error(exc))
+        self._purge_originals()
+
+    def _purge_originals(self) -> None:
+        """Drop expired originals, at most once an hour (beside the outbox drain)."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + ORIGINALS_PURGE_INTERVAL
+        config = self.runtime.config
+        try:
+            dropped = purge_expired_originals(self.runtime.engine, config.keep_originals_days, utcnow())
+        except Exception as exc:  # the database is away: the next drain tries again
+            self._next_purge = 0.0
+            log_event(logging.WARNING, "originals_not_purged", error=describe_error(exc))
+            return
+        if dropped:
+            log_event(logging.INFO, "originals_purged", count=dropped, days=config.keep_originals_days)
 
 
 def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None) -> list[PassReport]:

@@ -113,6 +113,7 @@ class HistoryEntry(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     # how the mail that wrote this entry authenticated its sender: dmarc | dkim | arc | reply_token | none
     sender_authentication: str | None = None
+    message_id: str | None = None  # the ledger key of the mail that wrote it (see OriginalMessage)
 
 
 class AttachedObject(SQLModel, table=True):
@@ -189,6 +190,27 @@ class LedgerEntry(SQLModel, table=True):
     number: int | None = None
     detail: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     processed_at: datetime = Field(default_factory=utcnow)
+    # a digest of the mail's From, Date and Subject: a different mail reusing the Message-ID differs
+    fingerprint: str | None = None
+
+
+class OriginalMessage(SQLModel, table=True):
+    """The raw bytes of a processed mail, compressed, kept for ``processing.keep_originals_days``.
+
+    Keyed like its ledger entry (account, message key), so the ledger, the history entries the
+    mail wrote (``HistoryEntry.message_id``) and ``mailgate message show`` all lead to it.
+    """
+
+    __table_args__ = (UniqueConstraint("account", "message_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account: str
+    message_key: str = Field(index=True)  # bounded (a long Message-ID is keyed by its digest)
+    message_id: str | None = None  # unbounded, so not indexed: found through its key
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    size: int = 0
+    compression: str = "zlib"
+    data: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False))
 
 
 class QuarantineEntry(SQLModel, table=True):

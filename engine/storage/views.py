@@ -28,6 +28,7 @@ from engine.storage.models import (
     Request,
     Task,
 )
+from engine.storage.originals import Original, key_conditions
 
 JsonDict = dict[str, Any]
 
@@ -71,6 +72,7 @@ def _history(session: Session, entity: str, entity_id: int | None) -> list[JsonD
                 None if entry.sender_authentication is None else entry.sender_authentication != "none"
             ),
             "sender_authentication": entry.sender_authentication,
+            "message_id": entry.message_id,  # the mail that wrote it: `mailgate message show` finds it
         }
         for entry in entries
     ]
@@ -242,3 +244,53 @@ def quarantine_view(session: Session) -> list[JsonDict]:
         }
         for entry, size in rows
     ]
+
+
+def message_view(session: Session, key_or_message_id: str, originals: list[Original]) -> list[JsonDict]:
+    """What ``mailgate message show`` prints for each mail with this Message-ID or ledger key."""
+    entries = session.exec(
+        select(LedgerEntry)
+        .where(key_conditions(col(LedgerEntry.message_key), key_or_message_id))
+        .order_by(col(LedgerEntry.id))
+    ).all()
+    kept = {(o.account, o.message_key): o for o in originals}
+    views: list[JsonDict] = []
+    for entry in entries:
+        original = kept.get((entry.account, entry.message_key))
+        history = session.exec(
+            select(HistoryEntry.entity, HistoryEntry.entity_id, HistoryEntry.kind).where(
+                HistoryEntry.message_id == entry.message_key
+            )
+        ).all()
+        views.append(
+            {
+                "account": entry.account,
+                "message_key": entry.message_key,
+                "message_id": entry.message_id,
+                "outcome": entry.outcome,
+                "rule": entry.rule,
+                "entity": entry.entity,
+                "number": entry.number,
+                "processed_at": entry.processed_at,
+                "history_entries": [
+                    {"entity": e, "number": _number(session, e, i), "kind": k} for e, i, k in history
+                ],
+                "original": (
+                    {"received_at": original.received_at, "size": len(original.raw)}
+                    if original is not None
+                    else None
+                ),
+            }
+        )
+    return views
+
+
+def _number(session: Session, entity: str, row_id: int) -> int | None:
+    row: Call | Request | Task | None = None
+    if entity == "call":
+        row = session.get(Call, row_id)
+    elif entity == "request":
+        row = session.get(Request, row_id)
+    elif entity == "task":
+        row = session.get(Task, row_id)
+    return row.number if row is not None else None

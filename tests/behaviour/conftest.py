@@ -222,6 +222,7 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
         database: str | None = None,
         files: Mapping[str, str] | None = None,
         authentication: Mapping[str, Any] | None = None,
+        keep_originals_days: int | None = None,
     ) -> Desk:
         folder = tmp_path / f"desk{len(made)}"
         folder.mkdir()
@@ -262,6 +263,8 @@ def make_desk(tmp_path: Path) -> Iterator[MakeDesk]:
             config["product_name"] = product_name
         if email_at_update is not None:
             config["messaging"] = {"email_at_update_via_email_in": email_at_update}
+        if keep_originals_days is not None:
+            config["processing"] = {"keep_originals_days": keep_originals_days}
         with (folder / "mailgate.yaml").open("w", encoding="utf-8") as handle:
             YAML().dump(config, handle)
         runtime = Runtime(load_config(folder / "mailgate.yaml"))

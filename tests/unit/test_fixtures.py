@@ -238,14 +238,32 @@ def test_views_show_history_and_attachments_of_that_item_only(engine: Engine, tm
     json.dumps([call_json, request_json])
     not_from_mail = {"sender_authenticated": None, "sender_authentication": None}
     assert call_json["history"] == [
-        {"kind": "logged", "text": "Logged by email", "security_profile": "Unspecified", **not_from_mail},
-        {"kind": "note", "text": "Rang Ann", "security_profile": "Internal", **not_from_mail},
+        {
+            "kind": "logged",
+            "text": "Logged by email",
+            "security_profile": "Unspecified",
+            **not_from_mail,
+            "message_id": None,
+        },
+        {
+            "kind": "note",
+            "text": "Rang Ann",
+            "security_profile": "Internal",
+            **not_from_mail,
+            "message_id": None,
+        },
     ]
     assert call_json["attachments"] == [
         {"filename": "jam.png", "size": 3, "security_profile": "Unspecified", "content_type": "image/png"}
     ]
     assert request_json["history"] == [
-        {"kind": "logged", "text": "Request logged", "security_profile": "Unspecified", **not_from_mail}
+        {
+            "kind": "logged",
+            "text": "Request logged",
+            "security_profile": "Unspecified",
+            **not_from_mail,
+            "message_id": None,
+        }
     ]
     assert request_json["attachments"] == []
 
