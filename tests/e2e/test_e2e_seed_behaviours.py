@@ -160,7 +160,7 @@ def test_run_once_empties_a_mailbox_holding_every_outcome(
             "Out of office", "bob@example.com", message_id="m7@ex", headers={"Auto-Submitted": "auto-replied"}
         ),
         without_sender("m8@ex"),
-        mail("Scanner is offline (sent again)", message_id="m1@ex"),  # the same Message-ID: a duplicate
+        mail("Scanner is offline", message_id="m1@ex"),  # the same mail delivered again: a duplicate
     )
     assert mailbox.count() == 9
 
