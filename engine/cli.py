@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ import click
 from engine import __version__
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
+from engine.logformat import LOG_FORMATS, configure_logging
 from engine.runtime import Runtime
 from engine.storage.db import transaction
 from engine.storage.schema import SchemaVersionError, head_revision
@@ -82,15 +82,18 @@ def _runtime(ctx: click.Context) -> Runtime:
     help="Config file (default: $MAILGATE_CONFIG or ./mailgate.yaml).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="The log's lines: text, or one JSON object per line (same keys).",
+)
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, verbose: bool, log_format: str) -> None:
     """mailgate: turns email into service-desk work."""
     ctx.obj = {"config": config_path, "runtime": None}
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(verbose=verbose, log_format=log_format)
 
 
 @main.command()
@@ -516,11 +519,22 @@ def secret_list(ctx: click.Context, as_json: bool) -> None:
 @click.option(
     "--upgrade", is_flag=True, help="First upgrade the database's schema if it is older (as 'db upgrade')."
 )
+@click.option(
+    "--http",
+    "http_address",
+    metavar="HOST:PORT",
+    help="Serve /metrics and /healthz there (default: the config's service.http; none if unset).",
+)
 @click.pass_context
-def run_service(ctx: click.Context, once: bool, upgrade: bool) -> None:
+def run_service(ctx: click.Context, once: bool, upgrade: bool, http_address: str | None) -> None:
     """Watch every active account and process its mail as it arrives, until SIGTERM or Ctrl-C."""
+    from engine.config.service import parse_listen_address
     from engine.service import serve
 
+    try:
+        http = parse_listen_address(http_address) if http_address is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(f"{http_address!r}: {exc}", param_hint="--http") from None
     if upgrade:
         from engine.storage.migrate import upgrade_database
 
@@ -528,7 +542,7 @@ def run_service(ctx: click.Context, once: bool, upgrade: bool) -> None:
         if upgraded.applied or upgraded.adopted or upgraded.before is None:
             for line in upgraded.lines():
                 click.echo(line)
-    reports = serve(_runtime(ctx), once=once)
+    reports = serve(_runtime(ctx), once=once, http=http)
     for report in reports:
         counts = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes)
         handled = f"{report.processed} processed" + (f" ({counts})" if counts else "")
@@ -540,31 +554,61 @@ def run_service(ctx: click.Context, once: bool, upgrade: bool) -> None:
         sys.exit(1)
 
 
+# `mailgate status` exit statuses beside 0 (all well), 1 (a config mistake) and 2 (an internal error)
+EXIT_SERVICE_NOT_RUNNING = 3
+EXIT_ACCOUNT_FAILING = 4
+
+
 @main.command("status")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account per line.")
 @click.pass_context
 def account_status(ctx: click.Context, as_json: bool) -> None:
-    """Show each account as the service sees it: state, last poll, messages processed, last error."""
-    from engine.storage.status import status_view
+    """Show the service and each account: state, last poll, messages processed, last error.
+
+    Exit status: 0 if the service runs and no active account is failing; 3 if the service is not
+    running (stopped, never started, or no heartbeat lately); 4 if it runs but an account is failing.
+    """
+    from engine.storage.status import SERVICE_RUNNING, service_view, status_view
 
     runtime = _runtime(ctx)
+    service = service_view(runtime.engine)
     rows = status_view(runtime.engine, runtime.config.accounts)
     if as_json:
         for row in rows:
-            _echo_json(row)
-        return
-    width = max([len("ACCOUNT"), *(len(row["account"]) for row in rows)])
-    click.echo(f"{'ACCOUNT':<{width}}  {'STATE':<12}  {'LAST POLL':<20}  {'PROCESSED':>9}  LAST ERROR")
-    for row in rows:
-        error = "-"
-        if row["last_error"]:
-            error = f"{row['last_error_at']} {row['last_error']}"
-            if row["retry_at"] and row["state"] != "ok":
-                error += f" (next try {row['retry_at']})"
-        click.echo(
-            f"{row['account']:<{width}}  {row['state']:<12}  {row['last_poll'] or 'never':<20}  "
-            f"{row['processed']:>9}  {error}"
-        )
+            _echo_json({**row, "service": service["state"]})
+    else:
+        click.echo(_describe_service(service))
+        width = max([len("ACCOUNT"), *(len(row["account"]) for row in rows)])
+        click.echo(f"{'ACCOUNT':<{width}}  {'STATE':<12}  {'LAST POLL':<20}  {'PROCESSED':>9}  LAST ERROR")
+        for row in rows:
+            error = "-"
+            if row["last_error"]:
+                error = f"{row['last_error_at']} {row['last_error']}"
+                if row["retry_at"] and row["state"] != "ok":
+                    error += f" (next try {row['retry_at']})"
+            click.echo(
+                f"{row['account']:<{width}}  {row['state']:<12}  {row['last_poll'] or 'never':<20}  "
+                f"{row['processed']:>9}  {error}"
+            )
+    if service["state"] != SERVICE_RUNNING:
+        sys.exit(EXIT_SERVICE_NOT_RUNNING)
+    if any(row["failing"] for row in rows):
+        sys.exit(EXIT_ACCOUNT_FAILING)
+
+
+def _describe_service(service: dict[str, Any]) -> str:
+    """The first line of ``mailgate status``: is the service running, where, since when."""
+    from engine.storage.status import SERVICE_RUNNING, SERVICE_STALE, SERVICE_STOPPED
+
+    where = f" on {service['host']} (pid {service['pid']})" if service["host"] else ""
+    state, beat = service["state"], service["heartbeat"]
+    if state == SERVICE_RUNNING:
+        return f"SERVICE: running{where} since {service['started_at']}, last heartbeat {beat}"
+    if state == SERVICE_STOPPED:
+        return f"SERVICE: stopped{where} at {beat}"
+    if state == SERVICE_STALE:
+        return f"SERVICE: not running: no heartbeat since {beat}{where} (killed, crashed or hung)"
+    return "SERVICE: never started on this database"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -211,11 +211,7 @@ def _process(
         log.exception("unexpected error processing %s in account %s", message.key, account.name)
         reason = f"internal error: {type(exc).__name__}: {exc}"
     else:
-        log.info(
-            "processed account=%s key=%s outcome=%s rule=%s entity=%s number=%s",
-            account.name, message.key, result.outcome, result.rule, result.entity, result.number,
-        )  # fmt: skip
-        return result
+        return result  # reported by the caller: one log line per message (the service's event=processed)
     return _quarantine(
         runtime, account, raw, origin, message.message_id, message.key, reason, retry_of, message.fingerprint
     )
@@ -382,7 +378,6 @@ def quarantine(
     """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined."""
     reason = _storable(reason, MAX_REASON_CHARS)
     message_id = _storable(message_id, None) if message_id else message_id
-    log.warning("quarantined account=%s key=%s reason=%s", account.name, key, reason)
     with transaction(runtime.engine) as session:
         own_key = recordable_key(session, account.name, key, fingerprint)
         if own_key is None:

@@ -19,6 +19,7 @@ from engine.config.authentication import AuthenticationSettings, read_authentica
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
 from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
+from engine.config.service import ServiceConfig, read_service
 from engine.config.yaml_source import (
     NOT_FROM_A_FILE,
     Problems,
@@ -103,6 +104,7 @@ class Config:
     keep_originals_days: int = 90  # 0: keep no originals
     accounts: tuple[AccountConfig, ...] = ()
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     spans: Spans = field(default=NOT_FROM_A_FILE, compare=False, repr=False)  # where each key was written
 
     @property
@@ -157,7 +159,16 @@ def load_config(path: Path) -> Config:
     return config
 
 
-_TOP_KEYS = ("database", "product_name", "messaging", "processing", "mail_domain", "accounts", "outgoing")
+_TOP_KEYS = (
+    "database",
+    "product_name",
+    "messaging",
+    "processing",
+    "mail_domain",
+    "accounts",
+    "outgoing",
+    "service",
+)
 _ACCOUNT_KEYS = (
     "name",
     "connector",
@@ -220,6 +231,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         keep_originals_days=keep_originals_days,
         accounts=tuple(accounts),
         outgoing=outgoing,
+        service=read_service(data, problems),
         spans=spans_of(str(path.resolve()), data, Span(str(path.resolve()), 1, 1)),
     )
 

@@ -5,6 +5,9 @@ splits back into its pairs (``shlex.split`` reads them)::
 
     event=processed account=helpdesk uid=00000003 outcome=logged rule=new_call entity=call number=7
     event=poll_failed account=sales error="connection refused" retry_in=7.4
+
+With ``mailgate --log-format json`` each line is instead one JSON object with the same keys
+(``engine.logformat``): the event's fields travel on the log record for that.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+
+from engine.logformat import EVENT_ATTRIBUTE
 
 log = logging.getLogger("mailgate.service")
 
@@ -37,4 +42,12 @@ def format_event(event: str, **fields: object) -> str:
 def log_event(level: int, event: str, **fields: object) -> None:
     """Log one event on the ``mailgate.service`` logger."""
     if log.isEnabledFor(level):
-        log.log(level, "%s", format_event(event, **fields))
+        log.log(level, "%s", format_event(event, **fields), extra={EVENT_ATTRIBUTE: (event, fields)})
+
+
+def log_event_with_traceback(level: int, event: str, exc: BaseException, **fields: object) -> None:
+    """Log one event with the traceback of ``exc`` (a bug, not a failure of the outside world)."""
+    if log.isEnabledFor(level):
+        log.log(
+            level, "%s", format_event(event, **fields), exc_info=exc, extra={EVENT_ATTRIBUTE: (event, fields)}
+        )

@@ -183,6 +183,9 @@ class ParseAhead:
         self.time_limit_seconds = time_limit_seconds
         self._worker: _Worker | None = None
         self._given_up = False
+        self.starts = 0  # worker processes started (one per backlog, and after a stall; /metrics shows it)
+        self.failures = 0  # workers that failed (then parsing stays in the service's process)
+        self.stalls = 0  # workers killed because a message held them past the time limit
         self._backlogs = 0
 
     @contextlib.contextmanager
@@ -203,6 +206,7 @@ class ParseAhead:
         try:
             if self._worker is None:
                 self._worker = _Worker()
+                self.starts += 1
             return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds)
         except Exception as exc:
             self._give_up(exc)
@@ -239,6 +243,7 @@ class ParseAhead:
                 limit = self.time_limit_seconds
                 log.warning("the parse worker was stopped: a message held it past the time limit")
                 found.append(MailError(f"time limit of {limit:g} s exceeded while reading the message"))
+                self.stalls += 1
                 self._stop(worker)
                 break
             except Exception as exc:  # the worker died or could not start
@@ -269,6 +274,7 @@ class ParseAhead:
     def _give_up(self, exc: BaseException) -> None:
         if not self._given_up:
             self._given_up = True
+            self.failures += 1
             log.warning("parsing in the service's process from now on: the parse worker failed: %s", exc)
         self.close()
 

@@ -5,6 +5,10 @@
 ask every watcher to stop: the message in hand is finished (committed and acknowledged), waits
 are cut short, and ``serve`` returns. A second signal stops at once; that is still safe, since a
 committed message that was not acknowledged is a no-op (``duplicate``) next time.
+
+Beside the watchers, a running service writes its heartbeat (``mailgate status`` reads it) and,
+where ``service.http`` (or ``--http``) says so, serves ``/metrics`` and ``/healthz``
+(``engine.service.http``, in a thread of its own, stopped with the service).
 """
 
 from __future__ import annotations
@@ -14,22 +18,36 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connectors.base import Connector
 from connectors.registry import make_connector
 from engine.config.model import AccountConfig
+from engine.config.service import ListenAddress
 from engine.errors import MailgateError
 from engine.runtime import Runtime
 from engine.service.events import log_event
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
+from engine.service.stats import AccountStats, Monitored
 from engine.service.watcher import AccountWatcher, PassReport, describe_error
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
-from engine.storage.status import STATE_FAILED, record_failure
+from engine.storage.status import (
+    STATE_FAILED,
+    account_statuses,
+    record_failure,
+    record_heartbeat,
+    record_stopped,
+)
+
+if TYPE_CHECKING:
+    from engine.service.http import MonitoringServer
 
 ConnectorFactory = Callable[[AccountConfig, Path], Connector]
 OutboxDrainer = Callable[[Runtime], Awaitable[object]]
@@ -121,8 +139,10 @@ class Service:
         outbox_drainer: OutboxDrainer | None = None,
         after_commit: Callable[[int], None] | None = None,
         after_message: Callable[[int], None] | None = None,
+        http: ListenAddress | None = None,
     ) -> None:
         self.runtime = runtime
+        self.http = http  # where to serve /metrics and /healthz while running (None: nowhere)
         self.options = options or ServiceOptions()
         self.connector_factory = connector_factory
         self.outbox_drainer = outbox_drainer
@@ -135,6 +155,9 @@ class Service:
         self._test_hook = after_commit or (lambda count: None)
         self._test_message_hook = after_message or (lambda count: None)
         self._tasks: list[asyncio.Task[None]] = []
+        self._unusable_stats: list[AccountStats] = []
+        self.monitored: Monitored | None = None  # what /metrics and /healthz read, once running
+        self.http_port: int | None = None  # the port /metrics is served on, once running
 
     def request_stop(self, signum: int | None = None) -> None:
         """Stop after the message in hand; a second request cancels everything at once."""
@@ -172,8 +195,18 @@ class Service:
         watchers, unusable = self._watchers()
         if not watchers:
             raise MailgateError(self._nothing_to_watch(unusable))
+        config = self.runtime.config
+        self.monitored = Monitored(
+            accounts=tuple(w.stats for w in watchers) + tuple(self._unusable_stats),
+            account_names=tuple(a.name for a in config.accounts),
+            parse_worker=self.parser,
+            engine=self.runtime.engine,
+            started_at=time.time(),
+        )
+        server = self._serve_http(self.monitored)  # refuses to start if it cannot listen
         log_event(logging.INFO, "service_started", accounts=",".join(w.account.name for w in watchers))
         self._tasks = [asyncio.create_task(w.watch(), name=f"watch {w.account.name}") for w in watchers]
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         if self.outbox_drainer is not None:
             self._tasks.append(asyncio.create_task(self._outbox_loop(self.outbox_drainer), name="outbox"))
         else:
@@ -182,6 +215,9 @@ class Service:
             results = await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self.parser.close()
+            if server is not None:
+                server.stop()
+            self._save(record_stopped, socket.gethostname(), os.getpid())
         for task, result in zip(self._tasks, results, strict=True):
             if isinstance(result, Exception):
                 log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(result))
@@ -208,9 +244,51 @@ class Service:
             return "no account can be watched: " + "; ".join(f"{r.account}: {r.error}" for r in unusable)
         return f"no active account in {self.runtime.config.path}: nothing to watch"
 
+    def _serve_http(self, monitored: Monitored) -> MonitoringServer | None:
+        """Start serving /metrics and /healthz where configured (the Prometheus client is imported here)."""
+        if self.http is None:
+            return None
+        from engine.service.http import MonitoringServer
+
+        server = MonitoringServer(self.http, monitored)
+        server.start()
+        self.http_port = server.port
+        log_event(logging.INFO, "http_started", address=str(self.http), port=server.port)
+        return server
+
+    async def _heartbeat_loop(self) -> None:
+        """Write the heartbeat now and every ``service.heartbeat_seconds`` until the service stops."""
+        interval = self.runtime.config.service.heartbeat_seconds
+        started, host, pid = utcnow(), socket.gethostname(), os.getpid()
+        while not self.stop_event.is_set():
+            self._save(record_heartbeat, host, pid, started, interval)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), interval)
+            except TimeoutError:
+                continue
+
+    def _save(self, write: Callable[..., None], *args: object) -> None:
+        """Write the heartbeat (or the stop); a database hiccup here is logged, never fatal."""
+        try:
+            write(self.runtime.engine, *args)
+        except Exception as exc:
+            reason = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's link
+            log_event(logging.WARNING, "heartbeat_not_saved", error=describe_error(reason))
+
+    def _last_polls(self) -> dict[str, datetime]:
+        """When each account was last polled, as stored (for /metrics from the start); {} on failure."""
+        try:
+            stored = account_statuses(self.runtime.engine)
+        except Exception as exc:
+            log_event(logging.WARNING, "status_not_read", error=describe_error(exc))
+            return {}
+        return {name: row.last_poll_at for name, row in stored.items() if row.last_poll_at is not None}
+
     def _watchers(self) -> tuple[list[AccountWatcher], list[PassReport]]:
         watchers: list[AccountWatcher] = []
         unusable: list[PassReport] = []
+        self._unusable_stats = []
+        last_polls = self._last_polls()
         for account in self.runtime.config.accounts:
             if not account.active:
                 continue
@@ -224,7 +302,11 @@ class Service:
                 except Exception as db_exc:
                     log_event(logging.ERROR, "status_not_saved", error=describe_error(db_exc))
                 unusable.append(PassReport(account.name, 0, (), error, STATE_FAILED))
+                stats = AccountStats(account.name, account.poll_interval_seconds)
+                stats.failed(STATE_FAILED, error, None)
+                self._unusable_stats.append(stats)
                 continue
+            last_poll = last_polls.get(account.name)
             watchers.append(
                 AccountWatcher(
                     self.runtime,
@@ -235,6 +317,7 @@ class Service:
                     self._after_commit,
                     self.parser,
                     lambda: self._test_message_hook(1),
+                    AccountStats(account.name, account.poll_interval_seconds, _unix_time(last_poll)),
                 )
             )
         return watchers, unusable
@@ -284,8 +367,24 @@ class Service:
             log_event(logging.INFO, "originals_purged", count=dropped, days=config.keep_originals_days)
 
 
-def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None) -> list[PassReport]:
-    """Run the service with SIGTERM/SIGINT handled (``mailgate run``); ``once``: one pass, reports."""
+def _unix_time(moment: datetime | None) -> float | None:
+    """A stored moment (UTC, with or without a zone) as a Unix time."""
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def serve(
+    runtime: Runtime,
+    *,
+    once: bool,
+    options: ServiceOptions | None = None,
+    http: ListenAddress | None = None,
+) -> list[PassReport]:
+    """Run the service with SIGTERM/SIGINT handled (``mailgate run``); ``once``: one pass, reports.
+
+    ``http``: where to serve /metrics and /healthz (not with ``once``); None: ``service.http``.
+    """
 
     async def main() -> list[PassReport]:
         service = Service(
@@ -294,6 +393,7 @@ def serve(runtime: Runtime, *, once: bool, options: ServiceOptions | None = None
             outbox_drainer=find_outbox_drainer(),
             after_commit=signal_after_count(os.environ.get(TEST_SIGNAL_AFTER_COMMIT_ENV)),
             after_message=signal_after_count(os.environ.get(TEST_SIGNAL_AFTER_MESSAGE_ENV)),
+            http=http or runtime.config.service.http,
         )
         restore_signals = service.handle_signals()
         try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -37,9 +38,10 @@ from connectors.base import AuthenticationError, Connector, ConnectorError, Mess
 from engine.config.model import AccountConfig
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
-from engine.service.events import format_event, log, log_event
+from engine.service.events import log_event, log_event_with_traceback
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead, Parsed, Parsing
+from engine.service.stats import AccountStats
 from engine.storage.db import batch_transaction
 from engine.storage.models import utcnow
 from engine.storage.status import (
@@ -123,6 +125,7 @@ class AccountWatcher:
         after_commit: Callable[[int], None] = lambda committed: None,
         parser: ParseAhead | None = None,
         after_message: Callable[[], None] = lambda: None,
+        stats: AccountStats | None = None,
     ) -> None:
         self.runtime = runtime
         self.account = account
@@ -134,6 +137,8 @@ class AccountWatcher:
         self.parser = parser  # parses a backlog's batches ahead, in a worker process
         self.connected = False
         self.failures = 0
+        # what the account did, for /metrics and /healthz
+        self.stats = stats or AccountStats(account.name, account.poll_interval_seconds)
         self._outcomes: Counter[str] = Counter()
         self._listed = False
 
@@ -266,29 +271,33 @@ class AccountWatcher:
             work = self.parser.results(fetched.parsing, raws)
             bound = self.parser.longest_wait(len(raws)) + self.options.operation_timeout
             parsed = await self._guarded(work, bound)
-        done: list[tuple[MessageRef, ProcessResult]] = []
+        done: list[tuple[MessageRef, ProcessResult, float]] = []
         with batch_transaction(self.runtime.engine):  # one commit for the batch (group commit)
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break
                 raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
                 origin = f"{self.account.connector_type}:{ref.id}"
+                started = time.perf_counter()
                 result = process_message(
                     self.runtime, self.account, raw, origin, parsed=parsed[index] if parsed else None
                 )
-                done.append((ref, result))
+                done.append((ref, result, time.perf_counter() - started))
                 self.after_message()
         # committed: only now is any of it reported, and acknowledged
-        for ref, result in done:
-            self._report(ref, result)
+        for ref, result, seconds in done:
+            self._report(ref, result, seconds)
         if done:
+            self.stats.batch_committed()
             self.after_commit(len(done))
-        await self._acknowledge([ref for ref, _ in done])
+        await self._acknowledge([ref for ref, _, _ in done])
 
-    def _report(self, ref: MessageRef, result: ProcessResult) -> None:
+    def _report(self, ref: MessageRef, result: ProcessResult, seconds: float) -> None:
+        """One log line per message: INFO, or WARNING for a message quarantined."""
         self._outcomes[result.outcome] += 1
+        self.stats.message_done(result.outcome, seconds)
         log_event(
-            logging.INFO,
+            logging.WARNING if result.outcome == "quarantined" else logging.INFO,
             "processed",
             account=self.account.name,
             uid=ref.id,
@@ -309,6 +318,7 @@ class AccountWatcher:
             await asyncio.wait_for(work, self.options.acknowledge_timeout)
         except Exception as exc:
             error = "no answer in time" if isinstance(exc, TimeoutError) else describe_error(exc)
+            self.stats.acknowledge_failed(len(refs))
             for ref in refs:
                 log_event(
                     logging.WARNING, "acknowledge_failed", account=self.account.name, uid=ref.id, error=error
@@ -327,6 +337,7 @@ class AccountWatcher:
         if self.failures:
             log_event(logging.WARNING, "recovered", account=self.account.name, after_failures=self.failures)
         self.failures = 0
+        self.stats.passed()
         log_event(logging.INFO, "polled", account=self.account.name, processed=processed)
         self._record(record_pass, self.account.name, processed)
 
@@ -337,6 +348,7 @@ class AccountWatcher:
         error = describe_error(exc)
         if isinstance(exc, TimeoutError):
             error = "no answer in time"
+        self.stats.failed(state, error, retry_in)
         fields: dict[str, object] = {"account": self.account.name, "error": error}
         if retry_in is not None:
             fields["retry_in"] = retry_in
@@ -345,7 +357,7 @@ class AccountWatcher:
         elif isinstance(exc, ConnectorError | TimeoutError):
             log_event(logging.WARNING, "poll_failed", **fields)
         else:  # a bug in a connector: keep the traceback, still never stop the service
-            log.error("%s", format_event("poll_failed", **fields), exc_info=exc)
+            log_event_with_traceback(logging.ERROR, "poll_failed", exc, **fields)
         retry_at = utcnow() + timedelta(seconds=retry_in) if retry_in is not None else None
         self._record(record_failure, self.account.name, state, error, self._take_processed(), retry_at)
         return state, error

@@ -29,6 +29,10 @@ _NUMBERED: dict[str, type[models.Call] | type[models.Request] | type[models.Task
 }
 
 
+# execution options of a connection that only reads (monitoring): on SQLite it takes no write lock
+READ_ONLY: dict[str, Any] = {"mailgate_read_only": True}
+
+
 class DatabaseError(MailgateError):
     """The database could not be opened or its schema created."""
 
@@ -129,7 +133,9 @@ def _use_driver_savepoints(dialect: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # a READ_ONLY connection begins DEFERRED: in WAL mode it then never waits for the writer
+    read_only = connection.get_execution_options().get("mailgate_read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _create_sequences(engine: Engine) -> None:

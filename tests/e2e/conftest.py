@@ -25,11 +25,12 @@ def protocol(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_desk(tmp_path: Path, dovecot: Dovecot) -> Iterator[MakeDesk]:
-    """``make_desk(accounts_yaml)``: a desk in ``tmp_path/desk``; its runtime is closed afterwards."""
+    """``make_desk(accounts_yaml, database=..., extra=...)``: a desk in ``tmp_path/deskN`` (see
+    ``build_desk``); its runtime is closed afterwards."""
     made: list[Desk] = []
 
-    def build(accounts: str) -> Desk:
-        desk = build_desk(tmp_path / f"desk{len(made)}", accounts, dovecot.ca_cert)
+    def build(accounts: str, **options: str) -> Desk:
+        desk = build_desk(tmp_path / f"desk{len(made)}", accounts, dovecot.ca_cert, **options)
         made.append(desk)
         return desk
 

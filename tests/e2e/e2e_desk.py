@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -141,11 +143,11 @@ class Desk:
             timeout=120,
         )
 
-    def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
-        """Start ``mailgate -v run ARGS`` in the background, its standard error going to ``log``."""
+    def start(self, *args: str, log: Path, options: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """Start ``mailgate -v OPTIONS run ARGS`` in the background, its standard error going to ``log``."""
         with log.open("wb") as sink:
             return subprocess.Popen(
-                [str(MAILGATE), "--config", str(self.config_path), "-v", "run", *args],
+                [str(MAILGATE), "--config", str(self.config_path), "-v", *options, "run", *args],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=sink,
@@ -204,15 +206,17 @@ class Desk:
         return {row["account"]: row for row in status_view(self.runtime.engine, self.runtime.config.accounts)}
 
 
-MakeDesk = Callable[[str], Desk]  # the ``make_desk`` fixture: accounts YAML -> a new desk
+MakeDesk = Callable[..., Desk]  # the ``make_desk`` fixture: accounts YAML (, database=, extra=) -> a desk
 
 
-def build_desk(root: Path, accounts: str, ca_file: Path) -> Desk:
-    """Write the config and the CA into ``root``, load ``STAFF``, open the runtime."""
+def build_desk(
+    root: Path, accounts: str, ca_file: Path, *, database: str = "sqlite:///mailgate.sqlite", extra: str = ""
+) -> Desk:
+    """Write the config (``extra``: more top-level YAML) and the CA, load ``STAFF``, open the runtime."""
     root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ca_file, root / "ca.pem")
     (root / "mailgate.yaml").write_text(
-        "database: sqlite:///mailgate.sqlite\nproduct_name: E2E Desk\nmail_domain: desk.example\n"
+        f"database: {database}\nproduct_name: E2E Desk\nmail_domain: desk.example\n{extra}"
         f"accounts:\n{accounts}",
         encoding="utf-8",
     )
@@ -232,6 +236,25 @@ def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
 
 
 # --- waiting and reading logs ---------------------------------------------------------------------
+
+
+@contextmanager
+def running(
+    desk: Desk, log: Path, *args: str, options: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``mailgate -v OPTIONS run ARGS`` in the background; stopped with SIGTERM at the end if running."""
+    process = desk.start(*args, log=log, options=options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def alive(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Fail at once if ``mailgate run`` has exited (its log in the message)."""
+    assert process.poll() is None, f"mailgate run exited early:\n{log.read_text()}"
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:

@@ -64,7 +64,7 @@ def test_mailgate_run_reports_and_retries_broken_accounts_while_the_good_one_car
     assert events(text, "service_stopped")
 
     status = desk.mailgate("status", "--json")
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 3, status.stderr  # the service has stopped
     rows = {row["account"]: row for row in map(json.loads, status.stdout.splitlines())}
     assert (rows["helpdesk"]["state"], rows["helpdesk"]["processed"]) == ("ok", 2)
     assert rows["helpdesk"]["last_poll"] and rows["helpdesk"]["last_error"] is None
@@ -78,8 +78,10 @@ def test_mailgate_run_reports_and_retries_broken_accounts_while_the_good_one_car
             protocol,
         )
     table = desk.mailgate("status")
-    assert table.returncode == 0, table.stderr
-    by_account = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert table.returncode == 3, table.stderr
+    service, _header, *lines = table.stdout.splitlines()
+    assert service.startswith("SERVICE: stopped on ")
+    by_account = {line.split()[0]: line for line in lines}
     assert by_account["helpdesk"].split()[1] == "ok"
     assert by_account["wrong_password"].split()[1:3] == ["auth_failed", "never"]
     assert "(next try " in by_account["closed_port"]

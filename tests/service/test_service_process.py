@@ -180,8 +180,9 @@ def test_run_once_reports_a_failed_account_with_status_1_and_mailgate_status_sho
     assert "Traceback" not in once.stderr + once.stdout
 
     status = _mailgate(desk, "status")
-    assert status.returncode == 0, status.stderr
-    table = status.stdout.splitlines()
+    assert status.returncode == 3, status.stderr  # no service has run: only `run --once`
+    service, *table = status.stdout.splitlines()
+    assert service == "SERVICE: never started on this database"
     assert table[0].split() == ["ACCOUNT", "STATE", "LAST", "POLL", "PROCESSED", "LAST", "ERROR"]
     helpdesk, missing, dormant = (line.split() for line in table[1:])
     assert helpdesk[:2] == ["helpdesk", "ok"] and helpdesk[4:] == ["2", "-"]

@@ -1,0 +1,75 @@
+"""The ``service:`` section of the config: where ``mailgate run`` serves its monitoring endpoint, and
+how often it writes its heartbeat.
+
+```yaml
+service:
+  http: 127.0.0.1:9464     # /metrics (Prometheus) and /healthz; absent: no HTTP server at all
+  heartbeat_seconds: 15    # `mailgate status` calls the service stopped after 4 missed heartbeats
+```
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+from engine.config.reader import check_keys, get_section, get_value
+from engine.config.yaml_source import Problems
+
+DEFAULT_HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A TCP address to listen on: a host (an IP address or a name) and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """How the running service shows itself: its HTTP endpoint (None: none) and its heartbeat."""
+
+    http: ListenAddress | None = None
+    heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+
+
+def parse_listen_address(text: str) -> ListenAddress:
+    """``HOST:PORT`` (``[IPv6]:PORT`` for IPv6) or a bare ``PORT`` (loopback); ValueError if neither."""
+    text = text.strip()
+    host, port_text = "127.0.0.1", text
+    if ":" in text:
+        host, _, port_text = text.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+            ipaddress.IPv6Address(host)  # ValueError names the mistake
+        elif ":" in host:
+            raise ValueError(f"write an IPv6 address in brackets, as [{host}]:{port_text}")
+        if not host:
+            raise ValueError(f"no host before the port in {text!r} (e.g. 127.0.0.1:{port_text})")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"the port must be a number from 1 to 65535, not {port_text!r}")
+    return ListenAddress(host, int(port_text))
+
+
+def read_service(data: Any, problems: Problems) -> ServiceConfig:
+    """The validated ``service:`` section (defaults when it is absent)."""
+    node = get_section(data, "service", "a mapping with http and heartbeat_seconds", problems)
+    check_keys(node, ("http", "heartbeat_seconds"), "service", problems)
+    http: ListenAddress | None = None
+    written = get_value(node, "http", (str, int), problems)
+    if written is not None:
+        try:
+            http = parse_listen_address(str(written))
+        except ValueError as exc:
+            problems.at(node, "http", f"http must be HOST:PORT, e.g. 127.0.0.1:9464: {exc}")
+    heartbeat = get_value(node, "heartbeat_seconds", float, problems, DEFAULT_HEARTBEAT_SECONDS)
+    if heartbeat <= 0:
+        problems.at(node, "heartbeat_seconds", "heartbeat_seconds must be positive")
+        heartbeat = DEFAULT_HEARTBEAT_SECONDS
+    return ServiceConfig(http=http, heartbeat_seconds=heartbeat)
