@@ -56,14 +56,27 @@ def test_each_connector_table_lists_exactly_its_settings(title: str, settings: t
 
 def test_the_event_table_lists_exactly_the_events_the_service_logs() -> None:
     source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "engine" / "service").glob("*.py"))
-    logged = set(re.findall(r"(?:log_event\(\s*logging\.[A-Z]+,\s*|format_event\()\"([a-z_]+)\"", source))
+    logged = set(
+        re.findall(r"(?:log_event\w*\(\s*logging\.[A-Z]+[^,]*,\s*|format_event\()\"([a-z_]+)\"", source)
+    )
     assert "processed" in logged and "poll_failed" in logged
     assert set(first_column(section("The log"))) == logged
 
 
 def test_the_state_table_lists_every_state() -> None:
     stored = {status.STATE_OK, status.STATE_RETRYING, status.STATE_AUTH_FAILED, status.STATE_FAILED}
-    assert set(first_column(section("`mailgate status`"))) == stored | {"never_polled", "inactive"}
+    shown = {"never_polled", "inactive", status.STATE_REMOVED}
+    assert set(first_column(section("`mailgate status`"))) == stored | shown
+
+
+def test_the_service_state_table_lists_every_state_of_the_heartbeat() -> None:
+    states = {
+        status.SERVICE_RUNNING,
+        status.SERVICE_STOPPED,
+        status.SERVICE_STALE,
+        status.SERVICE_NEVER_STARTED,
+    }
+    assert set(first_column(section("Is the service running?"))) == states | {"0", "1", "3", "4"}
 
 
 def test_the_configuration_page_lists_every_account_key_the_service_reads() -> None:
