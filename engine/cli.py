@@ -56,10 +56,90 @@ def _user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
+GLOBALS_EPILOG = "The global options --config FILE, -v and --log-format may also follow the command."
+
+
+class _Command(click.Command):
+    """A subcommand whose ``--help`` says that the global options may also be given after it."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Print the command's epilog, then the note on global options."""
+        super().format_epilog(ctx, formatter)
+        if ctx.parent is not None:
+            formatter.write_paragraph()
+            formatter.write_text(GLOBALS_EPILOG)
+
+
 class _Group(click.Group):
+    command_class = _Command
+
     def invoke(self, ctx: click.Context) -> Any:
         with _user_errors():
             return super().invoke(ctx)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Print the group's epilog, then the note on global options."""
+        super().format_epilog(ctx, formatter)
+        formatter.write_paragraph()
+        formatter.write_text(GLOBALS_EPILOG)
+
+
+class _RootGroup(_Group):
+    """The ``mailgate`` group: its own options may also come after the subcommand."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Move the global options written after the subcommand in front of it, then parse."""
+        return super().parse_args(ctx, hoist_global_options(self, args))
+
+
+def _option_named(command: click.Command, name: str) -> click.Option | None:
+    for param in command.params:
+        if isinstance(param, click.Option) and (name in param.opts or name in param.secondary_opts):
+            return param
+    return None
+
+
+def _takes_value(option: click.Option) -> bool:
+    return not (option.is_flag or option.count)
+
+
+def hoist_global_options(root: click.Group, args: list[str]) -> list[str]:
+    """``args`` with the root's options that follow a subcommand moved in front of it.
+
+    ``mailgate run -v --config X`` becomes ``mailgate -v --config X run``. An option of the same
+    name that the subcommand has itself stays where it is (it is the subcommand's), as does
+    everything after ``--``.
+    """
+    front: list[str] = []
+    hoisted: list[str] = []
+    rest: list[str] = []
+    command: click.Command = root
+    index = 0
+    while index < len(args):
+        token = args[index]
+        index += 1
+        if token == "--":
+            rest.extend(args[index - 1 :])
+            break
+        target = front if command is root else rest
+        if token.startswith("-") and token != "-":
+            name = token.split("=", 1)[0]
+            global_option = _option_named(root, name)
+            if global_option is not None and not global_option.expose_value:
+                global_option = None  # --version stays where it was written
+            own = _option_named(command, name)
+            option = own or (global_option if command is root else None)
+            if option is None and global_option is not None:
+                target, option = hoisted, global_option
+            target.append(token)
+            if option is not None and _takes_value(option) and "=" not in token and index < len(args):
+                target.append(args[index])
+                index += 1
+            continue
+        rest.append(token)  # the subcommand's name, or an argument
+        if isinstance(command, click.Group) and token in command.commands:
+            command = command.commands[token]
+    return front + hoisted + rest
 
 
 def _runtime(ctx: click.Context) -> Runtime:
@@ -71,7 +151,7 @@ def _runtime(ctx: click.Context) -> Runtime:
     return runtime
 
 
-@click.group(cls=_Group)
+@click.group(cls=_RootGroup, epilog="Run 'mailgate COMMAND --help' for a command's options.")
 @click.version_option(
     __version__, prog_name="mailgate", message=f"%(prog)s %(version)s (database schema {head_revision()})"
 )
