@@ -422,16 +422,25 @@ def preview(ctx: click.Context, message_type: str, account: str | None, as_html:
 @click.option(
     "--list", "list_vocabulary", is_flag=True, help="List the facts, actions and outcomes packs may use."
 )
+@click.option(
+    "--database",
+    "open_database",
+    is_flag=True,
+    help="Also open the database: check that it answers and that its schema version is this mailgate's.",
+)
 @click.pass_context
-def check(ctx: click.Context, list_vocabulary: bool) -> None:
-    """Validate the config and every rule pack (bundled ones too); exit 1 on any mistake."""
+def check(ctx: click.Context, list_vocabulary: bool, open_database: bool) -> None:
+    """Validate the config and every rule pack (bundled ones too); exit 1 on any mistake.
+
+    The database is not touched unless --database is given.
+    """
     from engine.checking import check_all, vocabulary
 
     if list_vocabulary:
         click.echo(vocabulary())
         return
     obj = ctx.find_root().obj
-    for line in check_all(find_config_path(obj.get("config"))):
+    for line in check_all(find_config_path(obj.get("config")), database=open_database):
         click.echo(line)
 
 

@@ -305,6 +305,29 @@ def test_check_reports_invalid_yaml_at_its_line(tmp_path: Path) -> None:
     assert f"{config}:3:1: invalid YAML" in proc.stderr
 
 
+def test_check_validates_without_touching_the_database_unless_asked(tmp_path: Path) -> None:
+    config = tmp_path / "mailgate.yaml"
+    config.write_text("database: sqlite:///never.sqlite\naccounts:\n  - name: helpdesk\n", encoding="utf-8")
+    out = ok(mailgate("check", cwd=tmp_path)).stdout
+    assert f"ok: config {config}" in out
+    assert "ok: database" not in out
+    assert not (tmp_path / "never.sqlite").exists()
+    out = ok(mailgate("check", "--database", cwd=tmp_path)).stdout
+    assert f"ok: database sqlite:///{tmp_path / 'never.sqlite'}" in out
+
+
+def test_check_passes_while_postgresql_is_down_and_check_database_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "mailgate.yaml"
+    config.write_text(
+        "database: postgresql+psycopg://postgres@127.0.0.1:1/desk\naccounts:\n  - name: helpdesk\n",
+        encoding="utf-8",
+    )
+    ok(mailgate("check", cwd=tmp_path))
+    proc = mailgate("check", "--database", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert f"{config}:1:11: cannot open database" in proc.stderr
+
+
 def test_check_list_names_facts_actions_and_outcomes(tmp_path: Path) -> None:
     out = ok(mailgate("check", "--list", cwd=tmp_path)).stdout
     assert "sender.known" in out
@@ -589,7 +612,7 @@ def test_check_reports_an_unreadable_database_at_the_config_database_line(tmp_pa
     (tmp_path / "mailgate.yaml").write_text(
         "accounts:\n  - name: helpdesk\ndatabase: sqlite:///corrupt.sqlite\n", encoding="utf-8"
     )
-    proc = mailgate("check", cwd=tmp_path)
+    proc = mailgate("check", "--database", cwd=tmp_path)
     assert proc.returncode == 1
     assert f"{tmp_path / 'mailgate.yaml'}:3:11: cannot open database" in proc.stderr
     assert "sqlalche.me" not in proc.stderr
