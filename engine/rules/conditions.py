@@ -38,8 +38,9 @@ class FactTest:
 
     def describe(self) -> str:
         """A short text for ``mailgate explain``."""
-        shown = self.values[0] if len(self.values) == 1 else list(self.values)
-        return f"{self.fact} {'!=' if self.negate else '=='} {shown!r}"
+        if len(self.values) == 1:
+            return f"{self.fact} {'!=' if self.negate else '=='} {self.values[0]!r}"
+        return f"{self.fact} {'not in' if self.negate else 'in'} {list(self.values)!r}"
 
 
 @dataclass(frozen=True)

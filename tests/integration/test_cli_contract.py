@@ -580,6 +580,7 @@ def test_explain_prints_the_rules_tried_and_writes_nothing(loaded: Desk) -> None
     assert "rules tried:" in text
     assert "delete_fatal_bounce" in text
     assert "MATCH log_new_call" in text
+    assert "(fails: intent in ['approve_task', 'reject_task'])" in text  # membership, not ==
     assert "outcome: logged" in text
     data = json.loads(
         ok(mailgate("explain", "--account", "helpdesk", "--json", mail, cwd=loaded.root)).stdout

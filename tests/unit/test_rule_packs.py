@@ -539,3 +539,16 @@ def test_every_config_in_the_doc_loads_with_its_packs(tmp_path: Path) -> None:
         path.parent.mkdir()
         path.write_text(block, encoding="utf-8")
         Runtime(load_config(path), open_db=False)
+
+
+def test_explain_describes_a_list_of_values_as_membership() -> None:
+    from engine.rules.conditions import FactTest, first_failing
+
+    among = FactTest("intent", ("approve_task", "reject_task"))
+    assert among.describe() == "intent in ['approve_task', 'reject_task']"
+    assert FactTest("intent", ("approve_task", "reject_task"), negate=True).describe() == (
+        "intent not in ['approve_task', 'reject_task']"
+    )
+    assert FactTest("sender.known", (True,)).describe() == "sender.known == True"
+    assert FactTest("sender.known", (True,), negate=True).describe() == "sender.known != True"
+    assert first_failing(among, {"intent": "new_call"}) == "intent in ['approve_task', 'reject_task']"
