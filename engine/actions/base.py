@@ -20,12 +20,13 @@ from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
 from engine.rules.facts import FactValue
 from engine.rules.subject import ParsedSubject
-from engine.storage.models import Call, OutboxMessage, Person, Request, Task, utcnow
+from engine.storage.items import Item, ItemStore
+from engine.storage.models import OutboxMessage, Person, utcnow
 
 if TYPE_CHECKING:
     from engine.rules.pack import RulePack
 
-Item = Call | Request | Task
+__all__ = ["Action", "ActionContext", "Item"]
 
 
 @dataclass
@@ -33,7 +34,8 @@ class ActionContext:
     """Everything one message's actions may read, and what they report back.
 
     Built fresh for each message and thrown away afterwards; actions write only through
-    ``session`` (inside the message's single transaction) and never commit.
+    ``store`` (engine/storage/items.py; the outbox through engine/outgoing/outbox.py), inside the
+    message's single transaction, and never commit. ``session`` is there for reading.
     """
 
     session: Session
@@ -56,7 +58,10 @@ class ActionContext:
     authentication: SenderAuthentication = NOT_CHECKED  # whether the sender is who From says
     reason: str | None = None  # why the message got its outcome (the result's and the ledger's reason)
 
+    store: ItemStore = field(init=False, repr=False)  # how actions write items, people, history
+
     def __post_init__(self) -> None:
+        self.store = ItemStore(self.session)
         if self.target is not None:
             self.item, self.entity, self.number = self.target, self.target_entity, self.target.number
 
@@ -70,7 +75,7 @@ class Action:
 
     Contract: subclasses are ``@dataclass(frozen=True)``; each field is a YAML parameter with a
     plain type (str, int, bool, str | None, or a Literal of strings) and a default when optional.
-    ``run`` performs the effect through ``ctx.session`` only; it must not commit, must not send
+    ``run`` performs the effect through ``ctx.store`` (and the outbox) only; it must not commit, must not send
     mail itself (it queues into the outbox), and must leave the database consistent if it raises
     (the pipeline rolls the whole message back and quarantines it). ``check`` returns the
     mistakes that only the pack can reveal (e.g. a template that does not exist).

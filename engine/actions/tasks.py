@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import col, select
-
 from engine.actions.base import Action, ActionContext
 from engine.actions.items import ActionError, add_history
-from engine.storage.models import HistoryEntry, Request, Task
+from engine.storage.models import Request, Task
 
 
 def _task(ctx: ActionContext) -> Task:
@@ -18,28 +16,12 @@ def _task(ctx: ActionContext) -> Task:
 
 
 def _request_history(ctx: ActionContext, request: Request, kind: str, text: str) -> None:
-    assert request.id is not None
-    ctx.session.add(
-        HistoryEntry(
-            entity="request",
-            entity_id=request.id,
-            kind=kind,
-            text=text,
-            created_at=ctx.now,
-            message_id=ctx.message.key,
-        )
-    )
-    request.updated_at = ctx.now
-    ctx.session.add(request)
+    """A history entry on the task's request (written by the workflow, so with no author)."""
+    ctx.store.add_history("request", request, kind, text, now=ctx.now, message_key=ctx.message.key)
 
 
-def _siblings(ctx: ActionContext, task: Task) -> list[Task]:
-    stmt = (
-        select(Task)
-        .where(col(Task.request_id) == task.request_id, col(Task.id) != task.id)
-        .order_by(col(Task.sequence), col(Task.number))
-    )
-    return list(ctx.session.exec(stmt))
+def _set_task_status(ctx: ActionContext, task: Task, status: str) -> None:
+    ctx.store.touch(task, ctx.now, status=status)
 
 
 @dataclass(frozen=True)
@@ -51,12 +33,12 @@ class ApproveTask(Action):
     def run(self, ctx: ActionContext) -> None:
         """Mark approved and advance the workflow."""
         task = _task(ctx)
-        task.status = "approved"
+        ctx.store.set_columns(task, status="approved")
         add_history(ctx, "approved", f"Approved by email from {ctx.message.from_address}")
         if task.request_id is None:
             return
-        request = ctx.session.get(Request, task.request_id)
-        siblings = _siblings(ctx, task)
+        request = ctx.store.get(Request, task.request_id)
+        siblings = ctx.store.other_tasks_of_request(task)
         stage_open = any(t.status == "open" and t.sequence <= task.sequence for t in siblings)
         if request is not None:
             _request_history(
@@ -70,9 +52,7 @@ class ApproveTask(Action):
         next_sequence = min(t.sequence for t in pending)
         for sibling in pending:
             if sibling.sequence == next_sequence:
-                sibling.status = "open"
-                sibling.updated_at = ctx.now
-                ctx.session.add(sibling)
+                _set_task_status(ctx, sibling, "open")
                 if request is not None:
                     _request_history(ctx, request, "task_opened", f"Task {sibling.number} opened")
 
@@ -86,18 +66,16 @@ class RejectTask(Action):
     def run(self, ctx: ActionContext) -> None:
         """Mark rejected and stop the workflow."""
         task = _task(ctx)
-        task.status = "rejected"
+        ctx.store.set_columns(task, status="rejected")
         add_history(ctx, "rejected", f"Rejected by email from {ctx.message.from_address}")
         if task.request_id is None:
             return
-        for sibling in _siblings(ctx, task):
+        for sibling in ctx.store.other_tasks_of_request(task):
             if sibling.status in ("open", "pending"):
-                sibling.status = "cancelled"
-                sibling.updated_at = ctx.now
-                ctx.session.add(sibling)
-        request = ctx.session.get(Request, task.request_id)
+                _set_task_status(ctx, sibling, "cancelled")
+        request = ctx.store.get(Request, task.request_id)
         if request is not None:
-            request.status = "rejected"
+            ctx.store.set_columns(request, status="rejected")
             _request_history(
                 ctx, request, "rejected", f"Task {task.number} rejected by {ctx.message.from_address}"
             )

@@ -8,7 +8,7 @@ then only its values are bound: converted by the column types' own bind and resu
 handed to the driver on the session's connection, inside the session's transaction. Driver
 errors are raised as SQLAlchemy's (``IntegrityError``, ``OperationalError``), as if SQLAlchemy had
 run the statement. No ORM state is touched: statements that change rows an object in the session
-holds must mirror the change themselves (see ``engine.actions.items.set_columns``).
+holds must mirror the change themselves (see ``engine.storage.items.ItemStore.set_columns``).
 
 Contract: ``run`` takes a Core statement built once (a module constant), never one built per
 call (the compiled form is cached by the statement's identity), and plain parameter values.
