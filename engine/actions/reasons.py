@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from engine.actions.base import Action, ActionContext
-from engine.actions.messages import SAMPLE_VARIABLES, template_variables
-from engine.rules.templates import TemplateError, compile_line, render_line
+from engine.actions.messages import template_variables
+from engine.rules.templates import SAMPLE_VARIABLES, TemplateError, compile_line, render_line
 
 if TYPE_CHECKING:
     from engine.rules.pack import RulePack

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from engine.actions.messages import sample_variables, with_tag
+from engine.actions.messages import with_tag
 from engine.config.model import Config
 from engine.errors import MailgateError, did_you_mean
 from engine.outgoing.outbox import entity_tag
 from engine.rules.pack import load_pack
-from engine.rules.templates import RenderedMessage
+from engine.rules.templates import RenderedMessage, sample_variables
 
 
 def preview_message(config: Config, type_name: str, account_name: str | None = None) -> RenderedMessage:

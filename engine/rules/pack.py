@@ -22,7 +22,7 @@ from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, first_failing, parse_condition
 from engine.rules.merge import merge_rules
 from engine.rules.subject import compile_keywords
-from engine.rules.templates import MessageTemplate, compile_templates
+from engine.rules.templates import SAMPLE_VARIABLES, MessageTemplate, compile_templates
 from engine.rules.vocabulary import KeywordError, Keywords, default_keywords, read_keywords
 
 OUTCOMES = (
@@ -180,7 +180,7 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
     keywords = _read_pack_keywords(data, parent, problems)
     templates: dict[str, MessageTemplate] = dict(parent.templates) if parent else {}
     templates_node = data.get("templates")
-    own_templates = compile_templates(templates_node, problems, _sample_variables())
+    own_templates = compile_templates(templates_node, problems, SAMPLE_VARIABLES)
     templates.update(own_templates)
     written = set(map(str, templates_node)) if is_mapping(templates_node) else set()
     broken_templates = written - set(own_templates)
@@ -202,12 +202,6 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
             problems.at(data, None, "the pack has no rules")
     problems.raise_if_any()
     return pack
-
-
-def _sample_variables() -> Mapping[str, Any]:
-    from engine.actions.messages import SAMPLE_VARIABLES
-
-    return SAMPLE_VARIABLES
 
 
 def _load_parent(

@@ -27,6 +27,55 @@ _HTML_ENV = SandboxedEnvironment(
 _PARTS = ("subject", "body", "html")
 
 
+SAMPLE_VARIABLES: dict[str, Any] = {
+    "product_name": "mailgate",
+    "account": "helpdesk",
+    "entity": "call",
+    "number": 12,
+    "status": "open",
+    "summary": "Printer on floor 3 is jammed",
+    "sender_name": "Ada Lovelace",
+    "sender_email": "ada@example.com",
+    "incoming_subject": "Re: [CALL#12] Printer",
+    "items": [
+        {
+            "number": 12,
+            "status": "open",
+            "summary": "Printer on floor 3 is jammed",
+            "updated_at": "2026-01-01 10:00",
+        }
+    ],
+    "item_kind": "calls",
+    "authentication": "dmarc=fail header.from=example.com (Authentication-Results by mx.example.com)",
+    "authentication_method": "none",
+}
+
+
+def sample_variables(
+    type_name: str, product_name: str = "mailgate", account: str = "helpdesk"
+) -> dict[str, Any]:
+    """Sample values to preview a template with; a ``summary_*`` type gets a list of items instead of one."""
+    variables = {**SAMPLE_VARIABLES, "product_name": product_name, "account": account}
+    if type_name.startswith("summary_"):
+        kind = type_name.removeprefix("summary_")
+        variables.update(
+            entity=None,
+            number=None,
+            status=None,
+            summary="",
+            item_kind=kind,
+            items=[
+                {"number": 12, "status": "open", "summary": "Printer on floor 3 is jammed",
+                 "updated_at": "2026-01-01 10:00"},
+                {"number": 15, "status": "open", "summary": "VPN drops every hour <urgent>",
+                 "updated_at": "2026-01-02 16:45"},
+                {"number": 21, "status": "open", "summary": "Neue Tastatur für Jürgen",
+                 "updated_at": "2026-01-05 08:12"},
+            ],
+        )  # fmt: skip
+    return variables
+
+
 class TemplateError(MailgateError):
     """A template could not be rendered (e.g. it uses a variable that was not given)."""
 
