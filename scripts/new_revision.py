@@ -19,7 +19,7 @@ import sys
 from alembic import command
 
 from engine.storage.db import create_database_engine
-from engine.storage.migrate import alembic_config, model_differences
+from engine.storage.revisions import alembic_config, model_differences
 from engine.storage.schema import head_revision, revision_number
 
 

@@ -83,6 +83,13 @@ def shown_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
 
+def _adopt_unversioned(connection: Connection) -> str:
+    """Stamp a database made before schema versions as r1 (needs Alembic, so imported only then)."""
+    from engine.storage.revisions import adopt_unversioned
+
+    return adopt_unversioned(connection)
+
+
 def open_database(url: str) -> Engine:
     """Open the database at a SQLAlchemy URL, after checking its schema version (see engine.storage.schema).
 
@@ -91,7 +98,7 @@ def open_database(url: str) -> Engine:
     """
     engine = create_database_engine(url)
     try:
-        prepare_schema(engine, SQLModel.metadata)
+        prepare_schema(engine, SQLModel.metadata, _adopt_unversioned)
         _create_sequences(engine)
         ensure_token_secret(engine)
     except SchemaVersionError:

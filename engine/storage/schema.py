@@ -9,7 +9,7 @@ Opening a database (``engine.storage.db.open_database``) never migrates it. The 
 - empty (none of mailgate's tables): created from the models at head and stamped with it, since
   there is nothing to migrate;
 - without a version table but holding r1's tables (made by mailgate 0.1.0, commit 0bdbdc9, before
-  versions existed): recognised as r1 and stamped so (``engine.storage.migrate.adopt_unversioned``);
+  versions existed): recognised as r1 and stamped so (``engine.storage.revisions.adopt_unversioned``);
 - at head: opened; older: refused with "run mailgate db upgrade"; newer: refused.
 
 This module does not import Alembic (every ``mailgate deliver`` opens the database);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,11 +117,14 @@ def version_problem(revision: str) -> str | None:
     return f"database schema is {revision!r}, not a version mailgate knows (r1 to {head})"
 
 
-def prepare_schema(engine: Engine, metadata: MetaData) -> None:
+def prepare_schema(
+    engine: Engine, metadata: MetaData, adopt_unversioned: Callable[[Connection], str]
+) -> None:
     """Check the database's schema version, or create the schema at head in an empty database.
 
     Raises ``SchemaVersionError`` unless the database is (now) at head. An unversioned database
-    with r1's tables is stamped r1 first (then refused if r1 is not the head).
+    is given to ``adopt_unversioned`` (``engine.storage.revisions``), which stamps r1's tables as r1
+    and refuses any other; then it is refused if r1 is not the head.
     """
     for attempt in (1, 2):
         creating = False
@@ -134,8 +138,6 @@ def prepare_schema(engine: Engine, metadata: MetaData) -> None:
                     return
                 revision = state.revision
                 if revision is None:
-                    from engine.storage.migrate import adopt_unversioned  # needs Alembic: rare
-
                     revision = adopt_unversioned(connection)
         except DBAPIError:
             if not creating or attempt == 2:

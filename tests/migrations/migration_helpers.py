@@ -25,7 +25,7 @@ from engine.config.model import load_config
 from engine.runtime import Runtime
 from engine.starter import STARTER_CONFIG
 from engine.storage.db import create_database_engine
-from engine.storage.migrate import alembic_config
+from engine.storage.revisions import alembic_config
 from engine.storage.schema import head_revision, revision_number
 
 SCHEMA_FIXTURES = Path(__file__).parents[1] / "fixtures" / "schema"

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from engine.storage.db import create_database_engine
-from engine.storage.migrate import MIGRATIONS_DIR, model_differences, script_directory
+from engine.storage.revisions import MIGRATIONS_DIR, model_differences, script_directory
 from engine.storage.schema import FIRST_REVISION, head_revision
 
 

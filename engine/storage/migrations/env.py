@@ -2,7 +2,7 @@
 
 That connection is already in a transaction, which its caller commits (with the version stamp)
 or rolls back as a whole. The options (batch mode for SQLite, how autogenerate compares and
-writes) are ``engine.storage.migrate.context_options``, shared with the models-match test.
+writes) are ``engine.storage.revisions.context_options``, shared with the models-match test.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from engine.storage.migrate import context_options
+from engine.storage.revisions import context_options
 
 connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):

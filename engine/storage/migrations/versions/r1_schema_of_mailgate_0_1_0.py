@@ -1,7 +1,7 @@
 """The schema of mailgate 0.1.0 (commit 0bdbdc9), the first versioned one.
 
 Revision r1, the first. A database made by that version's own code (with no version table) is
-recognised as r1 and stamped so (engine.storage.migrate.adopt_unversioned). Forward only: to go
+recognised as r1 and stamped so (engine.storage.revisions.adopt_unversioned). Forward only: to go
 back, restore the backup taken before the upgrade (docs/upgrading.md).
 """
 
