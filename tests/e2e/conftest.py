@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e_desk import PROTOCOLS, Desk, Mailbox, MakeDesk, build_desk
 from servers.dovecot import Dovecot
+from servers.tcp_proxy import TcpProxy
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 
 @pytest.fixture
@@ -37,3 +41,20 @@ def make_desk(tmp_path: Path, dovecot: Dovecot) -> Iterator[MakeDesk]:
     yield build
     for desk in made:
         desk.runtime.close()
+
+
+@pytest.fixture
+def proxied_postgres(pg_admin_engine: Engine) -> Iterator[tuple[str, TcpProxy]]:
+    """A fresh PostgreSQL database reached through a ``TcpProxy``: ``(url via the proxy, proxy)``."""
+    name = f"mailgate_t_{secrets.token_hex(6)}"
+    server = pg_admin_engine.url
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 5432)
+    with pg_admin_engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = server.set(host="127.0.0.1", port=proxy.port, database=name)
+        yield url.render_as_string(hide_password=False), proxy
+    finally:
+        proxy.close()
+        with pg_admin_engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
