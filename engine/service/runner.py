@@ -272,8 +272,7 @@ class Service:
         try:
             write(self.runtime.engine, *args)
         except Exception as exc:
-            reason = getattr(exc, "orig", None) or exc  # the driver's words, without SQLAlchemy's link
-            log_event(logging.WARNING, "heartbeat_not_saved", error=describe_error(reason))
+            log_event(logging.WARNING, "heartbeat_not_saved", error=describe_error(exc))
 
     def _last_polls(self) -> dict[str, datetime]:
         """When each account was last polled, as stored (for /metrics from the start); {} on failure."""

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config.model import AccountConfig
 from engine.pipeline import ProcessResult, process_message
@@ -42,7 +44,8 @@ from engine.service.events import log_event, log_event_with_traceback
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead, Parsed, Parsing
 from engine.service.stats import AccountStats
-from engine.storage.db import batch_transaction
+from engine.storage.db import DatabaseError, batch_transaction
+from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.models import utcnow
 from engine.storage.status import (
     STATE_AUTH_FAILED,
@@ -107,8 +110,11 @@ class PassReport:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line description of a failure for logs and ``mailgate status``."""
-    if isinstance(exc, ConnectorError):
+    if isinstance(exc, ConnectorError | DatabaseError):
         return str(exc) or type(exc).__name__
+    if isinstance(exc, DBAPIError):  # the driver's words, without the statement and SQLAlchemy's link
+        kind = "database unavailable" if is_outage(exc) else "database error"
+        return f"{kind}: {describe_database_error(exc)}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -354,20 +360,29 @@ class AccountWatcher:
             fields["retry_in"] = retry_in
         if auth:
             log_event(logging.ERROR, "authentication_failed", **fields)
-        elif isinstance(exc, ConnectorError | TimeoutError):
+        elif isinstance(exc, ConnectorError | TimeoutError | DatabaseError):  # the world, not a bug
             log_event(logging.WARNING, "poll_failed", **fields)
         else:  # a bug in a connector: keep the traceback, still never stop the service
             log_event_with_traceback(logging.ERROR, "poll_failed", exc, **fields)
         retry_at = utcnow() + timedelta(seconds=retry_in) if retry_in is not None else None
-        self._record(record_failure, self.account.name, state, error, self._take_processed(), retry_at)
+        outage = isinstance(exc, DatabaseError)
+        processed = self._take_processed()
+        self._record(record_failure, self.account.name, state, error, processed, retry_at, outage=outage)
         return state, error
 
-    def _record(self, write: Callable[..., None], *args: object) -> None:
-        """Write the account's status; a database hiccup here is logged, never fatal."""
+    def _record(self, write: Callable[..., None], *args: object, outage: bool = False) -> None:
+        """Write the account's status; a database hiccup here is logged, never fatal.
+
+        ``outage``: the failure being recorded is the database being away, already logged; that
+        the status cannot be written then is the same outage, not another line.
+        """
         try:
             write(self.runtime.engine, *args)
         except Exception as exc:
-            log_event(logging.ERROR, "status_not_saved", account=self.account.name, error=describe_error(exc))
+            away = is_outage(exc)
+            if not (away and outage):
+                level = logging.WARNING if away else logging.ERROR
+                log_event(level, "status_not_saved", account=self.account.name, error=describe_error(exc))
 
     # --- waiting ----------------------------------------------------------------------------------
 
