@@ -15,6 +15,7 @@ import click
 from engine import __version__
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
+from engine.launch import release_stop_signal
 from engine.logformat import LOG_FORMATS, configure_logging
 from engine.runtime import Runtime
 from engine.storage.db import transaction
@@ -174,6 +175,8 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool, log_format:
     """mailgate: turns email into service-desk work."""
     ctx.obj = {"config": config_path, "runtime": None}
     configure_logging(verbose=verbose, log_format=log_format)
+    if ctx.invoked_subcommand != "run":  # `run` stops cleanly on a SIGTERM held during start-up
+        release_stop_signal()
 
 
 @main.command()

@@ -30,6 +30,7 @@ from connectors.registry import make_connector
 from engine.config.model import AccountConfig
 from engine.config.service import ListenAddress
 from engine.errors import MailgateError
+from engine.launch import held_stop_signal
 from engine.runtime import Runtime
 from engine.service.events import log_event
 from engine.service.options import ServiceOptions
@@ -395,6 +396,9 @@ def serve(
             http=http or runtime.config.service.http,
         )
         restore_signals = service.handle_signals()
+        early = held_stop_signal()  # a SIGTERM during start-up stops the service as any other
+        if early is not None:
+            service.request_stop(early)
         try:
             if once:
                 return await service.run_once()

@@ -3,12 +3,14 @@
 A read-only SQLite file (made immutable with ``chattr +i`` as root, or mode 0444 otherwise) and a
 PostgreSQL server that resets every connection (a ``TcpProxy`` in ``refuse`` mode) are outages:
 the account's pass fails with ``event=poll_failed`` at WARNING naming what is wrong, the service
-retries with back-off, and nothing is lost once the database is back.
+retries with back-off, and nothing is lost once the database is back. A SIGTERM during start-up
+stops ``mailgate run`` with status 0, as any other SIGTERM does.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,3 +93,28 @@ def test_a_postgresql_outage_in_the_service_is_one_warning_without_traceback_and
     assert len(warned) == len(failures)
     desk.runtime.engine.dispose()  # its pooled connections were reset by the proxy
     assert [(e["message_id"], e["outcome"]) for e in desk.ledger()] == [("pg1@ex", "logged")]
+
+
+def test_a_sigterm_during_start_up_stops_mailgate_run_with_status_0(
+    make_desk: MakeDesk, mailbox: Mailbox
+) -> None:
+    desk = make_desk(account_yaml("helpdesk", connector_yaml(mailbox, "imap")))
+    log = desk.root / "run.log"
+    process = desk.start(log=log)
+
+    # as soon as mailgate's own code handles SIGTERM (SigCgt in /proc), it is in its start-up
+    wait_for(lambda: process.poll() is not None or _catches_sigterm(process.pid), "the SIGTERM handler")
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=60) == 0, log.read_text()
+    order = [e["event"] for e in events(log.read_text()) if e["event"] in ("stopping", "service_started")]
+    assert order[0] == "stopping", order  # the signal came before the service started watching
+    assert events(log.read_text(), "service_stopped")
+    assert "Traceback" not in log.read_text()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
