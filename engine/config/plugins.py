@@ -82,6 +82,10 @@ class Registry(Generic[P]):
         self._registered[key] = cls
         return cls
 
+    def unregister(self, name: str) -> None:
+        """Remove a class added with ``register`` (tests that register one for a while)."""
+        self._registered.pop(name, None)
+
     def load(self, name: str) -> type[P]:
         """The class registered as ``name``, imported now; ``error`` if it is unknown or broken."""
         if name in self._registered and name not in self.builtin:
