@@ -8,6 +8,9 @@ the same mail (even with Received headers added) stays a duplicate. Both databas
 
 from __future__ import annotations
 
+import base64
+import random
+import zlib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -97,6 +100,22 @@ def test_every_processed_message_keeps_its_original_linked_from_ledger_and_histo
     assert original.raw == raw
     assert (original.account, original.message_key) == (result.account, result.key)
     assert len(row.data) < len(raw)  # kept compressed
+
+
+def test_an_original_is_stored_in_the_zlib_format_that_plain_zlib_reads(make_desk: MakeDesk) -> None:
+    desk = make_desk(CALLS)
+    attachment = base64.encodebytes(random.Random(5).randbytes(60_000)).decode()
+    raw = _mail(
+        "Printer jams", "The log:\r\n" + attachment.replace("\n", "\r\n"), message_id="log@mail.example"
+    )
+
+    desk.deliver_raw(raw)
+
+    with desk.session() as session:
+        [row] = session.exec(select(OriginalMessage))
+    assert row.compression == "zlib" and row.size == len(raw)
+    assert zlib.decompress(row.data) == raw  # the standard library's zlib, as any reader has it
+    assert len(row.data) < len(raw) * 0.8  # base64 shrinks to about three quarters
 
 
 def test_keep_originals_days_zero_keeps_no_original(make_desk: MakeDesk) -> None:
