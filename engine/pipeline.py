@@ -9,17 +9,14 @@ holding the whole message and the reason. A message already in the account's led
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import bindparam, insert
-from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
@@ -28,15 +25,16 @@ from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.header_bounds import ledger_key
 from engine.mail.message import IncomingMessage, parse_message
 from engine.mail.text import clean_line, fix_escaped_bytes
+from engine.outgoing.outbox import write_queued_messages
 from engine.rules.decision import decide
 from engine.rules.gather import load_rows
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
-from engine.storage.direct import run_statement
 from engine.storage.failures import describe_database_error, is_outage
-from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry, utcnow
+from engine.storage.ledger import forget, record_outcome, recordable_key
+from engine.storage.models import OutboxMessage
 from engine.storage.originals import keep_original
-from engine.storage.rows import insert_persistent
+from engine.storage.quarantine import hold, release, take_for_retry
 from engine.timelimit import ProcessingTimeout, time_limit
 
 log = logging.getLogger("mailgate.pipeline")
@@ -97,34 +95,6 @@ def fallback_key(raw: bytes) -> tuple[str | None, str]:
 
 def _addressed(messages: list[OutboxMessage]) -> tuple[Addressed, ...]:
     return tuple(Addressed(m.to_address, m.subject) for m in messages)
-
-
-_LEDGER_LOOKUP = sa_select(col(LedgerEntry.id), col(LedgerEntry.fingerprint)).where(
-    col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
-)
-
-
-def _ledger_has(session: Session, account: str, key: str) -> bool:
-    found = run_statement(session, _LEDGER_LOOKUP, {"account": account, "key": key}).first()
-    return found is not None
-
-
-def recordable_key(session: Session, account: str, key: str, fingerprint: str | None) -> str | None:
-    """The key to record this mail under, or None when the ledger has it already (a duplicate).
-
-    Some mailers reuse a Message-ID for a different message. Each ledger entry keeps a fingerprint
-    of its mail (From, Date, Subject: ``IncomingMessage.fingerprint``); a mail whose Message-ID is
-    taken by a mail with another fingerprint gets a key of its own (``<key>#<fingerprint>``), while
-    a re-delivery of the same mail, even with Received headers added, stays a duplicate. An entry
-    without a fingerprint (written before they were kept) counts as the same mail.
-    """
-    found = run_statement(session, _LEDGER_LOOKUP, {"account": account, "key": key}).first()
-    if found is None:
-        return key
-    if found[1] is None or fingerprint is None or found[1] == fingerprint:
-        return None
-    own = f"{key}#{fingerprint}"
-    return None if _ledger_has(session, account, own) else own
 
 
 def read_message(raw: bytes, our_addresses: frozenset[str]) -> IncomingMessage | MailError:
@@ -306,8 +276,8 @@ def _decide_and_act(
                 "problems": list(message.problems),
                 "authentication": decision.situation.authentication.to_json(),
             }
-            run_statement(session, _INSERT_LEDGER, _ledger_row(result, message.fingerprint, **detail))
-            _write_queued_messages(session)
+            _record(session, result, message.fingerprint, **detail)
+            write_queued_messages(session)
             if runtime.config.keep_originals_days > 0:
                 keep_original(
                     session,
@@ -331,36 +301,23 @@ def _authenticate(
         return authenticate_sender(message, account.authentication, raw=raw)
 
 
-def _write_queued_messages(session: Session) -> None:
-    """Write the outgoing messages the actions queued with plain INSERTs, in the order queued.
-
-    An outbox row references nothing and nothing references it in the same transaction, so this
-    leaves what the flush would, at a fraction of its cost (the flush writes whatever else remains).
-    """
-    for row in [row for row in session.new if isinstance(row, OutboxMessage)]:
-        session.expunge(row)  # pending -> transient: written below instead of by the flush
-        insert_persistent(session, row)
-
-
-_INSERT_LEDGER = insert(LedgerEntry)
-
-
-def _ledger_row(result: ProcessResult, fingerprint: str | None, **detail: Any) -> dict[str, Any]:
+def _record(session: Session, result: ProcessResult, fingerprint: str | None, **detail: Any) -> None:
+    """The mail's ledger entry, from its result; ``detail`` adds keys to the entry's JSON detail."""
     info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
     if result.reason:
         info["reason"] = result.reason
-    return {
-        "account": result.account,
-        "message_key": result.key,
-        "message_id": result.message_id,
-        "outcome": result.outcome,
-        "rule": result.rule,
-        "entity": result.entity,
-        "number": result.number,
-        "detail": json.dumps(info, sort_keys=True),
-        "processed_at": utcnow(),
-        "fingerprint": fingerprint,
-    }
+    record_outcome(
+        session,
+        account=result.account,
+        key=result.key,
+        message_id=result.message_id,
+        outcome=result.outcome,
+        rule=result.rule,
+        entity=result.entity,
+        number=result.number,
+        detail=info,
+        fingerprint=fingerprint,
+    )
 
 
 def quarantine(
@@ -383,16 +340,13 @@ def quarantine(
         if own_key is None:
             return ProcessResult(account.name, origin, message_id, key, "duplicate")
         key = own_key
-        entry = session.get(QuarantineEntry, retry_of) if retry_of is not None else None
-        if entry is None:
-            entry = QuarantineEntry(account=account.name, message_key=key, origin=origin, raw=raw)
-        entry.reason, entry.status = reason, "held"
-        session.add(entry)
-        session.flush()
-        result = ProcessResult(
-            account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry.id
+        entry_id = hold(
+            session, account=account.name, key=key, origin=origin, raw=raw, reason=reason, retry_of=retry_of
         )
-        run_statement(session, _INSERT_LEDGER, _ledger_row(result, fingerprint, quarantine_id=entry.id))
+        result = ProcessResult(
+            account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry_id
+        )
+        _record(session, result, fingerprint, quarantine_id=entry_id)
     return result
 
 
@@ -418,25 +372,14 @@ class RetryOutcome:
 def retry_quarantined(runtime: Runtime, entry_id: int) -> RetryOutcome:
     """Replay a held message through its account's (possibly fixed) pack; release it if it now passes."""
     with transaction(runtime.engine) as session:
-        entry = session.get(QuarantineEntry, entry_id)
-        if entry is None:
-            return RetryOutcome(entry_id, error=f"no quarantine entry {entry_id}")
-        if entry.status != "held":
-            return RetryOutcome(entry_id, error=f"quarantine entry {entry_id} was already released")
-        account = runtime.config.account(entry.account)
-        for row in session.exec(
-            select(LedgerEntry).where(
-                LedgerEntry.account == entry.account, LedgerEntry.message_key == entry.message_key
-            )
-        ):
-            session.delete(row)
-        raw, origin = entry.raw, entry.origin
-    result = process_message(runtime, account, raw, origin, retry_of=entry_id)
+        held = take_for_retry(session, entry_id)
+        if isinstance(held, str):
+            return RetryOutcome(entry_id, error=held)
+        account = runtime.config.account(held.account)
+        forget(session, held.account, held.key)
+    result = process_message(runtime, account, held.raw, held.origin, retry_of=entry_id)
     if result.outcome == "quarantined":
         return RetryOutcome(entry_id, result=result)
     with transaction(runtime.engine) as session:
-        held = session.get(QuarantineEntry, entry_id)
-        if held is not None:
-            held.status, held.released_at = "released", utcnow()
-            session.add(held)
+        release(session, entry_id)
     return RetryOutcome(entry_id, result=result, released=True)

@@ -17,7 +17,7 @@ from engine.mail.message import IncomingMessage
 from engine.mail.sender import mailbox_key
 from engine.storage.direct import run_statement
 from engine.storage.models import OutboxMessage
-from engine.storage.rows import build_row
+from engine.storage.rows import build_row, insert_persistent
 from engine.storage.token_keys import signing_secret
 
 
@@ -100,3 +100,14 @@ def recent_replies_to(session: Session, address: str, since: datetime) -> int:
     """
     params = {"address": mailbox_key(address), "since": since}
     return int(run_statement(session, _COUNT_RECENT_REPLIES, params).scalar() or 0)
+
+
+def write_queued_messages(session: Session) -> None:
+    """Write the outgoing messages the actions queued with plain INSERTs, in the order queued.
+
+    An outbox row references nothing and nothing references it in the same transaction, so this
+    leaves what the flush would, at a fraction of its cost (the flush writes whatever else remains).
+    """
+    for row in [row for row in session.new if isinstance(row, OutboxMessage)]:
+        session.expunge(row)  # pending -> transient: written below instead of by the flush
+        insert_persistent(session, row)

@@ -1,0 +1,84 @@
+"""The ledger: one entry per processed mail and account, the proof that a mail was handled once.
+
+A mail's ledger entry is written in the same transaction as its effects (``engine.pipeline``); a
+mail whose key the account's ledger holds already is a ``duplicate`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
+
+from engine.storage.direct import run_statement
+from engine.storage.models import LedgerEntry, utcnow
+
+_LOOKUP = sa_select(col(LedgerEntry.id), col(LedgerEntry.fingerprint)).where(
+    col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
+)
+_INSERT = insert(LedgerEntry)
+_DELETE = delete(LedgerEntry).where(
+    col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
+)
+
+
+def _ledger_has(session: Session, account: str, key: str) -> bool:
+    return run_statement(session, _LOOKUP, {"account": account, "key": key}).first() is not None
+
+
+def recordable_key(session: Session, account: str, key: str, fingerprint: str | None) -> str | None:
+    """The key to record this mail under, or None when the ledger has it already (a duplicate).
+
+    Some mailers reuse a Message-ID for a different message. Each ledger entry keeps a fingerprint
+    of its mail (From, Date, Subject: ``IncomingMessage.fingerprint``); a mail whose Message-ID is
+    taken by a mail with another fingerprint gets a key of its own (``<key>#<fingerprint>``), while
+    a re-delivery of the same mail, even with Received headers added, stays a duplicate. An entry
+    without a fingerprint (written before they were kept) counts as the same mail.
+    """
+    found = run_statement(session, _LOOKUP, {"account": account, "key": key}).first()
+    if found is None:
+        return key
+    if found[1] is None or fingerprint is None or found[1] == fingerprint:
+        return None
+    own = f"{key}#{fingerprint}"
+    return None if _ledger_has(session, account, own) else own
+
+
+def record_outcome(
+    session: Session,
+    *,
+    account: str,
+    key: str,
+    message_id: str | None,
+    outcome: str,
+    rule: str | None,
+    entity: str | None,
+    number: int | None,
+    detail: dict[str, Any],
+    fingerprint: str | None,
+) -> None:
+    """Write the mail's ledger entry (``detail`` is kept as JSON); the caller's transaction commits it."""
+    run_statement(
+        session,
+        _INSERT,
+        {
+            "account": account,
+            "message_key": key,
+            "message_id": message_id,
+            "outcome": outcome,
+            "rule": rule,
+            "entity": entity,
+            "number": number,
+            "detail": json.dumps(detail, sort_keys=True),
+            "processed_at": utcnow(),
+            "fingerprint": fingerprint,
+        },
+    )
+
+
+def forget(session: Session, account: str, key: str) -> None:
+    """Remove the mail's ledger entries (a quarantined mail about to be retried is processed anew)."""
+    run_statement(session, _DELETE, {"account": account, "key": key})
