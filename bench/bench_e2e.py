@@ -26,90 +26,20 @@ from __future__ import annotations
 import argparse
 import imaplib
 import sqlite3
-import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the Dovecot harness of the test suite
 
+from child_run import ChildRun, run_child  # noqa: E402
 from mailbox_mix import big_attachment_message, describe, fixtures_yaml, mailbox_mix  # noqa: E402
 from servers.dovecot import Dovecot, start_dovecot  # noqa: E402
 
 MAILGATE = Path(sys.executable).parent / "mailgate"
 PASSWORD = "bench-secret"
 MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ChildRun:
-    """One timed subprocess: wall time, peak resident memory, exit status and output."""
-
-    seconds: float
-    peak_rss: int  # bytes: the process's own peak (wait4)
-    tree_rss: int  # bytes: the largest sum over the process and its children (sampled every 10 ms)
-    status: int
-    stdout: str
-    stderr: str
-
-
-# A forked child starts with its parent's peak RSS as its own (Linux keeps the larger across
-# exec), and this process holds the whole mix; so children are started from this tiny launcher,
-# which reports the wall time and the peak RSS of the command it runs.
-_LAUNCHER = """
-import os, subprocess, sys, threading, time
-report, argv = sys.argv[1], sys.argv[2:]
-
-def tree_rss(pid):  # kB resident in pid and its descendants (a parse worker, say)
-    total, todo = 0, [pid]
-    while todo:
-        pid = todo.pop()
-        try:
-            with open(f"/proc/{pid}/status") as status:
-                total += sum(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-            with open(f"/proc/{pid}/task/{pid}/children") as children:
-                todo += [int(child) for child in children.read().split()]
-        except (OSError, ValueError):
-            pass
-    return total
-
-started = time.perf_counter()
-child = subprocess.Popen(argv)
-tree_peak, done = 0, threading.Event()
-
-def sample():
-    global tree_peak
-    while not done.wait(0.01):
-        tree_peak = max(tree_peak, tree_rss(child.pid))
-
-sampler = threading.Thread(target=sample, daemon=True)
-sampler.start()
-_, status, usage = os.wait4(child.pid, 0)
-seconds = time.perf_counter() - started
-done.set()
-sampler.join()
-with open(report, "w") as out:
-    out.write(f"{seconds} {usage.ru_maxrss} {tree_peak} {os.waitstatus_to_exitcode(status)}")
-"""
-
-
-def run_child(argv: list[str], cwd: Path) -> ChildRun:
-    """Run ``argv`` and measure it: the wall time of the whole process and its own peak RSS."""
-    out_path, err_path, report = cwd / "child.out", cwd / "child.err", cwd / "child.measure"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), *argv]
-        subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
-    seconds, maxrss_kb, tree_kb, status = report.read_text().split()
-    return ChildRun(
-        float(seconds),
-        int(maxrss_kb) * 1024,  # Linux reports kilobytes
-        int(tree_kb) * 1024,
-        int(status),
-        out_path.read_text(errors="replace").strip(),
-        err_path.read_text(errors="replace").strip(),
-    )
 
 
 def append_all(dovecot: Dovecot, user: str, raws: list[bytes]) -> None:
