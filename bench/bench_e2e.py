@@ -1,6 +1,7 @@
 """End to end: a real Dovecot, N seeded messages, ``mailgate run --once`` over IMAP and POP3.
 
-    python bench/bench_e2e.py [N] [--seed S] [--big-mb MB]
+    python bench/bench_e2e.py [N] [--seed S] [--big-mb MB] [--skip ceiling,pop3,pg,4n,big]
+    python bench/bench_e2e.py [N] --against REVISION [--rounds R] [--skip pg]
 
 Starts a private Dovecot (tests/servers/dovecot.py), loads fixtures (people and 1,000 calls, so
 the replies' [CALL#n] tags hit real calls) into a fresh SQLite database per run, appends the
@@ -13,8 +14,16 @@ so that the benchmark's own memory is not counted). Runs, in order:
   UID FETCH, UID STORE and UID EXPUNGE per batch of messages);
 - an empty mailbox (mailgate's start-up time and baseline memory);
 - IMAP and POP3 over the N messages (messages/s, peak RSS, ratio to the ceiling);
+- IMAP over the N messages into PostgreSQL (``--postgres``, a fresh database per run) and its
+  ratio to IMAP into SQLite (issue 14's target: at least 0.90);
 - IMAP over 4N messages (is peak memory flat in N?);
 - one message with a ``--big-mb`` (default 25) MB attachment: peak RSS against its size.
+
+``--against REVISION`` runs only IMAP into SQLite (and into PostgreSQL, unless skipped), for this
+tree and for REVISION (installed once by bench/revision.py), alternating for ``--rounds`` rounds
+on fresh mailboxes and databases, and prints each run, the medians and their ratios: messages/s,
+and the CPU seconds per message of the service's process (start-up left out), which a busy
+machine disturbs far less than the wall time.
 
 It prints figures only; it asserts nothing. The target (issue 3): at least 600 messages/s over
 IMAP into SQLite on a 2-core machine, peak memory flat in N, a 25 MB attachment costing a small
@@ -25,21 +34,28 @@ from __future__ import annotations
 
 import argparse
 import imaplib
+import os
 import sqlite3
+import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the Dovecot harness of the test suite
 
 from child_run import ChildRun, run_child  # noqa: E402
 from mailbox_mix import big_attachment_message, describe, fixtures_yaml, mailbox_mix  # noqa: E402
+from revision import build_revision  # noqa: E402
 from servers.dovecot import Dovecot, start_dovecot  # noqa: E402
 
 MAILGATE = Path(sys.executable).parent / "mailgate"
 PASSWORD = "bench-secret"
 MB = 1024 * 1024
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"  # a server where we may create databases
 
 
 def append_all(dovecot: Dovecot, user: str, raws: list[bytes]) -> None:
@@ -86,9 +102,10 @@ def ceiling_loop(host: str, port: int, user: str, batch: int) -> int:
 class Bench:
     """The Dovecot, a folder for the desks, and a counter for fresh user names."""
 
-    def __init__(self, dovecot: Dovecot, base: Path) -> None:
+    def __init__(self, dovecot: Dovecot, base: Path, postgres: str = POSTGRES) -> None:
         self.dovecot = dovecot
         self.base = base
+        self.postgres = postgres
         self.runs = 0
 
     def mailbox(self, raws: list[bytes]) -> str:
@@ -99,8 +116,10 @@ class Bench:
         append_all(self.dovecot, user, raws)
         return user
 
-    def desk(self, user: str, protocol: str) -> Path:
-        """A fresh installation (config, SQLite, fixtures loaded) reading ``user``'s mailbox."""
+    def desk(
+        self, user: str, protocol: str, mailgate: Path = MAILGATE, database: str = "sqlite:///desk.sqlite"
+    ) -> Path:
+        """A fresh installation (config, database, fixtures loaded) reading ``user``'s mailbox."""
         root = self.base / f"desk-{user}-{protocol}"
         root.mkdir()
         d = self.dovecot
@@ -110,23 +129,42 @@ class Bench:
             f"username: {user}, password: {PASSWORD}, timeout: 60}}"
         )
         (root / "mailgate.yaml").write_text(
-            "database: sqlite:///desk.sqlite\naccounts:\n"
+            f"database: {database}\naccounts:\n"
             f"  - name: helpdesk\n    address: {DESK_ADDRESS}\n    connector: {connector}\n"
         )
         (root / "fixtures.yaml").write_text(fixtures_yaml())
-        loaded = run_child([str(MAILGATE), "--config", "mailgate.yaml", "db", "load", "fixtures.yaml"], root)
+        loaded = run_child([str(mailgate), "--config", "mailgate.yaml", "db", "load", "fixtures.yaml"], root)
         if loaded.status != 0:
             raise RuntimeError(f"mailgate db load failed: {loaded.stderr or loaded.stdout}")
         return root
 
-    def run_mailgate(self, user: str, protocol: str) -> tuple[ChildRun, str]:
-        """``mailgate run --once`` over ``user``'s mailbox: the run and the ledger's outcome counts."""
-        root = self.desk(user, protocol)
-        run = run_child([str(MAILGATE), "--config", "mailgate.yaml", "run", "--once"], root)
-        with sqlite3.connect(root / "desk.sqlite") as db:
-            rows = db.execute("SELECT outcome, count(*) FROM ledgerentry GROUP BY outcome ORDER BY 2 DESC")
-            ledger = ", ".join(f"{count} {outcome}" for outcome, count in rows)
-        return run, ledger or "empty"
+    def run_mailgate(
+        self, user: str, protocol: str, mailgate: Path = MAILGATE, postgres: bool = False
+    ) -> tuple[ChildRun, str]:
+        """``mailgate run --once`` over ``user``'s mailbox: the run and the ledger's outcome counts.
+
+        Into a fresh SQLite file, or with ``postgres`` a fresh database of ``self.postgres``.
+        """
+        query = "SELECT outcome, count(*) FROM ledgerentry GROUP BY outcome ORDER BY 2 DESC"
+        if not postgres:
+            root = self.desk(user, protocol, mailgate)
+            run = run_child([str(mailgate), "--config", "mailgate.yaml", "run", "--once"], root)
+            with sqlite3.connect(root / "desk.sqlite") as db:
+                rows = db.execute(query).fetchall()
+            return run, ", ".join(f"{count} {outcome}" for outcome, count in rows) or "empty"
+        name = f"mailgate_bench_{os.getpid()}_{self.runs}"
+        with psycopg.connect(self.postgres, autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {name}")
+        url = psycopg.conninfo.make_conninfo(self.postgres, dbname=name)
+        try:
+            root = self.desk(user, protocol, mailgate, database=_sqlalchemy_url(url))
+            run = run_child([str(mailgate), "--config", "mailgate.yaml", "run", "--once"], root)
+            with psycopg.connect(url) as db:
+                rows = db.execute(query).fetchall()
+        finally:
+            with psycopg.connect(self.postgres, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return run, ", ".join(f"{count} {outcome}" for outcome, count in rows) or "empty"
 
     def run_ceiling(self, user: str, batch: int) -> ChildRun:
         """The bare imaplib loop in a subprocess (started the same way as mailgate)."""
@@ -136,6 +174,14 @@ class Bench:
 
 
 DESK_ADDRESS = "helpdesk@example.com"
+
+
+def _sqlalchemy_url(conninfo: str) -> str:
+    """A libpq connection string as the URL mailgate's config takes."""
+    info = psycopg.conninfo.conninfo_to_dict(conninfo)
+    auth = str(info.get("user", "postgres")) + (f":{info['password']}" if info.get("password") else "")
+    host, port = info.get("host", "127.0.0.1"), info.get("port", 5432)
+    return f"postgresql://{auth}@{host}:{port}/{info['dbname']}"
 
 
 def rate(count: int, seconds: float) -> float:
@@ -149,6 +195,8 @@ def report(label: str, count: int, run: ChildRun, left: int, ledger: str | None 
     line += f"peak RSS {run.peak_rss / MB:.0f} MB"
     if run.tree_rss > run.peak_rss * 1.05:
         line += f" (with its parse worker {run.tree_rss / MB:.0f} MB)"
+    if run.cpu_own:
+        line += f", CPU {run.cpu_own:.2f} s (its children {run.cpu_children:.2f} s)"
     line += f", left in mailbox {left}"
     if ledger is not None:
         line += f"; ledger: {ledger}"
@@ -163,18 +211,95 @@ def main() -> None:
     parser.add_argument("count", nargs="?", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--big-mb", type=float, default=25.0)
-    parser.add_argument("--skip", default="", help="comma-separated scenarios to skip: ceiling,pop3,4n,big")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated scenarios to skip: ceiling,pop3,pg,4n,big"
+    )
+    parser.add_argument("--postgres", default=POSTGRES, help=f"a PostgreSQL server URL (default {POSTGRES})")
+    parser.add_argument("--against", metavar="REVISION", help="compare this tree with REVISION (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the comparison (default 3)")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     count = args.count
+    other = build_revision(ROOT, args.against) if args.against else None
     with tempfile.TemporaryDirectory(prefix="mailgate-bench-", dir="/tmp") as tmp:
         base = Path(tmp)
         base.chmod(0o755)  # Dovecot's unprivileged processes must reach its folder
         dovecot = start_dovecot(base / "dovecot")
         try:
-            scenarios(Bench(dovecot, base), count, args.seed, args.big_mb, skip)
+            bench = Bench(dovecot, base, args.postgres)
+            if other is None:
+                scenarios(bench, count, args.seed, args.big_mb, skip)
+            else:
+                compare(
+                    bench,
+                    count,
+                    args.seed,
+                    (_this_tree(), MAILGATE),
+                    (other.revision, other.mailgate),
+                    args.rounds,
+                    skip,
+                )
         finally:
             dovecot.stop()
+
+
+def _this_tree() -> str:
+    """This tree's name in the comparison: its commit, marked when it has uncommitted changes."""
+    git = ["git", "-C", str(ROOT)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
+    return f"this tree ({commit}{'+changes' if changed.stdout.strip() else ''})"
+
+
+def compare(
+    bench: Bench,
+    count: int,
+    seed: int,
+    this: tuple[str, Path],
+    other: tuple[str, Path],
+    rounds: int,
+    skip: set[str],
+) -> None:
+    """This tree against another revision, alternating, on fresh mailboxes and databases (see above)."""
+    mix = mailbox_mix(count, seed)
+    raws = [m.raw for m in mix]
+    print(f"mix (seed {seed}): {describe(mix)}", flush=True)
+    sides = (this, other)
+    startup = {}
+    for name, mailgate in sides:
+        empty, _ = bench.run_mailgate(bench.mailbox([]), "imap", mailgate)
+        startup[name] = empty
+        print(f"start-up of {name}: {empty.seconds:.2f} s, CPU {empty.cpu_own:.2f} s", flush=True)
+    databases = [("SQLite", False)] + ([] if "pg" in skip else [("PostgreSQL", True)])
+    figures: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for round_ in range(rounds):
+        for name, mailgate in sides if round_ % 2 == 0 else sides[::-1]:  # ABBA: neither always first
+            for database, postgres in databases:
+                user = bench.mailbox(raws)
+                run, ledger = bench.run_mailgate(user, "imap", mailgate, postgres)
+                report(
+                    f"round {round_ + 1}, {name}, IMAP into {database}",
+                    count,
+                    run,
+                    bench.dovecot.count(user),
+                    ledger,
+                )
+                service_cpu = (run.cpu_own - startup[name].cpu_own) / count * 1000
+                figures.setdefault((name, database), []).append((rate(count, run.seconds), service_cpu))
+    for database, _ in databases:
+        (a, b) = [figures[(name, database)] for name, _ in sides]
+        rate_a, rate_b = (statistics.median(r for r, _ in runs) for runs in (a, b))
+        cpu_a, cpu_b = (statistics.median(c for _, c in runs) for runs in (a, b))
+        print(
+            f"IMAP into {database}, {this[0]} / {other[0]}, medians of {rounds}: "
+            f"{rate_a:,.0f} / {rate_b:,.0f} msg/s = {rate_a / rate_b:.2f}; "
+            f"service CPU {cpu_a:.3f} / {cpu_b:.3f} ms per message = {cpu_a / cpu_b:.2f}",
+            flush=True,
+        )
 
 
 def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]) -> None:
@@ -205,6 +330,7 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
     )
 
     imap_peak: tuple[int, int] | None = None
+    imap_rate = 0.0
     for protocol in ("imap", "pop3"):
         if protocol in skip:
             continue
@@ -218,6 +344,16 @@ def scenarios(bench: Bench, count: int, seed: int, big_mb: float, skip: set[str]
         print(line, flush=True)
         if protocol == "imap":
             imap_peak = (run.peak_rss, max(run.tree_rss, run.peak_rss))
+            imap_rate = rate(count, run.seconds)
+
+    if "pg" not in skip:
+        user = bench.mailbox(raws)
+        run, ledger = bench.run_mailgate(user, "imap", postgres=True)
+        report("IMAP into PostgreSQL: mailgate run --once", count, run, d.count(user), ledger)
+        line = f"  {rate(count, run.seconds - empty.seconds):,.0f} msg/s after start-up"
+        if imap_rate:
+            line += f"; PostgreSQL / SQLite: {rate(count, run.seconds) / imap_rate:.2f}"
+        print(line, flush=True)
 
     if "4n" not in skip:
         user = bench.mailbox([m.raw for m in mailbox_mix(4 * count, seed)])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ChildRun:
-    """One timed subprocess: wall time, peak resident memory, exit status and output."""
+    """One timed subprocess: wall time, CPU time, peak resident memory, exit status and output."""
 
     seconds: float
     peak_rss: int  # bytes: the process's own peak (wait4)
@@ -18,11 +18,14 @@ class ChildRun:
     status: int
     stdout: str
     stderr: str
+    cpu_own: float = 0.0  # seconds of CPU (user + system) of the process itself
+    cpu_children: float = 0.0  # seconds of CPU of the children it waited for (a parse worker, say)
 
 
 # A forked child starts with its parent's peak RSS as its own (Linux keeps the larger across
 # exec), and this process holds the whole mix; so children are started from this tiny launcher,
-# which reports the wall time and the peak RSS of the command it runs.
+# which reports the wall time, the CPU times and the peak RSS of the command it runs. The CPU times
+# are read from /proc while the process is a zombie (waitid WNOWAIT): its own, and its children's.
 _LAUNCHER = """
 import os, subprocess, sys, threading, time
 report, argv = sys.argv[1], sys.argv[2:]
@@ -51,22 +54,28 @@ def sample():
 
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
-_, status, usage = os.wait4(child.pid, 0)
+os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
 seconds = time.perf_counter() - started
+with open(f"/proc/{child.pid}/stat") as stat:
+    fields = stat.read().rsplit(")", 1)[1].split()  # after the command's name: field 3 on
+tick = os.sysconf("SC_CLK_TCK")
+own, children = (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+_, status, usage = os.wait4(child.pid, 0)
 done.set()
 sampler.join()
 with open(report, "w") as out:
-    out.write(f"{seconds} {usage.ru_maxrss} {tree_peak} {os.waitstatus_to_exitcode(status)}")
+    exit_code = os.waitstatus_to_exitcode(status)
+    out.write(f"{seconds} {usage.ru_maxrss} {tree_peak} {exit_code} {own} {children}")
 """
 
 
 def run_child(argv: list[str], cwd: Path) -> ChildRun:
-    """Run ``argv`` and measure it: the wall time of the whole process and its own peak RSS."""
+    """Run ``argv`` and measure it: the wall time of the whole process, CPU times, peak RSS."""
     out_path, err_path, report = cwd / "child.out", cwd / "child.err", cwd / "child.measure"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(report), *argv]
         subprocess.run(launcher, cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, check=True)
-    seconds, maxrss_kb, tree_kb, status = report.read_text().split()
+    seconds, maxrss_kb, tree_kb, status, cpu_own, cpu_children = report.read_text().split()
     return ChildRun(
         float(seconds),
         int(maxrss_kb) * 1024,  # Linux reports kilobytes
@@ -74,4 +83,6 @@ def run_child(argv: list[str], cwd: Path) -> ChildRun:
         int(status),
         out_path.read_text(errors="replace").strip(),
         err_path.read_text(errors="replace").strip(),
+        float(cpu_own),
+        float(cpu_children),
     )
