@@ -15,9 +15,9 @@ import click
 from engine import __version__
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
-from engine.launch import release_stop_signal
 from engine.logformat import LOG_FORMATS, configure_logging
 from engine.runtime import Runtime
+from engine.stop_signal import release_stop_signal
 from engine.storage.db import transaction
 from engine.storage.schema import SchemaVersionError, head_revision
 

@@ -8,41 +8,20 @@ MTA pays. So collection is paused for the import, and what the import made is th
 
 A SIGTERM that arrives while the command is not yet known (the import, reading the command line)
 is held: ``mailgate run`` then stops at once with status 0, as after any SIGTERM
-(``held_stop_signal``); every other command gets SIGTERM's usual effect, at once
+(``engine.stop_signal.held_stop_signal``); every other command gets SIGTERM's usual effect, at once
 (``release_stop_signal``), so that a ``deliver`` cut short never reports a message as delivered.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import signal
-from types import FrameType
 
-_held: list[int] = []
-
-
-def _hold(signum: int, _frame: FrameType | None) -> None:
-    _held.append(signum)
-
-
-def held_stop_signal() -> int | None:
-    """The SIGTERM that arrived during start-up, if one did (``mailgate run`` stops on it)."""
-    return _held[0] if _held else None
-
-
-def release_stop_signal() -> None:
-    """Give SIGTERM its usual effect again (commands other than ``run``), and act on one held."""
-    if signal.getsignal(signal.SIGTERM) is not _hold:
-        return
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if _held:
-        os.kill(os.getpid(), signal.SIGTERM)
+from engine.stop_signal import hold_stop_signal
 
 
 def main() -> None:
     """Run the ``mailgate`` command (``engine.cli.main``)."""
-    signal.signal(signal.SIGTERM, _hold)
+    hold_stop_signal()
     gc.disable()
     try:
         from engine.cli import main as cli_main

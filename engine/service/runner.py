@@ -30,13 +30,13 @@ from connectors.registry import make_connector
 from engine.config.model import AccountConfig
 from engine.config.service import ListenAddress
 from engine.errors import MailgateError
-from engine.launch import held_stop_signal
 from engine.runtime import Runtime
 from engine.service.events import log_event
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
 from engine.service.stats import AccountStats, Monitored
 from engine.service.watcher import AccountWatcher, PassReport, describe_error
+from engine.stop_signal import held_stop_signal
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
 from engine.storage.status import (
