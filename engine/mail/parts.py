@@ -15,6 +15,7 @@ from email.message import Message
 from email.policy import Compat32
 
 from engine.mail.big_base64 import SetAside
+from engine.mail.html_text import html_declared_charset, html_to_text
 from engine.mail.machine_mail import delivery_status_text
 from engine.mail.text import (
     clean_line,
@@ -22,8 +23,6 @@ from engine.mail.text import (
     decode_text,
     decode_transfer,
     fix_escaped_bytes,
-    html_declared_charset,
-    html_to_text,
     normalise_body,
     sanitize_filename,
     transfer_encoding_name,
