@@ -48,6 +48,9 @@ def test_a_hostile_header_is_quarantined_naming_it_and_the_next_mail_is_processe
 def test_reading_a_message_counts_towards_the_time_limit_and_the_next_is_processed(tmp_path: Path) -> None:
     desk = build_desk(tmp_path, limit=1)
     try:
+        # a first ordinary mail pays the one-off costs (lazy imports, the first connection), so
+        # that a loaded machine cannot push the ordinary mail after the slow one past the limit
+        assert desk.process(make_mail(message_id="<warm@example.com>")).outcome == "logged"
         parts = b"--B\nContent-Type: text/plain\n\nx\n" * 300_000  # reading it takes far longer than 1 s
         slow = b"From: ada@example.com\nMessage-ID: <slow@example.com>\n"
         slow += b"Content-Type: multipart/mixed; boundary=B\n\n" + parts + b"--B--\n"
