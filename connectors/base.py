@@ -96,6 +96,10 @@ class Connector(ABC):
       asked is fine, e.g. where a session must end); it raises only if not even the first could
       be fetched. ``acknowledge_many`` acknowledges every ref as ``acknowledge`` would.
     - ``close`` releases the session and never raises.
+    - ``list_half_acknowledged`` lists the messages whose removal was begun and not finished (IMAP:
+      flagged ``\\Deleted``, never expunged), whoever began it; they are not in ``list_waiting``.
+      The service fetches them and hands back to ``finish_acknowledging`` only those its ledger
+      holds, which must remove exactly those. Connectors without such a state keep the defaults.
     - ``wait_for_new`` (push, e.g. IMAP IDLE) returns True as soon as new mail may be waiting,
       or False after ``timeout`` seconds; connectors without push keep the default (sleep).
     - The module defining the class imports without its optional libraries (they are imported
@@ -150,6 +154,15 @@ class Connector(ABC):
         """Delete (or move) every message of ``refs`` (default: ``acknowledge`` each)."""
         for ref in refs:
             await self.acknowledge(ref)
+
+    async def list_half_acknowledged(self) -> list[MessageRef]:
+        """Messages whose removal was begun but not finished, oldest first (default: none)."""
+        return []
+
+    async def finish_acknowledging(self, refs: Sequence[MessageRef]) -> None:
+        """Finish removing these messages of ``list_half_acknowledged``, and no other."""
+        if refs:
+            raise NotImplementedError(f"{type(self).__name__} lists no half-acknowledged message")
 
     async def wait_for_new(self, timeout: float) -> bool:
         """Wait for new mail (push) or for ``timeout`` seconds; True if mail may be waiting."""

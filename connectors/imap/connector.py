@@ -17,8 +17,12 @@ Acknowledging:
   Without UIDPLUS a plain EXPUNGE would also remove messages someone else
   flagged \\Deleted in the folder, so it is sent only when ``UID SEARCH DELETED`` finds no
   \\Deleted message but ours; otherwise ours stay flagged (hidden from ``list_waiting``, which
-  lists UNDELETED messages) and go with a later EXPUNGE. Another client flagging a message between
-  that SEARCH and the EXPUNGE is the one race left, and only on such old servers.
+  lists UNDELETED messages). Another client flagging a message between that SEARCH and the
+  EXPUNGE is the one race left, and only on such old servers.
+- an EXPUNGE that never reached the server (the connection died after the STORE) leaves messages
+  flagged \\Deleted that no later EXPUNGE of ours names: ``list_half_acknowledged`` lists every
+  \\Deleted message (``UID SEARCH DELETED``), and ``finish_acknowledging`` expunges those of
+  them the service found in its ledger, by UID (or, without UIDPLUS, as above).
 - a ref whose UIDVALIDITY is not the folder's current one is refused (``ConnectorError``): after
   the folder was recreated, its UID may name a different message.
 """
@@ -183,7 +187,7 @@ class ImapConnector(Connector):
         """LOGOUT and close the connection; never raises."""
         try:
             await self._settle_expunge()
-        except Exception as exc:  # the messages stay flagged \Deleted (hidden); a later EXPUNGE takes them
+        except Exception as exc:  # still flagged \Deleted: the next pass expunges them if ours
             log.warning("%s: the last UID EXPUNGE failed: %s", self.where, exc)
         self._expunging = None
         session, self._session = self._session, None
@@ -268,6 +272,32 @@ class ImapConnector(Connector):
         if "UIDPLUS" in capabilities:
             await self._send_expunge(which)
             return
+        await self._expunge_without_uidplus(uids)
+
+    async def list_half_acknowledged(self) -> list[MessageRef]:
+        """Every message of the folder flagged \\Deleted (by us or anyone), by ascending UID."""
+        session = self.session
+        await self._settle_expunge()
+        found = await session.run(session.protocol.search("DELETED", charset=None, by_uid=True), "UID SEARCH")
+        uids = sorted(search_result(session.check(found, "UID SEARCH")))
+        return [MessageRef(f"{self._uidvalidity}:{uid}") for uid in uids]
+
+    async def finish_acknowledging(self, refs: Sequence[MessageRef]) -> None:
+        """Expunge these \\Deleted messages (the service's own, by its ledger), and no other."""
+        session = self.session
+        await self._settle_expunge()
+        uids = [self._uid_of(ref, "expunge") for ref in refs]
+        if not uids:
+            return
+        if "UIDPLUS" in session.capabilities:
+            await self._send_expunge(uid_set(uids))
+            await self._settle_expunge()
+            return
+        await self._expunge_without_uidplus(uids)
+
+    async def _expunge_without_uidplus(self, uids: Sequence[int]) -> None:
+        """EXPUNGE, if no \\Deleted message but ours is in the folder (see the module docstring)."""
+        session = self.session
         self._flagged_by_us.update(uids)
         found = await session.run(session.protocol.search("DELETED", charset=None, by_uid=True), "UID SEARCH")
         others = search_result(session.check(found, "UID SEARCH")) - self._flagged_by_us

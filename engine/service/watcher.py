@@ -41,6 +41,7 @@ from engine.config.model import AccountConfig
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import log_event, log_event_with_traceback
+from engine.service.leftovers import HalfAcknowledged
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead, Parsed, Parsing
 from engine.service.stats import AccountStats
@@ -147,6 +148,7 @@ class AccountWatcher:
         self.stats = stats or AccountStats(account.name, account.poll_interval_seconds)
         self._outcomes: Counter[str] = Counter()
         self._listed = False
+        self.leftovers = HalfAcknowledged(runtime, account.name, connector)  # \Deleted, not expunged
 
     # --- the two ways to run ----------------------------------------------------------------------
 
@@ -219,6 +221,9 @@ class AccountWatcher:
 
     async def _handle_waiting(self) -> None:
         self._listed = False
+        removed = await self.leftovers.finish(self._guarded, self.options.operation_timeout)
+        if removed:
+            log_event(logging.INFO, "half_acknowledged_removed", account=self.account.name, count=removed)
         refs = await self._guarded(self.connector.list_waiting(), self.options.operation_timeout)
         self._listed = True
         start = 0

@@ -12,6 +12,8 @@ connection to ``host:port``, byte for byte, in both directions. Its mode changes
 - ``refuse()``: an outage. Every open connection is reset (RST) and every new one is reset at
   once, as a server that is down refuses it.
 - ``cut()``: reset every open connection now; new ones are forwarded as usual (a blip).
+- ``cut_on(pattern)``: reset the connection that next sends ``pattern`` to the server, before the
+  server sees that chunk (a connection lost between two commands of a protocol).
 
 ``accepted`` counts the connections accepted so far (a test waits on it to know that a client is
 connecting). Threads, not asyncio: the proxy runs beside a test that blocks.
@@ -67,6 +69,7 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._stopped = False
+        self._cut_pattern: bytes | None = None
         threading.Thread(target=self._accept_loop, name="tcp-proxy accept", daemon=True).start()
 
     # --- modes --------------------------------------------------------------------------------------
@@ -93,6 +96,10 @@ class TcpProxy:
             pairs = list(self._pairs)
         for pair in pairs:
             pair.reset()
+
+    def cut_on(self, pattern: bytes) -> None:
+        """Reset the connection whose next chunk to the server holds ``pattern``, instead of sending it."""
+        self._cut_pattern = pattern
 
     def close(self) -> None:
         """Stop listening and reset every connection."""
@@ -132,15 +139,21 @@ class TcpProxy:
                 return
             pair.server = server
         threading.Thread(target=self._pump, args=(pair, server, pair.client), daemon=True).start()
-        self._pump(pair, pair.client, server)
+        self._pump(pair, pair.client, server, upstream=True)
 
-    def _pump(self, pair: _Pair, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(
+        self, pair: _Pair, source: socket.socket, sink: socket.socket, *, upstream: bool = False
+    ) -> None:
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
                 self._flowing.wait()  # frozen: hold what was read until traffic passes again
+                pattern = self._cut_pattern
+                if upstream and pattern is not None and pattern in data:
+                    self._cut_pattern = None
+                    pair.reset()
                 if pair.closed:
                     return
                 sink.sendall(data)
