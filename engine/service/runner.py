@@ -35,7 +35,7 @@ from engine.service.events import log_event
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
 from engine.service.stats import AccountStats, Monitored
-from engine.service.watcher import AccountWatcher, PassReport, describe_error
+from engine.service.watcher import AccountWatcher, PassReport, database_away, describe_error
 from engine.stop_signal import held_stop_signal
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
@@ -348,7 +348,8 @@ class Service:
         try:
             await drain(self.runtime)
         except Exception as exc:
-            log_event(logging.ERROR, "outbox_failed", error=describe_error(exc))
+            away = database_away(exc)
+            log_event(logging.WARNING if away else logging.ERROR, "outbox_failed", error=describe_error(exc))
         self._purge_originals()
 
     def _purge_originals(self) -> None:

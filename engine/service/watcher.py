@@ -112,11 +112,16 @@ class PassReport:
 def describe_error(exc: BaseException) -> str:
     """A one-line description of a failure for logs and ``mailgate status``."""
     if isinstance(exc, ConnectorError | DatabaseError):
-        return str(exc) or type(exc).__name__
+        return " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, DBAPIError):  # the driver's words, without the statement and SQLAlchemy's link
         kind = "database unavailable" if is_outage(exc) else "database error"
         return f"{kind}: {describe_database_error(exc)}"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def database_away(exc: BaseException) -> bool:
+    """Whether a failure is the database being unavailable for now (an outage: WARNING, not a bug)."""
+    return isinstance(exc, DatabaseError) or (isinstance(exc, DBAPIError) and is_outage(exc))
 
 
 class AccountWatcher:
@@ -384,10 +389,14 @@ class AccountWatcher:
         try:
             write(self.runtime.engine, *args)
         except Exception as exc:
-            away = is_outage(exc)
+            away = database_away(exc)
             if not (away and outage):
-                level = logging.WARNING if away else logging.ERROR
-                log_event(level, "status_not_saved", account=self.account.name, error=describe_error(exc))
+                log_event(
+                    logging.WARNING if away else logging.ERROR,
+                    "status_not_saved",
+                    account=self.account.name,
+                    error=describe_error(exc),
+                )
 
     # --- waiting ----------------------------------------------------------------------------------
 
