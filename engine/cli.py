@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -376,13 +377,21 @@ def outbox(ctx: click.Context, as_json: bool) -> None:
         return
     with transaction(_runtime(ctx).engine) as session:
         rows = outbox_view(session)
+    if not rows and not as_json:
+        click.echo("the outbox is empty")
     for row in rows:
         if as_json:
             _echo_json(row)
         else:
             click.echo(
-                f"{row['id']:>5} {row['status']:<8} {row['type']:<24} {row['to']:<30} {row['subject']}"
+                f"{row['id']:>5} {row['status']:<8} {_when(row['created_at'])} {row['type']:<24} "
+                f"{row['to']:<30} {row['subject']}"
             )
+
+
+def _when(iso_time: str | None) -> str:
+    """An ISO 8601 UTC timestamp as the lists print it: ``2026-12-05 16:30Z``."""
+    return f"{iso_time[:10]} {iso_time[11:16]}Z" if iso_time else f"{'-':<17}"
 
 
 @outbox.command("send")
@@ -461,12 +470,14 @@ def quarantine_list(ctx: click.Context, as_json: bool) -> None:
 
     with transaction(_runtime(ctx).engine) as session:
         rows = quarantine_view(session)
+    if not rows and not as_json:
+        click.echo("the quarantine is empty")
     for row in rows:
         if as_json:
             _echo_json(row)
         else:
             click.echo(
-                f"{row['id']:>5} {row['status']:<8} {row['account']:<16} "
+                f"{row['id']:>5} {row['status']:<8} {_when(row['received_at'])} {row['account']:<16} "
                 f"{row['message_key'][:40]:<40} {row['reason']}"
             )
 
@@ -572,7 +583,6 @@ def secret() -> None:
 @click.pass_context
 def secret_rotate(ctx: click.Context, grace_days: int) -> None:
     """Sign with a new secret from now on; the old one verifies for the grace period, then is refused."""
-    from datetime import timedelta
 
     from engine.storage.token_keys import rotate_token_secret
 

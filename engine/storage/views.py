@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
@@ -73,6 +74,7 @@ def _history(session: Session, entity: str, entity_id: int | None) -> list[JsonD
             ),
             "sender_authentication": entry.sender_authentication,
             "message_id": entry.message_id,  # the mail that wrote it: `mailgate message show` finds it
+            "created_at": iso(entry.created_at),
         }
         for entry in entries
     ]
@@ -80,19 +82,26 @@ def _history(session: Session, entity: str, entity_id: int | None) -> list[JsonD
 
 def _attachments(session: Session, entity: str, entity_id: int | None) -> list[JsonDict]:
     # Select the columns, not the rows, so that the file contents are never loaded.
-    rows = session.exec(
-        select(
-            AttachedObject.filename,
-            AttachedObject.size,
-            AttachedObject.security_profile,
-            AttachedObject.content_type,
+    rows = session.execute(
+        sa_select(
+            col(AttachedObject.filename),
+            col(AttachedObject.size),
+            col(AttachedObject.security_profile),
+            col(AttachedObject.content_type),
+            col(AttachedObject.created_at),
         )
-        .where(AttachedObject.entity == entity, AttachedObject.entity_id == entity_id)
+        .where(col(AttachedObject.entity) == entity, col(AttachedObject.entity_id) == entity_id)
         .order_by(col(AttachedObject.id))
     ).all()
     return [
-        {"filename": filename, "size": size, "security_profile": profile, "content_type": content_type}
-        for filename, size, profile, content_type in rows
+        {
+            "filename": filename,
+            "size": size,
+            "security_profile": profile,
+            "content_type": content_type,
+            "created_at": iso(created_at),
+        }
+        for filename, size, profile, content_type, created_at in rows
     ]
 
 
@@ -104,6 +113,8 @@ def _common(session: Session, entity: str, row: Call | Request | Task) -> JsonDi
         "summary": row.summary,
         "description": row.description,
         "updated_by_email": row.updated_by_email,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
         "history": _history(session, entity, row.id),
         "attachments": _attachments(session, entity, row.id),
     }
@@ -184,6 +195,7 @@ def outbox_view(session: Session) -> list[JsonDict]:
             "entity": message.entity,
             "number": message.number,
             "account": message.account,
+            "created_at": iso(message.created_at),
             "attempts": message.attempts,
             "next_attempt_at": iso(message.next_attempt_at),
             "sent_at": iso(message.sent_at),

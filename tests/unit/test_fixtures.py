@@ -139,6 +139,8 @@ def test_call_view_shows_a_loaded_call(engine: Engine, tmp_path: Path) -> None:
         view = call_view(session, 41)
         closed = call_view(session, 43)
         assert call_view(session, 42) is None
+    assert view is not None
+    assert view.pop("created_at") and view.pop("updated_at")  # when it was loaded
     assert view == {
         "number": 41,
         "status": "open",
@@ -236,6 +238,8 @@ def test_views_show_history_and_attachments_of_that_item_only(engine: Engine, tm
         request_json = request_view(session, 7)
     assert call_json is not None and request_json is not None
     json.dumps([call_json, request_json])
+    for entry in [*call_json["history"], *call_json["attachments"], *request_json["history"]]:
+        assert str(entry.pop("created_at")).endswith("+00:00")  # ISO 8601 in UTC
     not_from_mail = {"sender_authenticated": None, "sender_authentication": None}
     assert call_json["history"] == [
         {

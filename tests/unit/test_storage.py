@@ -217,6 +217,7 @@ def test_outbox_view_lists_messages_in_id_order_with_every_field(engine: Engine)
         "entity": "call",
         "number": 42,
         "account": "helpdesk",
+        "created_at": first["created_at"],
         "attempts": 0,
         "next_attempt_at": None,
         "sent_at": None,
