@@ -394,6 +394,41 @@ def _when(iso_time: str | None) -> str:
     return f"{iso_time[:10]} {iso_time[11:16]}Z" if iso_time else f"{'-':<17}"
 
 
+def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+    """An ``--older-than`` value such as ``30d``, ``12h``, ``2w`` or ``90m`` as a duration."""
+    from engine.storage.retention import parse_age
+
+    if value is None:
+        return None
+    try:
+        return parse_age(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}", ctx, param) from None
+
+
+@outbox.command("purge")
+@click.option(
+    "--older-than",
+    "age",
+    metavar="AGE",
+    default="90d",
+    callback=_age_option,
+    show_default=True,
+    help="Delete the messages sent longer ago than this (e.g. 30d, 12h, 2w).",
+)
+@click.pass_context
+def outbox_purge(ctx: click.Context, age: timedelta) -> None:
+    """Delete the sent messages older than AGE; queued, deferred and failed ones are always kept."""
+    from engine.storage.models import utcnow
+    from engine.storage.retention import purge_sent_outbox
+
+    before = utcnow() - age
+    count = purge_sent_outbox(_runtime(ctx).engine, before)
+    click.echo(
+        f"purged {count} sent message{'' if count == 1 else 's'} sent before {before:%Y-%m-%d %H:%M} UTC"
+    )
+
+
 @outbox.command("send")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per attempted message per line.")
 @click.pass_context
@@ -480,6 +515,42 @@ def quarantine_list(ctx: click.Context, as_json: bool) -> None:
                 f"{row['id']:>5} {row['status']:<8} {_when(row['received_at'])} {row['account']:<16} "
                 f"{row['message_key'][:40]:<40} {row['reason']}"
             )
+
+
+@quarantine.command("drop")
+@click.argument("entry_id", type=int)
+@click.pass_context
+def quarantine_drop(ctx: click.Context, entry_id: int) -> None:
+    """Delete one quarantined message for good (see 'quarantine show ID --raw' first)."""
+    from engine.storage.retention import drop_quarantined
+
+    dropped = drop_quarantined(_runtime(ctx).engine, entry_id)
+    if dropped is None:
+        raise MailgateError(f"no quarantine entry {entry_id}")
+    click.echo(
+        f"dropped quarantine entry {dropped.id} ({dropped.status}, {dropped.account}, {dropped.message_key})"
+    )
+
+
+@quarantine.command("purge")
+@click.option(
+    "--older-than",
+    "age",
+    metavar="AGE",
+    required=True,
+    callback=_age_option,
+    help="Delete the entries received longer ago than this (e.g. 30d, 12h, 2w).",
+)
+@click.pass_context
+def quarantine_purge(ctx: click.Context, age: timedelta) -> None:
+    """Delete every quarantined message (held or released) received longer ago than AGE."""
+    from engine.storage.models import utcnow
+    from engine.storage.retention import purge_quarantine
+
+    before = utcnow() - age
+    count = purge_quarantine(_runtime(ctx).engine, before)
+    entries = "entry" if count == 1 else "entries"
+    click.echo(f"purged {count} quarantine {entries} received before {before:%Y-%m-%d %H:%M} UTC")
 
 
 @quarantine.command("show")
