@@ -17,7 +17,8 @@ from connectors.base import Connector, ConnectorSettings, Transport, TransportSe
 from engine.config.outgoing import OutgoingServer
 from engine.config.params import Mistake, build_from_params
 from engine.config.plugins import PluginError, Registry
-from engine.errors import MailgateError
+from engine.config.reader import unset_secrets
+from engine.errors import ConfigError, MailgateError, Problem
 
 BUILTIN_CONNECTORS: Mapping[str, str] = {
     "folder": "connectors.folder:FolderConnector",
@@ -75,8 +76,19 @@ def build_settings(name: str, raw: Mapping[str, Any]) -> tuple[ConnectorSettings
     return build_from_params(cls.Settings, dict(raw), f"connector {name!r}")
 
 
+def require_secrets(settings: Mapping[str, Any], needed_by: str) -> None:
+    """Raise ConfigError at each setting whose ``${VAR}`` was not set when the config was read."""
+    unset = unset_secrets(settings)
+    if unset:
+        raise ConfigError(Problem(p.file, p.line, p.col, f"{p.message}: {needed_by} needs it") for p in unset)
+
+
 def make_connector(account: str, raw: Mapping[str, Any], base_dir: Path) -> Connector:
-    """A ready-to-connect connector for an account (settings already checked by the config loader)."""
+    """A ready-to-connect connector for an account (settings already checked by the config loader).
+
+    A secret whose ``${VAR}`` was unset when the config was read is a ConfigError here, at its key.
+    """
+    require_secrets(raw, f"account {account!r}'s connector")
     name = str(raw.get("type", "folder"))
     settings, mistakes = build_settings(name, raw)
     if settings is None:
@@ -105,7 +117,11 @@ def build_transport_settings(
 
 
 def make_transport(server: OutgoingServer, base_dir: Path) -> Transport:
-    """A ready-to-use transport for a configured server (its settings were checked at load)."""
+    """A ready-to-use transport for a configured server (its settings were checked at load).
+
+    A secret whose ``${VAR}`` was unset when the config was read is a ConfigError here, at its key.
+    """
+    require_secrets(server.settings, f"outgoing server {server.name!r}")
     settings, mistakes = build_transport_settings(server.type, server.settings)
     if settings is None:
         raise MailgateError("; ".join(message for _, message in mistakes))

@@ -36,6 +36,7 @@ def check_all(config_path: Path, *, database: bool = False) -> list[str]:
             for account in config.accounts:
                 pack = runtime.packs[account.name]
                 packs.setdefault(pack.path, pack.name)
+            problems.extend(config.unset_secrets())  # what `mailgate run` will need
             lines.append(f"ok: config {config_path} ({len(config.accounts)} account(s))")
             lines += [warning for account in config.accounts for warning in authentication_warnings(account)]
             if database:

@@ -15,6 +15,7 @@ import click
 
 from engine import __version__
 from engine.config.model import find_config_path, load_config
+from engine.config.reader import unset_secrets
 from engine.errors import ConfigError, MailgateError
 from engine.logformat import LOG_FORMATS, configure_logging
 from engine.runtime import Runtime
@@ -436,7 +437,11 @@ def outbox_send(ctx: click.Context, as_json: bool) -> None:
     """Send every due message once through its outgoing server; exit 1 if no server is configured."""
     from engine.outgoing.delivery import send_outbox_once
 
-    report = send_outbox_once(_runtime(ctx))
+    runtime = _runtime(ctx)
+    unset = [p for server in runtime.config.outgoing.servers for p in unset_secrets(server.settings)]
+    if unset:
+        raise ConfigError(unset)
+    report = send_outbox_once(runtime)
     for delivery in report.deliveries:
         if as_json:
             _echo_json(delivery.to_json())
@@ -708,6 +713,9 @@ def run_service(ctx: click.Context, once: bool, upgrade: bool, http_address: str
         http = parse_listen_address(http_address) if http_address is not None else None
     except ValueError as exc:
         raise click.BadParameter(f"{http_address!r}: {exc}", param_hint="--http") from None
+    unset = load_config(find_config_path(ctx.find_root().obj.get("config"))).unset_secrets(active_only=True)
+    if unset:  # before anything starts: every account's and server's missing secret at once
+        raise ConfigError(unset)
     if upgrade:
         from engine.storage.migrate import upgrade_database
 

@@ -18,7 +18,16 @@ from connectors.registry import UnknownConnector, build_settings, connector_clas
 from engine.config.authentication import AuthenticationSettings, read_authentication
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
-from engine.config.reader import ENV_REF, check_keys, expand_env, get_section, get_value, typed_env_text
+from engine.config.reader import (
+    ENV_REF,
+    check_keys,
+    expand_env,
+    get_section,
+    get_value,
+    is_unset,
+    typed_env_text,
+    unset_secrets,
+)
 from engine.config.service import ServiceConfig, read_service
 from engine.config.yaml_source import (
     NOT_FROM_A_FILE,
@@ -122,6 +131,15 @@ class Config:
         raise MailgateError(
             f"no account named {name!r}{did_you_mean(name, known)} in {self.path}; accounts: {listed}"
         )
+
+    def unset_secrets(self, *, active_only: bool = False) -> list[Problem]:
+        """Each connector or outgoing-server setting whose ``${VAR}`` is not set, with its position.
+
+        Commands that connect (``run``) refuse to start with any; ``check`` reports them all.
+        """
+        accounts = [a for a in self.accounts if a.active or not active_only]
+        unset = [p for a in accounts for p in unset_secrets(a.connector)]
+        return unset + [p for server in self.outgoing.servers for p in unset_secrets(server.settings)]
 
     def account_spans(self, account: AccountConfig) -> Spans:
         """Where each key of ``account`` was written (a loaded config has every account it lists)."""
@@ -327,8 +345,8 @@ def _read_connector(node: Any, problems: Problems) -> dict[str, Any]:
     secrets_found = True
     for key in list(raw_map) if source is not None else ():
         before = len(problems.items)
-        raw_map[key] = expand_env(source[key], source, key, problems)
-        secrets_found = secrets_found and len(problems.items) == before
+        raw_map[key] = expand_env(source[key], source, key, problems, defer_unset=True)
+        secrets_found = secrets_found and len(problems.items) == before and not is_unset(raw_map[key])
         if isinstance(source[key], str) and ENV_REF.search(source[key]) and key in hints:
             raw_map[key] = typed_env_text(hints[key], raw_map[key])
     if cls is None or not secrets_found:  # a missing secret's own problem says enough

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from connectors.registry import UnknownTransport, build_transport_settings, transport_class
 from engine.config.outgoing import DEFAULT_PERMANENT_CODES, OutgoingConfig, OutgoingServer
-from engine.config.reader import check_keys, expand_env, get_section, get_value
+from engine.config.reader import check_keys, expand_env, get_section, get_value, is_unset
 from engine.config.yaml_source import Problems, is_mapping, is_sequence
 from engine.errors import did_you_mean
 
@@ -102,7 +102,10 @@ def _read_servers(node: Any, problems: Problems) -> list[OutgoingServer]:
         if not is_mapping(entry) or not isinstance(entry.get("name"), str) or not entry["name"].strip():
             problems.at(raw, index, "each outgoing server must be a mapping with a name (e.g. name: main)")
             continue
-        values = {str(k): expand_env(v, entry, k, problems) for k, v in entry.items()}
+        values = {
+            str(k): expand_env(v, entry, k, problems, defer_unset=k not in ("name", "type"))
+            for k, v in entry.items()
+        }
         kind = values.setdefault("type", "smtp")
         if any(s.name == values["name"] for s in servers):
             problems.at(entry, "name", f"duplicate outgoing server name {values['name']!r}")
@@ -111,6 +114,8 @@ def _read_servers(node: Any, problems: Problems) -> list[OutgoingServer]:
         except UnknownTransport as exc:
             problems.at(entry, "type", str(exc))
             continue
+        if any(is_unset(value) for value in values.values()):
+            mistakes = []  # checked where the server is used, once its secret is there (config/secrets.py)
         known = {f.name for f in fields(transport_class(str(kind)).Settings)}
         for key, message in mistakes:
             if key is not None and key in entry:

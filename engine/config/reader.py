@@ -8,21 +8,45 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from engine.config.params import type_error
-from engine.config.yaml_source import Problems, is_mapping, is_sequence
-from engine.errors import did_you_mean
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, position
+from engine.errors import Problem, did_you_mean
 
 ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)\}")
 
 _KIND_NAMES: dict[type, str] = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
 
-def expand_env(value: Any, node: Any, key: Any, problems: Problems) -> Any:
-    """``value`` with each ``${VAR}`` / ``${env:VAR}`` replaced; an unset variable is a mistake at ``key``."""
+@dataclass(frozen=True)
+class UnsetSecret:
+    """A setting whose ``${VAR}`` was not set when the config was read: a mistake only where it is used.
+
+    Connector and outgoing-server settings hold one in place of the value, so that commands that
+    never connect (``status``, ``show``, ``outbox``, ``quarantine list``) run without the service's
+    secrets; making the connector or transport raises ``problem`` (``engine.config.secrets``).
+    """
+
+    variable: str
+    problem: Problem
+
+
+def expand_env(value: Any, node: Any, key: Any, problems: Problems, *, defer_unset: bool = False) -> Any:
+    """``value`` with each ``${VAR}`` / ``${env:VAR}`` replaced; an unset variable is a mistake at ``key``.
+
+    With ``defer_unset`` an unset variable is not a mistake now: the value becomes an ``UnsetSecret``.
+    """
     if not isinstance(value, str):
         return value
+    if defer_unset:
+        unset = [name for name in ENV_REF.findall(value) if name not in os.environ]
+        if unset:
+            line, col = position(node, key)
+            message = f"environment variable {unset[0]} is not set"
+            return UnsetSecret(unset[0], Problem(problems.filename, line, col, message))
 
     def repl(match: re.Match[str]) -> str:
         name = match.group(1)
@@ -32,6 +56,16 @@ def expand_env(value: Any, node: Any, key: Any, problems: Problems) -> Any:
         return os.environ[name]
 
     return ENV_REF.sub(repl, value)
+
+
+def is_unset(value: Any) -> bool:
+    """Whether a setting is an ``UnsetSecret`` (its ``${VAR}`` was not set)."""
+    return isinstance(value, UnsetSecret)
+
+
+def unset_secrets(settings: Mapping[str, Any]) -> list[Problem]:
+    """Where each setting whose ``${VAR}`` was not set is written, and which variable it is."""
+    return [value.problem for value in settings.values() if isinstance(value, UnsetSecret)]
 
 
 def check_keys(node: Any, allowed: tuple[str, ...], where: str, problems: Problems) -> None:

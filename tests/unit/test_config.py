@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.registry import make_connector
 from engine.config.authentication import AuthenticationSettings, DnsServer
 from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
 from engine.errors import ConfigError, MailgateError, Problem, Span
@@ -66,6 +67,8 @@ def check_config(path: Path) -> Config:
     """Validate a config and its rule packs as ``mailgate check`` does, opening no database."""
     config = load_config(path)
     Runtime(config, open_db=False)
+    if config.unset_secrets():  # check reports what `mailgate run` will need
+        raise ConfigError(config.unset_secrets())
     return config
 
 
@@ -231,18 +234,32 @@ def test_a_secret_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest
     assert config.accounts[0].connector["password"] == "imap-s3cret"
 
 
-def test_a_missing_secret_is_refused_at_its_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An unset variable is a mistake at the value that names it, never an empty password."""
+def test_a_missing_secret_is_refused_at_its_place_where_it_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unset variable is a mistake at the value that names it, never an empty password.
+
+    Reading the config does not need it (read-only commands run without the service's secrets);
+    making the connector that uses it does.
+    """
     monkeypatch.delenv("MAILGATE_TEST_UNSET", raising=False)
     path = write_config(
         tmp_path,
         "accounts:\n  - name: helpdesk\n    connector:\n"
         "      type: imap\n      password: ${MAILGATE_TEST_UNSET}\n",
     )
-    with pytest.raises(ConfigError) as refused:
-        load_config(path)
-    assert [(p.line, p.col, p.message) for p in refused.value.problems] == [
+    config = load_config(path)
+    assert [(p.line, p.col, p.message) for p in config.unset_secrets()] == [
         (5, 17, "environment variable MAILGATE_TEST_UNSET is not set")
+    ]
+    with pytest.raises(ConfigError) as refused:
+        make_connector("helpdesk", config.accounts[0].connector, tmp_path)
+    assert [(p.line, p.col, p.message) for p in refused.value.problems] == [
+        (
+            5,
+            17,
+            "environment variable MAILGATE_TEST_UNSET is not set: account 'helpdesk''s connector needs it",
+        )
     ]
 
 
