@@ -5,6 +5,7 @@ how often it writes its heartbeat.
 service:
   http: 127.0.0.1:9464     # /metrics (Prometheus) and /healthz; absent: no HTTP server at all
   heartbeat_seconds: 15    # `mailgate status` calls the service stopped after 4 missed heartbeats
+  lease_seconds: 30        # a killed process's accounts are taken over by the others within this
 ```
 """
 
@@ -18,6 +19,8 @@ from engine.config.reader import check_keys, get_section, get_value
 from engine.config.yaml_source import Problems
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
+DEFAULT_LEASE_SECONDS = 30.0
+MIN_LEASE_SECONDS = 1.0  # below this a busy machine's pauses would cost leases
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class ServiceConfig:
 
     http: ListenAddress | None = None
     heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # an account's lease (docs/scaling.md)
 
 
 def parse_listen_address(text: str) -> ListenAddress:
@@ -59,8 +63,8 @@ def parse_listen_address(text: str) -> ListenAddress:
 
 def read_service(data: Any, problems: Problems) -> ServiceConfig:
     """The validated ``service:`` section (defaults when it is absent)."""
-    node = get_section(data, "service", "a mapping with http and heartbeat_seconds", problems)
-    check_keys(node, ("http", "heartbeat_seconds"), "service", problems)
+    node = get_section(data, "service", "a mapping with http, heartbeat_seconds and lease_seconds", problems)
+    check_keys(node, ("http", "heartbeat_seconds", "lease_seconds"), "service", problems)
     http: ListenAddress | None = None
     written = get_value(node, "http", (str, int), problems)
     if written is not None:
@@ -72,4 +76,8 @@ def read_service(data: Any, problems: Problems) -> ServiceConfig:
     if heartbeat <= 0:
         problems.at(node, "heartbeat_seconds", "heartbeat_seconds must be positive")
         heartbeat = DEFAULT_HEARTBEAT_SECONDS
-    return ServiceConfig(http=http, heartbeat_seconds=heartbeat)
+    lease = get_value(node, "lease_seconds", float, problems, DEFAULT_LEASE_SECONDS)
+    if lease < MIN_LEASE_SECONDS:
+        problems.at(node, "lease_seconds", f"lease_seconds must be at least {MIN_LEASE_SECONDS:g}")
+        lease = DEFAULT_LEASE_SECONDS
+    return ServiceConfig(http=http, heartbeat_seconds=heartbeat, lease_seconds=lease)

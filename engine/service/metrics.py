@@ -16,6 +16,7 @@ not answer, ``mailgate_database_up`` is 0 and its figures are left out, the rest
 | ``mailgate_account_consecutive_failures`` | gauge | account |
 | ``mailgate_account_retry_delay_seconds`` | gauge | account |
 | ``mailgate_last_successful_poll_timestamp_seconds`` | gauge | account |
+| ``mailgate_account_lease_held`` | gauge (1: this process works the account) | account |
 | ``mailgate_quarantine_messages`` | gauge | account |
 | ``mailgate_outbox_messages`` | gauge | status |
 | ``mailgate_outbox_oldest_waiting_age_seconds`` | gauge | |
@@ -90,7 +91,13 @@ def account_metrics(snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
         "When a pass last handled everything waiting (Unix time; 0: never)",
         labels=["account"],
     )
+    lease = GaugeMetricFamily(
+        "mailgate_account_lease_held",
+        "1 while this process holds the account's lease (works it); 0 while another process does",
+        labels=["account"],
+    )
     for snap in snapshots:
+        lease.add_metric([snap.account], 1.0 if snap.lease_held else 0.0)
         for outcome, count in snap.outcomes:
             messages.add_metric([snap.account, outcome], count)
         fetch_errors.add_metric([snap.account], snap.fetch_errors)
@@ -100,7 +107,17 @@ def account_metrics(snapshots: list[AccountSnapshot]) -> Iterator[Metric]:
         failures.add_metric([snap.account], snap.consecutive_failures)
         delay.add_metric([snap.account], snap.retry_delay)
         last_poll.add_metric([snap.account], snap.last_success or 0.0)
-    yield from (messages, _histogram(snapshots), fetch_errors, ack_errors, state, failures, delay, last_poll)
+    yield from (
+        messages,
+        _histogram(snapshots),
+        fetch_errors,
+        ack_errors,
+        state,
+        failures,
+        delay,
+        last_poll,
+        lease,
+    )
 
 
 def database_metrics(figures: DatabaseFigures, account_names: tuple[str, ...]) -> Iterator[Metric]:

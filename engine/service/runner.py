@@ -32,15 +32,20 @@ from engine.config.service import ListenAddress
 from engine.errors import MailgateError
 from engine.runtime import Runtime
 from engine.service.events import log_event
+from engine.service.leases import LeaseKeeper
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
+from engine.service.pool import Fence, WatcherPool
+from engine.service.single import only_service
 from engine.service.stats import AccountStats, Monitored
 from engine.service.watcher import AccountWatcher, PassReport, database_away, describe_error
 from engine.stop_signal import held_stop_signal
+from engine.storage.db import DatabaseError
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
 from engine.storage.status import (
     STATE_FAILED,
+    STATE_HELD,
     account_statuses,
     record_failure,
     record_heartbeat,
@@ -159,6 +164,7 @@ class Service:
         self._unusable_stats: list[AccountStats] = []
         self.monitored: Monitored | None = None  # what /metrics and /healthz read, once running
         self.http_port: int | None = None  # the port /metrics is served on, once running
+        self.pool: WatcherPool | None = None  # the watchers of the accounts this process holds
 
     def request_stop(self, signum: int | None = None) -> None:
         """Stop after the message in hand; a second request cancels everything at once."""
@@ -171,6 +177,8 @@ class Service:
         self._stop_requested = True
         log_event(logging.INFO, "stopping", signal=how)
         self.stop_event.set()
+        if self.pool is not None:
+            self.pool.stop_all()
 
     def handle_signals(self) -> Callable[[], None]:
         """Stop on SIGTERM and SIGINT (call on the loop, in the main thread); returns the undo.
@@ -192,47 +200,92 @@ class Service:
         return restore
 
     async def run(self) -> None:
-        """Watch every active account until ``request_stop``; never returns early on a failure."""
-        watchers, unusable = self._watchers()
-        if not watchers:
+        """Watch this process's share of the active accounts until ``request_stop``.
+
+        The share is kept by a ``WatcherPool`` under leases (see docs/scaling.md); a failure never
+        ends the service early.
+        """
+        connectors, unusable = self._connectors()
+        if not connectors:
             raise MailgateError(self._nothing_to_watch(unusable))
         config = self.runtime.config
+        last_polls = self._last_polls()
+        stats = {
+            name: AccountStats(name, account.poll_interval_seconds, _unix_time(last_polls.get(name)))
+            for name, (account, _) in connectors.items()
+        }
         self.monitored = Monitored(
-            accounts=tuple(w.stats for w in watchers) + tuple(self._unusable_stats),
+            accounts=tuple(stats.values()) + tuple(self._unusable_stats),
             account_names=tuple(a.name for a in config.accounts),
             parse_worker=self.parser,
             engine=self.runtime.engine,
             started_at=time.time(),
         )
         server = self._serve_http(self.monitored)  # refuses to start if it cannot listen
-        log_event(logging.INFO, "service_started", accounts=",".join(w.account.name for w in watchers))
-        self._tasks = [asyncio.create_task(w.watch(), name=f"watch {w.account.name}") for w in watchers]
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+
+        def make_watcher(name: str, stop: asyncio.Event, fence: Fence) -> AccountWatcher:
+            account, connector = connectors[name]
+            return self._watcher(account, connector, stop, stats[name], fence)
+
+        self.pool = WatcherPool(
+            self._keeper(list(connectors)), make_watcher, self.stop_event, self._tasks.append
+        )
+        log_event(logging.INFO, "service_started", accounts=",".join(connectors))
+        core = [asyncio.create_task(self.pool.run(), name="leases")]
+        core.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         if self.outbox_drainer is not None:
-            self._tasks.append(asyncio.create_task(self._outbox_loop(self.outbox_drainer), name="outbox"))
+            core.append(asyncio.create_task(self._outbox_loop(self.outbox_drainer), name="outbox"))
         else:
             log_event(logging.INFO, "outbox_hook_absent", hook=".".join(OUTBOX_HOOK))
+        self._tasks.extend(core)
         try:
-            results = await asyncio.gather(*self._tasks, return_exceptions=True)
+            results = await asyncio.gather(*core, return_exceptions=True)
         finally:
             self.parser.close()
             if server is not None:
                 server.stop()
             self._save(record_stopped, socket.gethostname(), os.getpid())
-        for task, result in zip(self._tasks, results, strict=True):
+        for task, result in zip(core, results, strict=True):
             if isinstance(result, Exception):
                 log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(result))
         log_event(logging.INFO, "service_stopped")
 
     async def run_once(self) -> list[PassReport]:
-        """One pass over every active account at once, then one outbox drain; a report per account."""
-        watchers, unusable = self._watchers()
-        if not watchers and not unusable:
+        """One pass over every active account no other process holds, then one outbox drain.
+
+        A report per account; one held by another running process is skipped (``STATE_HELD``).
+        """
+        connectors, unusable = self._connectors()
+        if not connectors and not unusable:
             raise MailgateError(self._nothing_to_watch(unusable))
+        keeper = self._keeper(list(connectors))
+        held: dict[str, int | None]
         try:
-            reports = list(unusable) + list(await asyncio.gather(*(w.one_pass() for w in watchers)))
+            await asyncio.to_thread(keeper.start)
+            held = dict(await asyncio.to_thread(keeper.claim_free))
+        except Exception as exc:
+            if not keeper.exclusive:
+                raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
+            held = dict.fromkeys(connectors)  # SQLite's file lock already makes this the only process
+        reports = list(unusable)
+        try:
+            watchers = []
+            for name, (account, connector) in connectors.items():
+                if name not in held:
+                    log_event(logging.WARNING, "account_held_elsewhere", account=name)
+                    reports.append(PassReport(name, 0, (), None, STATE_HELD))
+                    continue
+                stats = AccountStats(name, account.poll_interval_seconds)
+                token = held[name]
+                fence = None if token is None else keeper.fence_for(name, token)
+                watchers.append(self._watcher(account, connector, self.stop_event, stats, fence))
+            reports += list(await asyncio.gather(*(w.one_pass() for w in watchers)))
         finally:
             self.parser.close()
+            try:
+                await asyncio.to_thread(keeper.retire)
+            except Exception as exc:  # they expire on their own within lease_seconds
+                log_event(logging.WARNING, "leases_not_released", error=describe_error(exc))
         if self.outbox_drainer is not None and not self.stop_event.is_set():
             await self._drain(self.outbox_drainer)
         order = {a.name: i for i, a in enumerate(self.runtime.config.accounts)}
@@ -284,11 +337,17 @@ class Service:
             return {}
         return {name: row.last_poll_at for name, row in stored.items() if row.last_poll_at is not None}
 
-    def _watchers(self) -> tuple[list[AccountWatcher], list[PassReport]]:
-        watchers: list[AccountWatcher] = []
+    def _keeper(self, accounts: list[str]) -> LeaseKeeper:
+        """The lease keeper for these accounts (SQLite: this process is the only one, see ``single``)."""
+        lease_seconds = self.runtime.config.service.lease_seconds
+        exclusive = self.runtime.engine.dialect.name == "sqlite"
+        return LeaseKeeper(self.runtime.engine, accounts, lease_seconds, exclusive=exclusive)
+
+    def _connectors(self) -> tuple[dict[str, tuple[AccountConfig, Connector]], list[PassReport]]:
+        """Each active account's connector by name; a report for each whose connector cannot be made."""
+        usable: dict[str, tuple[AccountConfig, Connector]] = {}
         unusable: list[PassReport] = []
         self._unusable_stats = []
-        last_polls = self._last_polls()
         for account in self.runtime.config.accounts:
             if not account.active:
                 continue
@@ -306,21 +365,29 @@ class Service:
                 stats.failed(STATE_FAILED, error, None)
                 self._unusable_stats.append(stats)
                 continue
-            last_poll = last_polls.get(account.name)
-            watchers.append(
-                AccountWatcher(
-                    self.runtime,
-                    account,
-                    connector,
-                    self.options,
-                    self.stop_event,
-                    self._after_commit,
-                    self.parser,
-                    lambda: self._test_message_hook(1),
-                    AccountStats(account.name, account.poll_interval_seconds, _unix_time(last_poll)),
-                )
-            )
-        return watchers, unusable
+            usable[account.name] = (account, connector)
+        return usable, unusable
+
+    def _watcher(
+        self,
+        account: AccountConfig,
+        connector: Connector,
+        stop: asyncio.Event,
+        stats: AccountStats,
+        fence: Fence | None,
+    ) -> AccountWatcher:
+        return AccountWatcher(
+            self.runtime,
+            account,
+            connector,
+            self.options,
+            stop,
+            self._after_commit,
+            self.parser,
+            lambda: self._test_message_hook(1),
+            stats,
+            fence,
+        )
 
     def _after_commit(self, committed: int) -> None:
         self._outbox_wanted.set()
@@ -408,4 +475,5 @@ def serve(
         finally:
             restore_signals()
 
-    return asyncio.run(main())
+    with only_service(runtime.engine):  # SQLite: one service per database file
+        return asyncio.run(main())

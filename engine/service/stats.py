@@ -41,6 +41,7 @@ class AccountSnapshot:
     last_success: float | None  # the end of the last pass that handled everything waiting
     last_progress: float | None  # the last batch committed (a long backlog makes progress in between)
     last_error: str | None
+    lease_held: bool = False  # this process holds the account's lease (works it) now
 
     @property
     def processed(self) -> int:
@@ -66,6 +67,11 @@ class AccountStats:
         self._last_success = last_success
         self._last_progress: float | None = None
         self._last_error: str | None = None
+        self._lease_held = False
+
+    def lease(self, held: bool) -> None:
+        """This process took (True) or gave up (False) the account's lease."""
+        self._lease_held = held
 
     def message_done(self, outcome: str, seconds: float) -> None:
         """One message was handled with this outcome, in this many seconds."""
@@ -114,6 +120,7 @@ class AccountStats:
                 last_success=self._last_success,
                 last_progress=self._last_progress,
                 last_error=self._last_error,
+                lease_held=self._lease_held,
             )
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
@@ -47,6 +48,7 @@ from engine.service.parsing import ParseAhead, Parsed, Parsing
 from engine.service.stats import AccountStats
 from engine.storage.db import DatabaseError, batch_transaction
 from engine.storage.failures import describe_database_error, is_outage
+from engine.storage.leases import LeaseLost
 from engine.storage.models import utcnow
 from engine.storage.status import (
     STATE_AUTH_FAILED,
@@ -138,6 +140,7 @@ class AccountWatcher:
         parser: ParseAhead | None = None,
         after_message: Callable[[], None] = lambda: None,
         stats: AccountStats | None = None,
+        fence: Callable[[Connection], None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.account = account
@@ -147,6 +150,7 @@ class AccountWatcher:
         self.after_commit = after_commit  # called with the number of messages a commit kept
         self.after_message = after_message  # called as each message is done, before its batch commits
         self.parser = parser  # parses a backlog's batches ahead, in a worker process
+        self.fence = fence  # run first in every batch's transaction: raises LeaseLost if not ours
         self.connected = False
         self.failures = 0
         # what the account did, for /metrics and /healthz
@@ -168,7 +172,7 @@ class AccountWatcher:
             await self._handle_waiting()
         except StopRequested:
             pass
-        except Exception as exc:
+        except Exception as exc:  # LeaseLost included: another process works the account now
             failure = exc
         finally:
             await self._close(always=failure is not None)
@@ -202,6 +206,9 @@ class AccountWatcher:
                 except StopRequested:
                     if self._listed:  # stopped within a pass: keep its count
                         self._passed()
+                    break
+                except LeaseLost as exc:  # another process works the account now: nothing was committed
+                    log_event(logging.WARNING, "lease_lost", account=self.account.name, error=str(exc))
                     break
                 except Exception as exc:
                     await self._close(always=True)  # also a half-opened session
@@ -288,7 +295,8 @@ class AccountWatcher:
             bound = self.parser.longest_wait(len(raws)) + self.options.operation_timeout
             parsed = await self._guarded(work, bound)
         done: list[tuple[MessageRef, ProcessResult, float]] = []
-        with batch_transaction(self.runtime.engine):  # one commit for the batch (group commit)
+        # one commit for the batch (group commit), fenced by the account's lease
+        with batch_transaction(self.runtime.engine, self.fence):
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

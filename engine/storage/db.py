@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
-from engine.storage import models, status  # noqa: F401  (status: the service's AccountStatus table)
+from engine.storage import leases, models, status  # noqa: F401  (the service's tables: leases, status)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
@@ -163,8 +163,11 @@ _HELD: ContextVar[Connection | None] = ContextVar("mailgate_batch_connection", d
 
 
 @contextmanager
-def batch_transaction(engine: Engine) -> Iterator[None]:
+def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None = None) -> Iterator[None]:
     """Within this block, each ``transaction(engine)`` of this task is a savepoint of one transaction.
+
+    ``check`` runs first in that transaction (the service's lease fence); what it raises ends the
+    block before anything is done, and nothing is committed.
 
     For a batch of messages (group commit): each message's work still succeeds or fails on its own
     (a failure rolls back to its savepoint), but the batch is committed once, when the block ends,
@@ -178,6 +181,8 @@ def batch_transaction(engine: Engine) -> Iterator[None]:
     token = _HELD.set(connection)
     try:
         with connection.begin():
+            if check is not None:
+                check(connection)
             yield
     except OperationalError as exc:  # the commit itself failed: nothing of the batch was kept
         raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None

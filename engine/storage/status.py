@@ -25,6 +25,7 @@ STATE_OK = "ok"
 STATE_RETRYING = "retrying"
 STATE_AUTH_FAILED = "auth_failed"
 STATE_FAILED = "failed"  # the account cannot be watched at all (e.g. its connector cannot be loaded)
+STATE_HELD = "held_elsewhere"  # `run --once`: another running process holds the account's lease
 FAILING_STATES = (STATE_RETRYING, STATE_AUTH_FAILED, STATE_FAILED)
 # shown, never stored: an account with a stored status that is no longer in the config
 STATE_REMOVED = "removed"

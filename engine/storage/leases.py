@@ -1,0 +1,212 @@
+"""Account leases: which ``mailgate run`` process works which account, held in the database.
+
+Two tables. ``ServiceWorker`` has one row per running process (its id, host, pid), whose
+``beat_at`` it rewrites while it lives; ``AccountLease`` has one row per account, naming the
+process that holds it, until when, and a fencing ``token`` that grows by one at every claim.
+Every time is the database's clock (PostgreSQL's ``now()``), so the hosts' clocks never matter;
+on SQLite (one process only, see ``engine.service.single``) it is this process's clock.
+
+A lease is claimed only when it is free or expired, renewed only by its holder before it
+expires, and checked inside every batch's transaction (``fence``): the check takes a share lock
+on the lease row, so a takeover waits for that transaction to end, and a process whose lease was
+taken (or ran out) commits nothing. See docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, and_, bindparam, delete, func, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Field, SQLModel, col
+
+from engine.errors import MailgateError
+from engine.storage.models import utcnow
+
+
+class ServiceWorker(SQLModel, table=True):
+    """One running ``mailgate run`` process; alive while ``beat_at`` is recent."""
+
+    id: str = Field(primary_key=True)  # random, new at every start
+    host: str = ""
+    pid: int = 0
+    started_at: datetime = Field(default_factory=utcnow)
+    beat_at: datetime = Field(default_factory=utcnow)
+
+
+class AccountLease(SQLModel, table=True):
+    """Which process works an account (``holder``: a ``ServiceWorker`` id; None: nobody), until when."""
+
+    account: str = Field(primary_key=True)
+    holder: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    token: int = 0  # the fencing token: one more at every claim
+    acquired_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class LeaseLost(MailgateError):
+    """This process no longer holds the account's lease: its batch is not committed."""
+
+
+@dataclass(frozen=True)
+class Worker:
+    """This process as the lease tables name it."""
+
+    id: str
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds an account's lease and since when (``mailgate status``)."""
+
+    account: str
+    host: str
+    pid: int
+    since: datetime
+    expires_at: datetime
+
+
+def _now(connection: Connection, plus: float = 0.0) -> Any:
+    """The database's clock (plus ``plus`` seconds) as a SQL expression; this process's on SQLite."""
+    if connection.dialect.name == "postgresql":
+        return func.now() + timedelta(seconds=plus) if plus else func.now()
+    return literal(utcnow() + timedelta(seconds=plus), DateTime(timezone=True))
+
+
+def _insert(connection: Connection) -> Any:
+    return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+
+
+def register_worker(engine: Engine, worker: Worker, accounts: Iterable[str]) -> None:
+    """Write this process's worker row, and a (free) lease row for every account that has none."""
+    with engine.begin() as connection:
+        now = _now(connection)
+        connection.execute(
+            _insert(connection)(ServiceWorker).values(
+                id=worker.id, host=worker.host, pid=worker.pid, started_at=now, beat_at=now
+            )
+        )
+        rows = [{"account": name, "token": 0} for name in accounts]
+        if rows:
+            connection.execute(_insert(connection)(AccountLease).values(rows).on_conflict_do_nothing())
+
+
+def beat_and_renew(engine: Engine, worker: Worker, term: float) -> tuple[dict[str, int], list[str]]:
+    """Beat, renew every unexpired lease this process holds for ``term`` seconds; (held, live workers).
+
+    ``held`` maps each account still held to its token; ``live`` lists the workers that beat
+    within the last ``term`` seconds (this one included).
+    """
+    with engine.begin() as connection:
+        now, later = _now(connection), _now(connection, term)
+        connection.execute(
+            update(ServiceWorker).where(col(ServiceWorker.id) == worker.id).values(beat_at=now)
+        )
+        renewed = connection.execute(
+            update(AccountLease)
+            .where(col(AccountLease.holder) == worker.id, col(AccountLease.expires_at) > now)
+            .values(expires_at=later)
+            .returning(col(AccountLease.account), col(AccountLease.token))
+        ).all()
+        live = connection.execute(
+            select(col(ServiceWorker.id)).where(col(ServiceWorker.beat_at) > _now(connection, -term))
+        ).scalars()
+        workers = sorted(set(live) | {worker.id})
+    return {account: token for account, token in renewed}, workers
+
+
+def claim(engine: Engine, worker: Worker, account: str, term: float, *, force: bool = False) -> int | None:
+    """Take the account's lease if it is free or expired (any holder's with ``force``); its new token."""
+    with engine.begin() as connection:
+        now = _now(connection)
+        free = or_(col(AccountLease.holder).is_(None), col(AccountLease.expires_at) <= now)
+        taken = connection.execute(
+            update(AccountLease)
+            .where(col(AccountLease.account) == account, *(() if force else (free,)))
+            .values(
+                holder=worker.id,
+                host=worker.host,
+                pid=worker.pid,
+                token=col(AccountLease.token) + 1,
+                acquired_at=now,
+                expires_at=_now(connection, term),
+            )
+            .returning(col(AccountLease.token))
+        ).scalar()
+    return None if taken is None else int(taken)
+
+
+def release(engine: Engine, worker: Worker, leases: dict[str, int]) -> None:
+    """Give the accounts' leases back at once (each only if still this process's, with that token)."""
+    if not leases:
+        return
+    with engine.begin() as connection:
+        for account, token in leases.items():
+            connection.execute(
+                update(AccountLease)
+                .where(
+                    col(AccountLease.account) == account,
+                    col(AccountLease.holder) == worker.id,
+                    col(AccountLease.token) == token,
+                )
+                .values(holder=None, host=None, pid=None, expires_at=_now(connection))
+            )
+
+
+def retire_worker(engine: Engine, worker: Worker, older_than: float) -> None:
+    """Remove this process's worker row, and those of processes silent for ``older_than`` seconds."""
+    with engine.begin() as connection:
+        connection.execute(
+            delete(ServiceWorker).where(
+                or_(
+                    col(ServiceWorker.id) == worker.id,
+                    col(ServiceWorker.beat_at) < _now(connection, -older_than),
+                )
+            )
+        )
+
+
+_FENCE = (
+    select(col(AccountLease.token))
+    .where(
+        col(AccountLease.account) == bindparam("account"),
+        col(AccountLease.holder) == bindparam("holder"),
+        col(AccountLease.token) == bindparam("token"),
+    )
+    .with_for_update(read=True)
+)
+
+
+def fence(connection: Connection, worker: Worker, account: str, token: int) -> None:
+    """Raise ``LeaseLost`` unless this process holds the account's lease with ``token``, unexpired.
+
+    Called first in a batch's transaction: the share lock it takes on the lease row lasts until
+    that transaction ends, so no other process can take the lease before this batch is committed.
+    """
+    statement = _FENCE.where(col(AccountLease.expires_at) > _now(connection))
+    found = connection.execute(statement, {"account": account, "holder": worker.id, "token": token}).first()
+    if found is None:
+        raise LeaseLost(f"account {account}: this process's lease (token {token}) was lost")
+
+
+def lease_holders(engine: Engine) -> dict[str, Holder]:
+    """Every held, unexpired lease by account (``mailgate status``, ``/metrics``)."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(AccountLease).where(
+                and_(col(AccountLease.holder).is_not(None), col(AccountLease.expires_at) > _now(connection))
+            )
+        ).all()
+    return {
+        row.account: Holder(row.account, row.host or "", row.pid or 0, row.acquired_at, row.expires_at)
+        for row in rows
+    }
