@@ -9,9 +9,11 @@ The state machine lives in the outbox table::
                                 └─ crash: still sending after sending_timeout_seconds ─> claimed again
 
 A message is claimed (``status = 'sending'``) in its own committed transaction before the server
-is spoken to, and marked ``sent`` in another after the server accepted it. The claim is one
-``UPDATE ... WHERE id = :id AND status IN ('queued', 'deferred') AND due``, so two drains at once
-(``mailgate run`` and ``mailgate outbox send``) never send the same message. A crash between the
+is spoken to, and marked ``sent`` in another after the server accepted it. The claim picks the
+next due message with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite's write lock
+serialises claims) and marks it in the same transaction, so any number of drains at once (every
+``mailgate run`` process of a scaled-out desk, and ``mailgate outbox send``) never send the same
+message, and none waits on a row another is claiming. A crash between the
 server's acceptance and the ``sent`` commit leaves the message ``sending``; once that is older
 than ``sending_timeout_seconds`` it is sent again: delivery is at least once, and the message
 keeps its Message-ID (and its bytes), so the receiver can tell the copy from a new message.
@@ -125,10 +127,10 @@ async def drain_outbox(runtime: Runtime, *, now: datetime | None = None) -> Drai
     down: dict[str, str] = {}  # servers that could not be reached in this pass, with the error
     deliveries: list[Delivery] = []
     try:
-        for message_id in await asyncio.to_thread(_due_ids, engine, clock(), policy):
-            claimed = await asyncio.to_thread(_claim, engine, message_id, clock(), policy)
-            if claimed is None:
-                continue  # another drain took it, or it is no longer due
+        after = 0  # one pass in id order: a message deferred in this pass is not tried again in it
+        while (claimed := await asyncio.to_thread(_claim_next, engine, after, clock(), policy)) is not None:
+            assert claimed.row.id is not None
+            after = claimed.row.id
             delivery = await _attempt(runtime, claimed, transports, down, clock)
             await asyncio.to_thread(_record, engine, claimed, delivery, clock())
             deliveries.append(delivery)
@@ -216,22 +218,28 @@ def _due(now: datetime, policy: OutgoingConfig) -> Any:
     )
 
 
-def _due_ids(engine: Engine, now: datetime, policy: OutgoingConfig) -> list[int]:
-    with transaction(engine) as session:
-        statement = select(OutboxMessage.id).where(_due(now, policy)).order_by(col(OutboxMessage.id))
-        return [i for i in session.exec(statement) if i is not None]
+_CLAIMED_VALUES = {"status": "sending", "attempts": col(OutboxMessage.attempts) + 1}
 
 
-def _claim(engine: Engine, message_id: int, now: datetime, policy: OutgoingConfig) -> _Claimed | None:
-    """Mark one due message ``sending`` (committed); None if it is not due any more or was taken."""
+def _claim_next(engine: Engine, after: int, now: datetime, policy: OutgoingConfig) -> _Claimed | None:
+    """Mark the next due message after id ``after`` ``sending`` (committed); None when none is left.
+
+    A row another drain is claiming right now is skipped (``SKIP LOCKED``), not waited for; one it
+    claimed is no longer due when this drain's lock re-reads it.
+    """
     with transaction(engine) as session:
-        claim = (
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id) == message_id, _due(now, policy))
-            .values(status="sending", sending_since=now, attempts=col(OutboxMessage.attempts) + 1)
+        pick = (
+            select(OutboxMessage.id)
+            .where(_due(now, policy), col(OutboxMessage.id) > after)
+            .order_by(col(OutboxMessage.id))
+            .limit(1)
+            .with_for_update(skip_locked=True)
         )
-        if session.execute(claim).rowcount != 1:  # type: ignore[attr-defined]
+        message_id = session.exec(pick).first()
+        if message_id is None:
             return None
+        claim = update(OutboxMessage).where(col(OutboxMessage.id) == message_id)
+        session.execute(claim.values(sending_since=now, **_CLAIMED_VALUES))
         row = session.get(OutboxMessage, message_id)
         assert row is not None
         return _Claimed(row, now)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 from outgoing_desk import T0, MakeDesk, StartServer, plain_server
 from sqlalchemy import update
@@ -151,6 +154,26 @@ def test_two_drains_at_once_send_each_message_exactly_once(
     ids = [a.message["Message-ID"] for a in server.handler.arrived]
     assert len(ids) == len(set(ids)) == 6
     assert {r.status for r in desk.rows()} == {"sent"}
+
+
+def test_several_processes_drain_one_outbox_at_once_and_send_each_message_once(
+    smtp: StartServer, make_desk: MakeDesk, db_url: str
+) -> None:
+    server = smtp()
+    desk = make_desk(plain_server(server), database=db_url, replies_per_sender_per_hour=100)
+    for number in range(40):
+        desk.deliver(f"Printer {number} jams")
+    mailgate = [str(Path(sys.executable).parent / "mailgate"), "--config", str(desk.folder / "mailgate.yaml")]
+
+    drains = [
+        subprocess.Popen([*mailgate, "outbox", "send"], stdout=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outputs = [drain.communicate(timeout=120)[0] for drain in drains]
+
+    assert [drain.returncode for drain in drains] == [0, 0, 0], outputs
+    ids = [a.message["Message-ID"] for a in server.handler.arrived]
+    assert len(ids) == len(set(ids)) == 40  # no message twice
+    assert {r.status for r in desk.rows()} == {"sent"} and {r.attempts for r in desk.rows()} == {1}
 
 
 def test_without_an_outgoing_server_messages_stay_queued(make_desk: MakeDesk) -> None:
