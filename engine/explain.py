@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +13,8 @@ from engine.config.model import AccountConfig
 from engine.errors import MailError
 from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.message import parse_message
-from engine.rules.decision import decide
+from engine.rules.decision import Decision, decide
+from engine.rules.pack import RulePack
 from engine.rules.subject import ParsedSubject
 from engine.runtime import Runtime
 
@@ -87,16 +90,20 @@ class Explanation:
         return "\n".join(lines)
 
 
-def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Explanation:
-    """Decide a message with the pipeline's own ``decide``, roll everything back, report the reasoning."""
-    pack = runtime.pack_for(account)
+def explain_message(
+    runtime: Runtime, account: AccountConfig, raw: bytes, pack: RulePack | None = None
+) -> Explanation:
+    """Decide a message with the pipeline's own ``decide``, roll everything back, report the reasoning.
+
+    ``pack``: decide with this pack instead of the account's (the console's try-it page).
+    """
+    pack = pack or runtime.pack_for(account)
     result = Explanation(account.name, pack.name)
     try:
         message = parse_message(raw, our_addresses=runtime.our_addresses)
     except MailError as exc:
         result.error = exc.reason
         return result
-    result.subject = message.subject
     authentication = authenticate_sender(message, account.authentication, raw=raw)
     with Session(runtime.engine) as session:
         try:
@@ -105,6 +112,12 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
             )
         finally:
             session.rollback()
+    return explanation_of(decision, account.name, pack.name, message.subject)
+
+
+def explanation_of(decision: Decision, account: str, pack: str, subject: str) -> Explanation:
+    """The report of a traced decision (the pipeline stores it with the ledger entry)."""
+    result = Explanation(account, pack, subject)
     result.parsed, result.facts = decision.subject, dict(decision.facts)
     result.authentication = decision.situation.authentication
     result.notes = list(decision.situation.notes)
@@ -115,3 +128,18 @@ def explain_message(runtime: Runtime, account: AccountConfig, raw: bytes) -> Exp
             params = dict(vars(step.action))
             result.steps.append((step.action.name, runs, str(params) if params else ""))
     return result
+
+
+def decision_trace(decision: Decision, account: str, pack: str, subject: str) -> bytes:
+    """The decision as ``explain`` reports it (text and JSON), compressed, for the ledger entry."""
+    explanation = explanation_of(decision, account, pack, subject)
+    data = {"text": explanation.to_text(), "json": explanation.to_json()}
+    return zlib.compress(json.dumps(data, default=str).encode(), 1)
+
+
+def read_trace(stored: bytes | None) -> dict[str, Any] | None:
+    """A ledger entry's stored trace (``text`` and ``json``), or None if it has none."""
+    if not stored:
+        return None
+    loaded: dict[str, Any] = json.loads(zlib.decompress(stored))
+    return loaded

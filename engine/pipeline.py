@@ -21,6 +21,7 @@ from sqlmodel import Session
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
 from engine.errors import MailError, MailgateError
+from engine.explain import decision_trace
 from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.header_bounds import ledger_key
 from engine.mail.message import IncomingMessage, parse_message
@@ -74,7 +75,23 @@ class ProcessResult:
 
 
 class NoRuleMatched(MailgateError):
-    """No rule of the account's pack holds for this message."""
+    """No rule of the account's pack holds for this message; ``trace`` is its decision trace."""
+
+    def __init__(self, message: str, trace: bytes | None = None) -> None:
+        super().__init__(message)
+        self.trace = trace
+
+
+MAX_LOGGED_SUBJECT_CHARS = 500  # the communication log keeps this much of a subject
+
+
+def _logged(message: IncomingMessage, trace: bytes | None) -> dict[str, Any]:
+    """What the communication log keeps of a message: its sender, (the start of) its subject, the trace."""
+    return {
+        "sender": message.from_address.lower()[:512],
+        "subject": _storable(message.subject, MAX_LOGGED_SUBJECT_CHARS),
+        "trace": trace,
+    }
 
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*<?([^\r\n>]+)>?", re.IGNORECASE | re.MULTILINE)
@@ -162,6 +179,7 @@ def _process(
     if isinstance(message, MailError):
         message_id, key = fallback_key(raw)
         return _quarantine(runtime, account, raw, origin, message_id, key, message.reason, retry_of)
+    trace: bytes | None = None
     try:
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
         result = _decide_and_act(runtime, account, message, origin, raw, remaining)
@@ -174,7 +192,7 @@ def _process(
     except ProcessingTimeout as exc:
         reason = str(exc)
     except NoRuleMatched as exc:
-        reason = str(exc)
+        reason, trace = str(exc), exc.trace
     except MailgateError as exc:
         reason = f"processing failed: {exc}"
     except Exception as exc:  # an unexpected bug must cost one message, never the run
@@ -183,7 +201,16 @@ def _process(
     else:
         return result  # reported by the caller: one log line per message (the service's event=processed)
     return _quarantine(
-        runtime, account, raw, origin, message.message_id, message.key, reason, retry_of, message.fingerprint
+        runtime,
+        account,
+        raw,
+        origin,
+        message.message_id,
+        message.key,
+        reason,
+        retry_of,
+        message.fingerprint,
+        logged=_logged(message, trace),
     )
 
 
@@ -202,11 +229,21 @@ def _quarantine(
     reason: str,
     retry_of: int | None,
     fingerprint: str | None = None,
+    logged: dict[str, Any] | None = None,
 ) -> ProcessResult:
     """``quarantine``; if the message's own values cannot be stored, under the digest of its bytes."""
     try:
         return quarantine(
-            runtime, account, raw, origin, message_id, key, reason, retry_of=retry_of, fingerprint=fingerprint
+            runtime,
+            account,
+            raw,
+            origin,
+            message_id,
+            key,
+            reason,
+            retry_of=retry_of,
+            fingerprint=fingerprint,
+            logged=logged,
         )
     except DBAPIError as exc:
         failure = _database_failure(exc)  # an outage is raised on
@@ -236,11 +273,14 @@ def _decide_and_act(
         if key != message.key:  # another mail holds its Message-ID: this one gets a key of its own
             message = replace(message, key=key)
         with time_limit(seconds, limit=runtime.config.time_limit_seconds):
-            decision = decide(session, runtime.config, account, pack, message, authentication=authentication)
+            decision = decide(
+                session, runtime.config, account, pack, message, trace=True, authentication=authentication
+            )
+            trace = decision_trace(decision, account.name, pack.name, message.subject)
             rule = decision.rule
             if rule is None:
                 intent = decision.subject.intent.value
-                raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {intent})")
+                raise NoRuleMatched(f"no rule of pack {pack.name!r} matched (intent {intent})", trace)
             sender, target = load_rows(session, decision.situation)
             ctx = ActionContext(
                 session=session,
@@ -276,7 +316,7 @@ def _decide_and_act(
                 "problems": list(message.problems),
                 "authentication": decision.situation.authentication.to_json(),
             }
-            _record(session, result, message.fingerprint, **detail)
+            _record(session, result, message.fingerprint, _logged(message, trace), **detail)
             write_queued_messages(session)
             if runtime.config.keep_originals_days > 0:
                 keep_original(
@@ -301,8 +341,17 @@ def _authenticate(
         return authenticate_sender(message, account.authentication, raw=raw)
 
 
-def _record(session: Session, result: ProcessResult, fingerprint: str | None, **detail: Any) -> None:
-    """The mail's ledger entry, from its result; ``detail`` adds keys to the entry's JSON detail."""
+def _record(
+    session: Session,
+    result: ProcessResult,
+    fingerprint: str | None,
+    logged: dict[str, Any] | None,
+    **detail: Any,
+) -> None:
+    """The mail's ledger entry, from its result; ``detail`` adds keys to the entry's JSON detail.
+
+    ``logged``: the sender, subject and trace the communication log keeps (None: unreadable mail).
+    """
     info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
     if result.reason:
         info["reason"] = result.reason
@@ -317,6 +366,7 @@ def _record(session: Session, result: ProcessResult, fingerprint: str | None, **
         number=result.number,
         detail=info,
         fingerprint=fingerprint,
+        **(logged or {}),
     )
 
 
@@ -331,8 +381,12 @@ def quarantine(
     *,
     retry_of: int | None = None,
     fingerprint: str | None = None,
+    logged: dict[str, Any] | None = None,
 ) -> ProcessResult:
-    """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined."""
+    """Keep a message we cannot handle, whole, with its reason; recorded in the ledger as quarantined.
+
+    ``logged``: the ledger's sender, subject and trace, when the message could be read.
+    """
     reason = _storable(reason, MAX_REASON_CHARS)
     message_id = _storable(message_id, None) if message_id else message_id
     with transaction(runtime.engine) as session:
@@ -346,7 +400,7 @@ def quarantine(
         result = ProcessResult(
             account.name, origin, message_id, key, "quarantined", reason=reason, quarantine_id=entry_id
         )
-        _record(session, result, fingerprint, quarantine_id=entry_id)
+        _record(session, result, fingerprint, logged, quarantine_id=entry_id)
     return result
 
 

@@ -59,8 +59,15 @@ def record_outcome(
     number: int | None,
     detail: dict[str, Any],
     fingerprint: str | None,
+    sender: str | None = None,
+    subject: str | None = None,
+    trace: bytes | None = None,
 ) -> None:
-    """Write the mail's ledger entry (``detail`` is kept as JSON); the caller's transaction commits it."""
+    """Write the mail's ledger entry (``detail`` is kept as JSON); the caller's transaction commits it.
+
+    ``sender``, ``subject`` and ``trace`` (the decision as ``explain`` reports it, compressed) are
+    what the console's communication log shows; None for a mail that could not be read.
+    """
     run_statement(
         session,
         _INSERT,
@@ -75,6 +82,9 @@ def record_outcome(
             "detail": json.dumps(detail, sort_keys=True),
             "processed_at": utcnow(),
             "fingerprint": fingerprint,
+            "sender": sender,
+            "subject": subject,
+            "trace": trace,
         },
     )
 

@@ -178,7 +178,15 @@ class OutboxMessage(SQLModel, table=True):
 class LedgerEntry(SQLModel, table=True):
     """One processed message per account: what was decided; its presence makes reprocessing a no-op."""
 
-    __table_args__ = (UniqueConstraint("account", "message_key"),)
+    # the console's communication log pages newest first (by id) within each search
+    __table_args__ = (
+        UniqueConstraint("account", "message_key"),
+        Index("ix_ledgerentry_outcome_id", "outcome", "id"),
+        Index("ix_ledgerentry_rule_id", "rule", "id"),
+        Index("ix_ledgerentry_sender_id", "sender", "id"),
+        Index("ix_ledgerentry_number_id", "number", "id"),
+        Index("ix_ledgerentry_processed_at", "processed_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     account: str = Field(index=True)
@@ -192,6 +200,11 @@ class LedgerEntry(SQLModel, table=True):
     processed_at: datetime = Field(default_factory=utcnow)
     # a digest of the mail's From, Date and Subject: a different mail reusing the Message-ID differs
     fingerprint: str | None = None
+    # --- for the console's communication log (engine/storage/message_log.py) ---------------------
+    sender: str | None = None  # the From address, lower case (bounded: one address)
+    subject: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # cut to 500
+    # the decision trace as `explain` reports it, JSON compressed with zlib (None: not traced)
+    trace: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class OriginalMessage(SQLModel, table=True):
