@@ -792,5 +792,10 @@ def _describe_service(service: dict[str, Any]) -> str:
     return "SERVICE: never started on this database"
 
 
+from engine.web.commands import admin, web  # noqa: E402  (the admin console: engine/web/)
+
+main.add_command(web)
+main.add_command(admin)
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from engine.errors import MailgateError
-from engine.storage import leases, models, status  # noqa: F401  (the service's tables: leases, status)
+from engine.storage import console, leases, models, status  # noqa: F401  (their tables join the schema)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
