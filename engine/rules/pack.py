@@ -23,7 +23,14 @@ from engine.rules.conditions import ALWAYS, Condition, Facts, first_failing, par
 from engine.rules.merge import merge_rules
 from engine.rules.subject import compile_keywords
 from engine.rules.templates import SAMPLE_VARIABLES, MessageTemplate, compile_templates
-from engine.rules.vocabulary import KeywordError, Keywords, default_keywords, read_keywords
+from engine.rules.vocabulary import (
+    KeywordError,
+    Keywords,
+    default_keywords,
+    default_pack_path,
+    keywords_of_default_pack,
+    read_keywords,
+)
 
 OUTCOMES = (
     "logged",
@@ -177,7 +184,7 @@ def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
                 data, key, f"unknown key {key!r} in a rule pack{did_you_mean(str(key), _PACK_KEYS)}"
             )
     parent, parent_ok = _load_parent(data, path, chain, problems)
-    keywords = _read_pack_keywords(data, parent, problems)
+    keywords = _read_pack_keywords(data, path, parent, problems)
     templates: dict[str, MessageTemplate] = dict(parent.templates) if parent else {}
     templates_node = data.get("templates")
     own_templates = compile_templates(templates_node, problems, SAMPLE_VARIABLES)
@@ -236,9 +243,14 @@ def _load_parent(
         return None, False
 
 
-def _read_pack_keywords(data: Any, parent: RulePack | None, problems: Problems) -> Keywords:
+def _read_pack_keywords(data: Any, path: Path, parent: RulePack | None, problems: Problems) -> Keywords:
     """The pack's keywords over its parent's (a pack that extends nothing builds on the bundled default's)."""
-    base = parent.keywords if parent else default_keywords()
+    if parent is not None:
+        base = parent.keywords
+    elif path.resolve() == default_pack_path().resolve():  # the defaults' own file, parsed already
+        base = keywords_of_default_pack(data, path)
+    else:
+        base = default_keywords()
     keywords = read_keywords(data.get("keywords"), data, base, problems)
     if keywords is None:
         return base

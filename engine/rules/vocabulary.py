@@ -14,6 +14,7 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file
@@ -243,11 +244,20 @@ def read_keywords(node: Any, parent_node: Any, base: Keywords | None, problems: 
         return None
 
 
+def default_pack_path() -> Path:
+    """The bundled pack ``rules/default.yaml``, whose keywords are the defaults."""
+    return rules_dir() / f"{DEFAULT_PACK}.yaml"
+
+
 @functools.cache
 def default_keywords() -> Keywords:
     """The keywords of the bundled pack ``rules/default.yaml``, read once: the only copy of the defaults."""
-    path = rules_dir() / f"{DEFAULT_PACK}.yaml"
-    data = load_yaml_file(path)
+    path = default_pack_path()
+    return keywords_of_default_pack(load_yaml_file(path), path)
+
+
+def keywords_of_default_pack(data: Any, path: Path) -> Keywords:
+    """The default keywords, from the bundled default pack already parsed (``data``, read from ``path``)."""
     problems = Problems(str(path))
     keywords = None
     if is_mapping(data):

@@ -552,3 +552,27 @@ def test_explain_describes_a_list_of_values_as_membership() -> None:
     assert FactTest("sender.known", (True,)).describe() == "sender.known == True"
     assert FactTest("sender.known", (True,), negate=True).describe() == "sender.known != True"
     assert first_failing(among, {"intent": "new_call"}) == "intent in ['approve_task', 'reject_task']"
+
+
+def test_loading_the_default_pack_parses_its_file_once_and_keeps_the_default_keywords(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from engine.rules import pack as pack_module
+    from engine.rules import vocabulary
+
+    parsed: list[Path] = []
+
+    def counting_load(path: Path) -> Any:
+        parsed.append(path)
+        return load_yaml_text(path.read_text(encoding="utf-8"), str(path))
+
+    monkeypatch.setattr(pack_module, "load_yaml_file", counting_load)
+    monkeypatch.setattr(vocabulary, "load_yaml_file", counting_load)
+    vocabulary.default_keywords.cache_clear()
+    monkeypatch.setattr(pack_module, "_CACHE", {})
+    try:
+        pack = load_pack("default", tmp_path)
+        assert [p.resolve() for p in parsed] == [(rules_dir() / "default.yaml").resolve()]  # not twice
+        assert dict(pack.keywords) == dict(default_keywords())
+    finally:
+        vocabulary.default_keywords.cache_clear()
