@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from engine.config.yaml_bounds import too_deep, too_long_number
 from engine.errors import ConfigError, Problem, Span
 
 
@@ -44,6 +45,13 @@ def load_yaml_text(text: str, filename: str) -> Any:
         raise ConfigError([Problem(filename, line, col, f"invalid YAML: {message}")]) from None
     except YAMLError as exc:
         raise ConfigError([Problem(filename, 1, 1, f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([too_deep(text, filename)]) from None
+    except ValueError:  # e.g. an integer too long to convert (Python's int_max_str_digits)
+        problem = too_long_number(text, filename)
+        if problem is None:
+            raise
+        raise ConfigError([problem]) from None
 
 
 def position(node: Any, key: Any = None) -> tuple[int, int]:

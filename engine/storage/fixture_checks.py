@@ -19,6 +19,7 @@ from engine.errors import did_you_mean
 from engine.storage.models import Group, Person, Request
 
 SECTIONS = ("groups", "people", "calls", "requests", "tasks")
+MAX_NUMBER = 2**31 - 1  # the largest whole number every database's integer column holds
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ def _describe(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and abs(value) > MAX_NUMBER * 1000:
+        return f"a number of {len(str(abs(value)))} digits"
     if isinstance(value, int | float):
         return f"the number {value}"
     if isinstance(value, str):
@@ -178,7 +181,9 @@ def _check_value(field: FixtureField, name: str, value: Any, node: Any, problems
     elif kind in ("number", "request") and (not isinstance(value, int) or isinstance(value, bool)):
         problems.at(node, name, f"'{name}' must be a whole number; got {got}")
     elif kind in ("number", "request") and value < 1:
-        problems.at(node, name, f"'{name}' must be 1 or more; got {value}")
+        problems.at(node, name, f"'{name}' must be 1 or more; got {got}")
+    elif kind in ("number", "request") and value > MAX_NUMBER:
+        problems.at(node, name, f"'{name}' must be at most {MAX_NUMBER}; got {got}")
     elif kind == "choice" and value not in field.choices:
         hint = did_you_mean(str(value), field.choices)
         problems.at(node, name, f"'{name}' must be one of {', '.join(field.choices)}; got {got}{hint}")
