@@ -243,13 +243,23 @@ def db_history() -> None:
 
 @db.command("load")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print what was loaded as one JSON object.")
 @click.pass_context
-def db_load(ctx: click.Context, file: Path) -> None:
-    """Load fixtures (groups, people, calls, requests, tasks) from a YAML file."""
+def db_load(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Load groups, people, calls, requests and tasks from a YAML file (docs/loading-data.md).
+
+    An upsert: the whole file is checked first, every mistake reported as file:line:col, and
+    nothing is written unless all is well.
+    """
+    from dataclasses import asdict
+
     from engine.storage.fixtures import load_fixtures
 
     counts = load_fixtures(_runtime(ctx).engine, file)
-    click.echo(f"loaded {file}: {counts}")
+    if as_json:
+        _echo_json({"file": str(file), **asdict(counts)})
+    else:
+        click.echo(f"loaded {file}: {counts.describe()}")
 
 
 @main.command()

@@ -59,6 +59,19 @@ class FixtureCounts:
     tasks: int = 0
     forwards_added: int = 0
 
+    def describe(self) -> str:
+        """``2 groups, 4 people, 1 call, 0 requests, 3 tasks (each added or updated); 1 forward added``."""
+        kinds = (
+            (self.groups, "group", "groups"),
+            (self.people, "person", "people"),
+            (self.calls, "call", "calls"),
+            (self.requests, "request", "requests"),
+            (self.tasks, "task", "tasks"),
+        )
+        listed = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in kinds)
+        forwards = f"{self.forwards_added} forward{'' if self.forwards_added == 1 else 's'} added"
+        return f"{listed} (each added or updated); {forwards}"
+
 
 def load_fixtures(engine: Engine, path: Path) -> FixtureCounts:
     """Check a fixture file completely, then upsert it in one transaction (ConfigError: nothing written)."""

@@ -1,7 +1,9 @@
-"""``mailgate db load`` of files that cannot be read: each mistake at its place, never an internal error."""
+"""``mailgate db load``: its output, its JSON, and files that cannot be read reported at their place."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 MAILGATE = str(Path(sys.executable).with_name("mailgate"))
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "loading-data.md"
 
 
 def run(cwd: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -34,6 +37,53 @@ def desk(starter: Path, tmp_path: Path) -> Path:
 
     shutil.copytree(starter, tmp_path / "desk")
     return tmp_path / "desk"
+
+
+def documented_example() -> str:
+    """The example file of docs/loading-data.md (its first yaml block)."""
+    found = re.search(r"```yaml\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    assert found, "docs/loading-data.md has no yaml example"
+    return found.group(1)
+
+
+def test_the_documented_example_loads_and_prints_what_the_doc_shows(desk: Path) -> None:
+    (desk / "people.yaml").write_text(documented_example(), encoding="utf-8")
+    done = run(desk, "db", "load", "people.yaml")
+    assert done.returncode == 0, done.stderr
+    shown = (
+        "loaded people.yaml: 2 groups, 4 people, 2 calls, 1 request, 3 tasks (each added or updated); "
+        "1 forward added"
+    )
+    assert done.stdout == shown + "\n"
+    assert shown in DOCS.read_text(encoding="utf-8").replace("\n", " ")
+
+
+def test_db_load_json_is_one_object_with_the_counts(desk: Path) -> None:
+    (desk / "people.yaml").write_text(documented_example(), encoding="utf-8")
+    done = run(desk, "db", "load", "--json", "people.yaml")
+    assert json.loads(done.stdout) == {
+        "file": "people.yaml",
+        "groups": 2,
+        "people": 4,
+        "calls": 2,
+        "requests": 1,
+        "tasks": 3,
+        "forwards_added": 1,
+    }
+    again = json.loads(run(desk, "db", "load", "--json", "people.yaml").stdout)
+    assert again["forwards_added"] == 0  # an upsert: nothing new the second time
+
+
+def test_a_person_listed_by_email_only_is_a_user_and_not_an_analyst(desk: Path) -> None:
+    (desk / "people.yaml").write_text("people:\n  - {email: new@example.com}\n", encoding="utf-8")
+    assert run(desk, "db", "load", "people.yaml").returncode == 0
+    import sqlite3
+
+    with sqlite3.connect(desk / "mailgate.sqlite") as connection:
+        row = connection.execute(
+            "SELECT is_user, is_analyst, take_over, name FROM person WHERE email = 'new@example.com'"
+        ).fetchone()
+    assert row == (1, 0, 0, "")
 
 
 def test_a_number_out_of_range_is_reported_at_its_place(desk: Path) -> None:
