@@ -17,6 +17,9 @@ class ProcessingTimeout(BaseException):
     """
 
 
+RETRY_SECONDS = 0.05  # after the limit, the timeout is raised again this often until it lands
+
+
 @contextmanager
 def time_limit(seconds: float, *, limit: float | None = None) -> Iterator[None]:
     """Raise ProcessingTimeout inside the block once ``seconds`` have passed.
@@ -25,18 +28,28 @@ def time_limit(seconds: float, *, limit: float | None = None) -> Iterator[None]:
 
     Uses a real-time interval timer, so it is enforced only in the main thread; elsewhere the
     block runs unlimited (the service runs the pipeline in the main thread).
+
+    Python runs a signal handler wherever the main thread is, and an exception raised inside a
+    weakref callback, a ``__del__`` or a garbage collection is printed and dropped, not raised in
+    the block. So once the limit has passed, the timer keeps firing every ``RETRY_SECONDS`` until
+    the block has received the ``ProcessingTimeout``: a dropped one is raised again.
     """
     if threading.current_thread() is not threading.main_thread() or seconds <= 0:
         yield
         return
+    delivered = False
 
     def on_alarm(_signum: int, _frame: FrameType | None) -> None:
-        raise ProcessingTimeout(f"time limit of {limit or seconds:g} s exceeded")
+        if not delivered:
+            raise ProcessingTimeout(f"time limit of {limit or seconds:g} s exceeded")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, RETRY_SECONDS)
     try:
         yield
+    except ProcessingTimeout:
+        delivered = True
+        raise
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
