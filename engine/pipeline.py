@@ -130,11 +130,13 @@ def process_message(
     *,
     retry_of: int | None = None,
     parsed: IncomingMessage | MailError | None = None,
+    compressed_original: bytes | None = None,
 ) -> ProcessResult:
     """Run one raw message through the account's pack; never raises for a bad message.
 
     ``parsed``: ``read_message(raw, runtime.our_addresses)`` if the caller has it already (the
-    service parses ahead, in another process); else the message is parsed here.
+    service parses ahead, in another process); else the message is parsed here. Likewise
+    ``compressed_original``: ``compress_original(raw)``, the original as it is kept.
 
     The time limit (``processing.time_limit_seconds``) covers reading the message too.
 
@@ -143,7 +145,7 @@ def process_message(
     stay where it is until the database is back. Any other database error quarantines the message.
     """
     try:
-        return _process(runtime, account, raw, origin, retry_of, parsed)
+        return _process(runtime, account, raw, origin, retry_of, parsed, compressed_original)
     except DBAPIError as exc:
         # the database is unreachable or locked: not the message's fault, so it is not quarantined;
         # the caller leaves it in its mailbox and tries again later (the MTA, for `deliver`)
@@ -164,6 +166,7 @@ def _process(
     origin: str,
     retry_of: int | None,
     parsed: IncomingMessage | MailError | None,
+    compressed_original: bytes | None = None,
 ) -> ProcessResult:
     limit = runtime.config.time_limit_seconds
     started = time.monotonic()
@@ -182,7 +185,7 @@ def _process(
     trace: bytes | None = None
     try:
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
-        result = _decide_and_act(runtime, account, message, origin, raw, remaining)
+        result = _decide_and_act(runtime, account, message, origin, raw, remaining, compressed_original)
     except IntegrityError as exc:
         if _recorded(runtime, account.name, message.key, message.fingerprint):  # recorded meanwhile
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
@@ -261,6 +264,7 @@ def _decide_and_act(
     origin: str,
     raw: bytes,
     seconds: float,
+    compressed_original: bytes | None = None,
 ) -> ProcessResult:
     pack = runtime.pack_for(account)
     started = time.monotonic()
@@ -326,6 +330,7 @@ def _decide_and_act(
                     message_id=message.message_id,
                     raw=raw,
                     now=ctx.now,
+                    compressed=compressed_original,
                 )
             session.flush()
     return result

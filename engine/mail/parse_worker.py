@@ -5,9 +5,12 @@ it only turns bytes into ``IncomingMessage`` values. The service (``engine.servi
 writes it frames on stdin and reads the answers, in the same order, on stdout.
 
 Contract (the wire): each frame is an 8-byte big-endian length and that many bytes of pickle.
-A request is ``(our_addresses, time_limit_seconds, [raw, ...])``; it is answered by one frame per
-raw, in order, each written as soon as that message is read: an ``IncomingMessage`` or a str (the
-``MailError`` reason; reading longer than the time limit gives a reason saying so). End of stdin
+A request is ``(our_addresses, time_limit_seconds, keep_originals, [raw, ...])``; it is answered by
+one frame per raw, in order, each written as soon as that message is read: a pair of what reading
+gave, an ``IncomingMessage`` or a str (the ``MailError`` reason; reading longer than the time limit
+gives a reason saying so), and, when ``keep_originals`` is true and the message was read, its
+original as it is stored (``engine.mail.original_form.compress_original``), else None: compressing
+here spares the service's process, which is the busier one. End of stdin
 ends the worker. It ignores SIGINT (Ctrl-C reaches the whole process group; the service stops it)
 and never outlives the service. A message that holds the worker past its time limit anyway (in
 code no signal interrupts) is the service's to notice: it stops the worker (engine/service/parsing.py).
@@ -28,12 +31,16 @@ from typing import IO, cast
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage, parse_message
+from engine.mail.original_form import compress_original
 from engine.timelimit import ProcessingTimeout, time_limit
 
 WATCHDOG_SECONDS = 0.5
 FRAME_HEADER = struct.Struct(">Q")
 MAX_FRAME_BYTES = 1 << 30  # far above any batch (the service sends at most 4 MB of mail at once)
 _PR_SET_PDEATHSIG = 1
+
+
+Answer = tuple[IncomingMessage | str, bytes | None]  # what was read, and the original compressed
 
 
 def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> IncomingMessage | str:
@@ -45,6 +52,14 @@ def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> Inco
         return exc.reason
     except ProcessingTimeout as exc:
         return f"{exc} while reading the message"
+
+
+def answer_one(raw: bytes, our_addresses: frozenset[str], seconds: float, keep_originals: bool) -> Answer:
+    """The answer for one message (see the module): what reading gave, and its original compressed."""
+    parsed = parse_one(raw, our_addresses, seconds)
+    if keep_originals and not isinstance(parsed, str):  # a quarantined mail is kept whole instead
+        return parsed, compress_original(raw)
+    return parsed, None
 
 
 def write_frame(stream: IO[bytes], value: object) -> None:
@@ -96,9 +111,9 @@ def main() -> None:
             request = read_frame(requests)
             if request is None:
                 return
-            our_addresses, seconds, raws = cast(tuple[frozenset[str], float, list[bytes]], request)
+            ours, seconds, keep, raws = cast(tuple[frozenset[str], float, bool, list[bytes]], request)
             for raw in raws:
-                write_frame(answers, parse_one(raw, our_addresses, seconds))
+                write_frame(answers, answer_one(raw, ours, seconds, keep))
     except Exception as exc:  # the service parses in its own process from now on, and says so
         print(f"mailgate parse worker: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

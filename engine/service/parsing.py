@@ -42,12 +42,11 @@ from concurrent.futures import Future
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
-from engine.mail.parse_worker import read_frame, write_frame
+from engine.mail.parse_worker import Answer, read_frame, write_frame
 
 log = logging.getLogger("mailgate.service")
 
 Parsed = IncomingMessage | MailError
-Answer = IncomingMessage | str  # what the worker sends for one message (a str: the MailError reason)
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 STALL_GRACE_SECONDS = 1.0  # past the time limit, a missing answer means the worker is stuck
 
@@ -64,6 +63,8 @@ class Parsing:
         self.answers: list[Future[Answer]] = [Future() for _ in range(count)]
         self.state = "queued"  # queued -> written | skipped (cancelled before it was written)
         self.received = 0  # answers set so far (by the reader thread)
+        # each message's original as stored, when the worker compressed it (set by ``results``)
+        self.originals: list[bytes | None] = [None] * count
 
     def done(self) -> bool:
         """Whether every message of the batch has its answer (or the worker failed)."""
@@ -103,13 +104,13 @@ class _Worker:
         self.writer.start()
         self.reader.start()
 
-    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float) -> Parsing:
+    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float, keep: bool) -> Parsing:
         parsing = Parsing(self, len(raws))
         with self.lock:
             if self._gone:
                 raise WorkerGone("the parse worker has ended")
             self._waiting.append(parsing)
-        self._requests.put((parsing, (our_addresses, seconds, raws)))
+        self._requests.put((parsing, (our_addresses, seconds, keep, raws)))
         return parsing
 
     def _write(self) -> None:
@@ -178,8 +179,11 @@ class _Worker:
 class ParseAhead:
     """One worker process that parses batches of raw messages for the service (see the module)."""
 
-    def __init__(self, our_addresses: frozenset[str], time_limit_seconds: float = 30.0) -> None:
+    def __init__(
+        self, our_addresses: frozenset[str], time_limit_seconds: float = 30.0, *, keep_originals: bool = False
+    ) -> None:
         self.our_addresses = our_addresses
+        self.keep_originals = keep_originals  # the worker also compresses each original (Parsing.originals)
         self.time_limit_seconds = time_limit_seconds
         self._worker: _Worker | None = None
         self._given_up = False
@@ -207,7 +211,7 @@ class ParseAhead:
             if self._worker is None:
                 self._worker = _Worker()
                 self.starts += 1
-            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds)
+            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds, self.keep_originals)
         except Exception as exc:
             self._give_up(exc)
             return None
@@ -224,6 +228,8 @@ class ParseAhead:
     async def results(self, parsing: Parsing | None, raws: list[bytes]) -> list[Parsed | None]:
         """What ``submit`` started, message by message; None for each message to be parsed here.
 
+        The originals the worker compressed are left in ``parsing.originals``, message by message.
+
         A message the worker holds past the time limit is answered as quarantined (over the time
         limit) and the worker is killed; the messages after it are left to be parsed here.
         """
@@ -238,7 +244,7 @@ class ParseAhead:
         waiting_since = time.monotonic()
         for answer in parsing.answers:
             try:
-                value = await self._answer(worker, answer, waiting_since)
+                value, original = await self._answer(worker, answer, waiting_since)
             except TimeoutError:
                 limit = self.time_limit_seconds
                 log.warning("the parse worker was stopped: a message held it past the time limit")
@@ -250,6 +256,7 @@ class ParseAhead:
                 if not worker.stopped:
                     self._give_up(exc)
                 break
+            parsing.originals[len(found)] = original
             found.append(MailError(value) if isinstance(value, str) else value)
         return found + unparsed[len(found) :]
 

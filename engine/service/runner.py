@@ -155,7 +155,11 @@ class Service:
         self._next_purge = 0.0
         self.stop_event = StopEvent()
         # a worker process, started at a first backlog
-        self.parser = ParseAhead(runtime.our_addresses, runtime.config.time_limit_seconds)
+        self.parser = ParseAhead(
+            runtime.our_addresses,
+            runtime.config.time_limit_seconds,
+            keep_originals=runtime.config.keep_originals_days > 0,
+        )
         self._stop_requested = False
         self._outbox_wanted = asyncio.Event()
         self._test_hook = after_commit or (lambda count: None)

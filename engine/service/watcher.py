@@ -73,6 +73,11 @@ class _Fetched:
     parsing: Parsing | None
 
 
+def _original(fetched: _Fetched, index: int) -> bytes | None:
+    """The message's original as stored, if the parse worker compressed it (see ParseAhead)."""
+    return fetched.parsing.originals[index] if fetched.parsing is not None else None
+
+
 SEND_TURNS = 5  # turns of the event loop for a connector to put a request on the wire (IMAP: three)
 
 
@@ -304,7 +309,12 @@ class AccountWatcher:
                 origin = f"{self.account.connector_type}:{ref.id}"
                 started = time.perf_counter()
                 result = process_message(
-                    self.runtime, self.account, raw, origin, parsed=parsed[index] if parsed else None
+                    self.runtime,
+                    self.account,
+                    raw,
+                    origin,
+                    parsed=parsed[index] if parsed else None,
+                    compressed_original=_original(fetched, index) if parsed else None,
                 )
                 done.append((ref, result, time.perf_counter() - started))
                 self.after_message()

@@ -13,19 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from isal import isal_zlib
 from sqlalchemy import and_, bindparam, delete, insert, or_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from engine.mail.header_bounds import ledger_key
+from engine.mail.original_form import COMPRESSION, compress_original
 from engine.storage.direct import run_statement
 from engine.storage.models import OriginalMessage
 
-# ISA-L's level 1 writes the zlib format (read back by the standard zlib) ten times faster than
-# zlib's own level 1 on mail (about 500 MB/s, where zlib makes 50 on base64 attachments), and
-# smaller: mail text shrinks to about a third, base64 attachments to three quarters
-_LEVEL = 1
 _INSERT = insert(OriginalMessage)
 _PURGE = delete(OriginalMessage).where(col(OriginalMessage.received_at) < bindparam("before"))
 
@@ -42,9 +38,20 @@ class Original:
 
 
 def keep_original(
-    session: Session, *, account: str, key: str, message_id: str | None, raw: bytes, now: datetime
+    session: Session,
+    *,
+    account: str,
+    key: str,
+    message_id: str | None,
+    raw: bytes,
+    now: datetime,
+    compressed: bytes | None = None,
 ) -> None:
-    """Store the mail's raw bytes, compressed, under its ledger key."""
+    """Store the mail's raw bytes, compressed, under its ledger key.
+
+    ``compressed``: ``compress_original(raw)`` if the caller has it already (the parse worker
+    compresses each original as it reads the message); else it is compressed here.
+    """
     run_statement(
         session,
         _INSERT,
@@ -54,15 +61,10 @@ def keep_original(
             "message_id": message_id,
             "received_at": now,
             "size": len(raw),
-            "compression": "zlib",
-            "data": compress_original(raw),
+            "compression": COMPRESSION,
+            "data": compressed if compressed is not None else compress_original(raw),
         },
     )
-
-
-def compress_original(raw: bytes) -> bytes:
-    """The mail's bytes as stored: the zlib format (``zlib.decompress`` gives them back)."""
-    return isal_zlib.compress(raw, _LEVEL)
 
 
 def key_conditions(key_column: Any, key_or_message_id: str) -> Any:

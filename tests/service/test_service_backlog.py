@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from engine.service import Service
 from engine.service.parsing import ParseAhead
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 from engine.service.watcher import BATCH_BYTES, BATCH_MESSAGES, next_batch
+from engine.storage.db import transaction
+from engine.storage.originals import find_originals
 
 User = tuple[str, str]
 MAILGATE = Path(sys.executable).parent / "mailgate"
@@ -94,6 +97,46 @@ def test_a_backlog_is_processed_in_uid_order_with_unreadable_mail_quarantined(
     assert [e.outcome for e in ledger if e.outcome != "logged"] == ["quarantined", "quarantined"]
     assert [e.number for e in ledger if e.outcome == "logged"] == list(range(1, BACKLOG - 1))
     assert dovecot.count(mailbox_user[0]) == 0
+
+
+def test_a_backlog_keeps_every_original_as_read_whether_the_worker_or_the_service_compressed_it(
+    tmp_path: Path, dovecot: Dovecot, mailbox_user: User
+) -> None:
+    raws = [make_mail(n) for n in range(1, BACKLOG + 1)]
+    append_all(dovecot, mailbox_user, raws)
+    desk = imap_desk(tmp_path, dovecot, mailbox_user)
+    service = Service(desk.runtime)
+
+    [report] = run_async(service.run_once())
+
+    assert report.error is None and dict(report.outcomes) == {"logged": BACKLOG}
+    assert service.parser.keep_originals and service.parser.starts == 1  # the worker compressed some
+    with transaction(desk.runtime.engine) as session:
+        kept = [find_originals(session, f"m{n}@example.com") for n in range(1, BACKLOG + 1)]
+    assert [len(found) for found in kept] == [1] * BACKLOG
+    assert [found[0].raw.replace(b"\r\n", b"\n") for found in kept] == [
+        r.replace(b"\r\n", b"\n") for r in raws
+    ]
+
+
+def test_the_parse_worker_compresses_the_originals_of_the_mail_it_reads_when_they_are_kept() -> None:
+    raws = [make_mail(1), unreadable(2)]
+    ahead = ParseAhead(frozenset({"helpdesk@example.com"}), keep_originals=True)
+
+    async def scenario() -> tuple[list[object], list[bytes | None]]:
+        parsing = ahead.submit(raws)
+        assert parsing is not None
+        parsing.result(timeout=120)  # the worker is up and has answered
+        return list(await ahead.results(parsing, raws)), parsing.originals
+
+    try:
+        found, originals = run_async(scenario())
+    finally:
+        ahead.close()
+
+    assert getattr(found[0], "message_id", None) == "m1@example.com" and isinstance(found[1], MailError)
+    assert originals[0] is not None and zlib.decompress(originals[0]) == raws[0]
+    assert originals[1] is None  # an unreadable mail is quarantined whole, not kept as an original
 
 
 def test_a_stop_in_a_backlog_begins_no_further_message_and_loses_none(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import zlib
 
 from engine.mail.message import parse_message
 from engine.mail.parse_worker import read_frame, write_frame
@@ -23,8 +24,8 @@ def test_a_frame_reads_back_as_written_and_a_clean_end_reads_as_none() -> None:
 
 def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gives() -> None:
     requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 30.0, [GOOD, NO_SENDER]))
-    write_frame(requests, (frozenset(), 30.0, [GOOD]))
+    write_frame(requests, (frozenset(), 30.0, False, [GOOD, NO_SENDER]))
+    write_frame(requests, (frozenset(), 30.0, False, [GOOD]))
     done = subprocess.run(
         [sys.executable, "-m", "engine.mail.parse_worker"],
         input=requests.getvalue(),
@@ -34,9 +35,9 @@ def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gi
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
     assert [read_frame(answers) for _ in range(3)] == [
-        parse_message(GOOD),
-        "no sender: From header missing",
-        parse_message(GOOD),
+        (parse_message(GOOD), None),
+        ("no sender: From header missing", None),
+        (parse_message(GOOD), None),
     ]
     assert read_frame(answers) is None
 
@@ -44,7 +45,7 @@ def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gi
 def test_the_worker_answers_a_message_over_its_time_limit_as_such_and_reads_the_next() -> None:
     slow = b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n" + b"--B\n\nx\n" * 200_000
     requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 0.05, [slow, GOOD]))
+    write_frame(requests, (frozenset(), 0.05, False, [slow, GOOD]))
     done = subprocess.run(
         [sys.executable, "-m", "engine.mail.parse_worker"],
         input=requests.getvalue(),
@@ -53,8 +54,25 @@ def test_the_worker_answers_a_message_over_its_time_limit_as_such_and_reads_the_
     )
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
-    assert read_frame(answers) == "time limit of 0.05 s exceeded while reading the message"
-    assert read_frame(answers) == parse_message(GOOD)
+    assert read_frame(answers) == ("time limit of 0.05 s exceeded while reading the message", None)
+    assert read_frame(answers) == (parse_message(GOOD), None)
+
+
+def test_the_worker_compresses_each_original_it_read_when_originals_are_kept() -> None:
+    requests = io.BytesIO()
+    write_frame(requests, (frozenset(), 30.0, True, [GOOD, NO_SENDER]))
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.mail.parse_worker"],
+        input=requests.getvalue(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = io.BytesIO(done.stdout)
+    (parsed, original), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
+    assert parsed == parse_message(GOOD)
+    assert zlib.decompress(original) == GOOD  # the zlib format, as the originals are kept
+    assert unreadable == ("no sender: From header missing", None)  # quarantined whole instead
 
 
 def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> None:
