@@ -737,7 +737,9 @@ def run_service(ctx: click.Context, once: bool, upgrade: bool, http_address: str
     for report in reports:
         counts = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes)
         handled = f"{report.processed} processed" + (f" ({counts})" if counts else "")
-        if report.error is None:
+        if report.state == "held_elsewhere":
+            click.echo(f"{report.account}: skipped: a running service works it (see mailgate status)")
+        elif report.error is None:
             click.echo(f"{report.account}: {handled}")
         else:
             click.echo(f"{report.account}: FAILED ({report.state}) after {handled}: {report.error}")
@@ -770,8 +772,13 @@ def account_status(ctx: click.Context, as_json: bool) -> None:
     else:
         click.echo(_describe_service(service))
         width = max([len("ACCOUNT"), *(len(row["account"]) for row in rows)])
-        click.echo(f"{'ACCOUNT':<{width}}  {'STATE':<12}  {'LAST POLL':<20}  {'PROCESSED':>9}  LAST ERROR")
-        for row in rows:
+        held = [_held_by(row) for row in rows]
+        held_width = max([len("HELD BY"), *(len(text) for text in held)])
+        click.echo(
+            f"{'ACCOUNT':<{width}}  {'STATE':<12}  {'LAST POLL':<20}  {'PROCESSED':>9}  "
+            f"{'HELD BY':<{held_width}}  LAST ERROR"
+        )
+        for row, held_by in zip(rows, held, strict=True):
             error = "-"
             if row["last_error"]:
                 error = f"{row['last_error_at']} {row['last_error']}"
@@ -779,12 +786,19 @@ def account_status(ctx: click.Context, as_json: bool) -> None:
                     error += f" (next try {row['retry_at']})"
             click.echo(
                 f"{row['account']:<{width}}  {row['state']:<12}  {row['last_poll'] or 'never':<20}  "
-                f"{row['processed']:>9}  {error}"
+                f"{row['processed']:>9}  {held_by:<{held_width}}  {error}"
             )
     if service["state"] != SERVICE_RUNNING:
         sys.exit(EXIT_SERVICE_NOT_RUNNING)
     if any(row["failing"] for row in rows):
         sys.exit(EXIT_ACCOUNT_FAILING)
+
+
+def _held_by(row: dict[str, Any]) -> str:
+    """Which process works an account: ``host (pid N) since TIME``, or ``-``."""
+    if row["holder_host"] is None:
+        return "-"
+    return f"{row['holder_host']} (pid {row['holder_pid']}) since {row['held_since']}"
 
 
 def _describe_service(service: dict[str, Any]) -> str:

@@ -104,6 +104,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_url(pg_admin_engine: Engine) -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database (for tests of several processes on one database)."""
+    yield from _fresh_postgres_database(pg_admin_engine)
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """URL of an empty SQLite database file (for tests that need only one database)."""
     return f"sqlite:///{tmp_path}/mailgate.sqlite"

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from engine.config.model import AccountConfig
+from engine.storage.leases import Holder, lease_holders
 from engine.storage.models import utcnow
 
 STATE_OK = "ok"
@@ -151,13 +152,22 @@ def _when(moment: datetime | None) -> str | None:
     return None if moment is None else _naive_utc(moment).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _held_by(holder: Holder | None) -> dict[str, Any]:
+    """Which running process works the account (its lease), and since when; None: none."""
+    if holder is None:
+        return {"holder_host": None, "holder_pid": None, "held_since": None}
+    return {"holder_host": holder.host, "holder_pid": holder.pid, "held_since": _when(holder.since)}
+
+
 def status_view(engine: Engine, accounts: Iterable[AccountConfig]) -> list[dict[str, Any]]:
     """One row per configured account, then any other account with a stored status (``mailgate status``).
 
     ``failing`` is true for an active account whose last attempt failed (``FAILING_STATES``); an
-    account no longer in the config is ``removed``, whatever it was.
+    account no longer in the config is ``removed``, whatever it was. ``holder_host``,
+    ``holder_pid`` and ``held_since`` name the running process that holds the account's lease.
     """
     stored = account_statuses(engine)
+    holders = lease_holders(engine)
     rows: list[dict[str, Any]] = []
     listed: list[tuple[str, bool | None, str | None]] = [
         (a.name, a.active, a.connector_type) for a in accounts
@@ -183,6 +193,7 @@ def status_view(engine: Engine, accounts: Iterable[AccountConfig]) -> list[dict[
                 "last_error_at": _when(row.last_error_at) if row else None,
                 "retry_at": _when(row.retry_at) if row else None,
                 "failing": state in FAILING_STATES,
+                **_held_by(holders.get(name)),
             }
         )
     return rows

@@ -183,11 +183,12 @@ def test_run_once_reports_a_failed_account_with_status_1_and_mailgate_status_sho
     assert status.returncode == 3, status.stderr  # no service has run: only `run --once`
     service, *table = status.stdout.splitlines()
     assert service == "SERVICE: never started on this database"
-    assert table[0].split() == ["ACCOUNT", "STATE", "LAST", "POLL", "PROCESSED", "LAST", "ERROR"]
+    header = ["ACCOUNT", "STATE", "LAST", "POLL", "PROCESSED", "HELD", "BY", "LAST", "ERROR"]
+    assert table[0].split() == header
     helpdesk, missing, dormant = (line.split() for line in table[1:])
-    assert helpdesk[:2] == ["helpdesk", "ok"] and helpdesk[4:] == ["2", "-"]
-    assert missing[:4] == ["missing", "retrying", "never", "0"] and "does not exist" in table[2]
-    assert dormant[:5] == ["dormant", "inactive", "never", "0", "-"]
+    assert helpdesk[:2] == ["helpdesk", "ok"] and helpdesk[4:] == ["2", "-", "-"]  # held by none now
+    assert missing[:5] == ["missing", "retrying", "never", "0", "-"] and "does not exist" in table[2]
+    assert dormant[:6] == ["dormant", "inactive", "never", "0", "-", "-"]
 
     rows = [json.loads(line) for line in _mailgate(desk, "status", "--json").stdout.splitlines()]
     assert [(r["account"], r["state"], r["processed"]) for r in rows] == [
