@@ -23,6 +23,7 @@ from typing import Literal, NoReturn, TypeVar, cast
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
 from connectors.credentials import check_credentials, check_plain_login
+from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,20 @@ class Pop3Connector(Connector):
             if s.security == "tls":
                 return poplib.POP3_SSL(s.host, port, timeout=s.timeout, context=context)
             client = poplib.POP3(s.host, port, timeout=s.timeout)
-        except (OSError, poplib.error_proto) as exc:
+        except poplib.error_proto as exc:  # the first line was not +OK: another protocol's greeting?
+            greeting = exc.args[0] if exc.args and isinstance(exc.args[0], bytes) else b""
+            explained = foreign_greeting("POP3", greeting) if greeting else None
+            if explained is not None:
+                raise ConnectorError(f"{self.where}: {explained}") from None
+            self._fail("cannot connect", exc)
+        except TimeoutError:
+            if s.security == "tls":
+                raise ConnectorError(f"{self.where}: no answer within {s.timeout:g} s") from None
+            raise ConnectorError(f"{self.where}: {silent_greeting('POP3', s.timeout, 'tls')}") from None
+        except OSError as exc:
+            advice = not_tls(exc, "`security: stls` or `plain`")
+            if advice is not None:
+                raise ConnectorError(f"{self.where}: cannot connect: {advice}") from None
             self._fail("cannot connect", exc)
         if s.security == "stls":
             try:

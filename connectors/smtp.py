@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from connectors.base import Envelope, SendError, Transport, TransportSettings
+from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
 
 if TYPE_CHECKING:
     import aiosmtplib
@@ -161,7 +162,8 @@ class SmtpTransport(Transport):
             raise
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             client.close()
-            raise SendError(f"cannot connect to {self._where()}: {_describe(exc)}", connection=True) from None
+            detail = _mismatch(exc, settings.security, settings.timeout) or _describe(exc)
+            raise SendError(f"cannot connect to {self._where()}: {detail}", connection=True) from None
         self._client = client
         return client
 
@@ -224,6 +226,22 @@ class SmtpTransport(Transport):
 def _said(code: int, message: str) -> str:
     """A server reply as one line: ``550 5.1.1 No such user``."""
     return " ".join(f"{code} {message}".split())
+
+
+def _mismatch(exc: BaseException, security: str, timeout: float) -> str | None:
+    """What a wrong port or security mode made of the connection, if that is what ``exc`` shows."""
+    import aiosmtplib
+
+    advice = not_tls(exc, "`security: starttls` or `plain`")
+    if advice is not None:
+        return advice
+    # aiosmtplib reports a first line that is not an SMTP reply as code -1 with the line quoted
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code == -1:
+        _, _, line = exc.message.partition(": ")
+        return foreign_greeting("SMTP", line.encode("utf-8", "replace")) if line else None
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError) and security != "tls":
+        return silent_greeting("SMTP", timeout, "tls")
+    return None
 
 
 def _describe(exc: BaseException) -> str:

@@ -29,6 +29,7 @@ from aioimaplib.aioimaplib import (  # type: ignore[import-untyped]
 
 from connectors.base import AuthenticationError, ConnectorError
 from connectors.imap.reader import CountingFetchCommand, read_responses
+from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,9 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
         super().__init__(loop, on_lost)
         self.sasl_responses: list[bytes] = []
         self.sasl_challenges: list[bytes] = []
+        self._first: bytearray | None = bytearray()  # the server's first line, until it is complete
+        # done with the explanation when that line is another protocol's greeting (a POP3 port?)
+        self.foreign: asyncio.Future[str] = loop.create_future()
 
     def _continuation(self, line: bytes) -> None:
         command = self.pending_sync_command
@@ -151,6 +155,18 @@ class _Protocol(IMAP4ClientProtocol):  # type: ignore[misc]
         super()._continuation(line)
 
     def data_received(self, d: bytes) -> None:
+        if self.foreign.done():
+            return  # not an IMAP server: nothing it says can be parsed
+        if self._first is not None:
+            self._first += d
+            if b"\n" not in self._first and len(self._first) < 1024:
+                return
+            first, self._first = bytes(self._first), None
+            explanation = foreign_greeting("IMAP", first.split(b"\n", 1)[0])
+            if explanation is not None:
+                self.foreign.set_result(explanation)
+                return
+            d = first
         read_responses(self, d)
 
     async def fetch(
@@ -204,11 +220,30 @@ class ImapSession:
         except ssl.SSLCertVerificationError as exc:
             raise self._untrusted(exc) from None
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectorError(f"{self.where}: cannot connect: {_reason(exc)}") from None
+            advice = not_tls(exc, "`security: starttls` or `plain`")
+            raise ConnectorError(f"{self.where}: cannot connect: {advice or _reason(exc)}") from None
         self._protocol, self._transport = protocol, transport
-        await self.run(protocol.wait("AUTH|NONAUTH"), "the server's greeting")
+        await self._greeting(protocol, security)
         if security == "starttls":
             await self._starttls(context)
+
+    async def _greeting(self, protocol: _Protocol, security: str) -> None:
+        """Wait for the greeting; another protocol's, or none at all, is explained (port_mismatch.py)."""
+        assert self._lost is not None
+        greeted = asyncio.ensure_future(protocol.wait("AUTH|NONAUTH"))
+        waiting: set[asyncio.Future[Any]] = {greeted, protocol.foreign, self._lost}
+        done, _ = await asyncio.wait(waiting, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
+        if greeted not in done:
+            greeted.cancel()
+            self.abort()
+            if protocol.foreign in done:
+                self.fail(protocol.foreign.result())
+            if self._lost in done:
+                self.fail(f"connection lost during the server's greeting{self._lost.result()}")
+            if security != "tls":
+                self.fail(silent_greeting("IMAP", self.timeout, "tls"))
+            self.fail(f"no answer to the server's greeting within {self.timeout:g} s")
+        await self.run(greeted, "the server's greeting")
 
     async def _starttls(self, context: ssl.SSLContext) -> None:
         protocol = self.protocol
