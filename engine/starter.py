@@ -109,7 +109,7 @@ def run_demo(directory: Path, echo: Callable[[str], None]) -> None:
     runtime = Runtime(load_config(config_path))
     try:
         counts = load_fixtures(runtime.engine, demo_dir() / "fixtures.yaml")
-        echo(f"demo installation in {directory}/ ; fixtures loaded: {counts}")
+        echo(f"demo installation in {directory}/ ; fixtures loaded: {counts.describe()}")
         account = runtime.config.accounts[0]
         results = []
         for source in iter_source_messages([directory / "mailbox"]):

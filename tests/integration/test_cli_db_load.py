@@ -118,3 +118,11 @@ def test_a_deep_block_nesting_is_reported_too(desk: Path) -> None:
     assert (
         done.stderr == f"{bad}:101:101: invalid YAML: lists and mappings nested more than 100 levels deep\n"
     )
+
+
+def test_the_demo_says_in_words_what_it_loaded(tmp_path: Path) -> None:
+    done = run(tmp_path, "demo", "demo-run")
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith("demo installation in demo-run/ ; fixtures loaded: 2 groups, 4 people, ")
+    assert "FixtureCounts" not in done.stdout
