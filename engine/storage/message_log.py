@@ -3,8 +3,9 @@
 A search pages by keyset (``id < before``, newest first, ``limit`` rows), never by offset, so the
 hundredth page costs what the first does. Each exact filter has an index ending in ``id``
 (revision r7: outcome, rule, sender, number), so a search reads its page from one index range;
-the subject is matched as a substring (the page stops as soon as it is full), and a date is a
-range of ``processed_at``.
+a date is a range of ``processed_at``. The subject is matched as a substring, which no index
+helps: a search by subject alone reads at most ``SUBJECT_WINDOW`` entries per page (the page
+stops early once it is full), and its "older" link continues below the part it read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel import Session, col, select
 from engine.storage.models import LedgerEntry, OriginalMessage, OutboxMessage
 
 PAGE_SIZE = 50
+SUBJECT_WINDOW = 50_000  # ledger entries a subject-only search reads per page, at most
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class LogSearch:
     day: date | None = None
     account: str = ""
     before: int | None = None  # the keyset: only entries with a smaller id (older)
+
+    def has_indexed_filter(self) -> bool:
+        """Whether an indexed column narrows the search (else a subject search is windowed)."""
+        return bool(self.sender or self.outcome or self.rule or self.number is not None or self.day)
 
     def is_empty(self) -> bool:
         """Whether nothing is searched for (the plain newest-first log)."""
@@ -77,9 +83,26 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def search_log(session: Session, search: LogSearch, limit: int = PAGE_SIZE) -> list[LogRow]:
+@dataclass(frozen=True)
+class LogPage:
+    """A page of the log, and the ``before`` of the next (older) page, None at the oldest."""
+
+    rows: list[LogRow]
+    older: int | None
+
+
+def search_log(
+    session: Session, search: LogSearch, limit: int = PAGE_SIZE, window: int = SUBJECT_WINDOW
+) -> LogPage:
     """One page of the log, newest first, matching ``search``."""
     statement = sa_select(*_LOG_COLUMNS)
+    floor: int | None = None  # a windowed subject search reads ids from here up
+    if search.subject and not search.has_indexed_filter():
+        top = search.before
+        if top is None:
+            top = int(session.execute(sa_select(func.max(col(LedgerEntry.id)))).scalar() or 0) + 1
+        floor = max(top - window, 1)
+        statement = statement.where(col(LedgerEntry.id) >= floor)
     if search.before is not None:
         statement = statement.where(col(LedgerEntry.id) < search.before)
     if search.sender:
@@ -101,7 +124,10 @@ def search_log(session: Session, search: LogSearch, limit: int = PAGE_SIZE) -> l
         pattern = _like_pattern(search.subject.strip().lower())
         statement = statement.where(func.lower(col(LedgerEntry.subject)).like(pattern, escape="\\"))
     statement = statement.order_by(col(LedgerEntry.id).desc()).limit(limit)
-    return [LogRow(*row) for row in session.execute(statement).all()]
+    rows = [LogRow(*row) for row in session.execute(statement).all()]
+    if len(rows) == limit:
+        return LogPage(rows, rows[-1].id)
+    return LogPage(rows, floor if floor is not None and floor > 1 else None)
 
 
 def log_entry(session: Session, entry_id: int) -> LedgerEntry | None:
@@ -130,13 +156,15 @@ def has_original(session: Session, entry: LedgerEntry) -> bool:
 
 
 def outcomes_since(session: Session, since: datetime) -> dict[str, Counter[str]]:
-    """Messages per outcome per account processed since ``since`` (the Accounts page's "today")."""
-    statement = (
-        sa_select(col(LedgerEntry.account), col(LedgerEntry.outcome), func.count())
-        .where(col(LedgerEntry.processed_at) >= since)
-        .group_by(col(LedgerEntry.account), col(LedgerEntry.outcome))
+    """Messages per outcome per account processed since ``since`` (the Accounts page's "today").
+
+    Counted here rather than by GROUP BY: grouping, SQLite prefers reading the whole ledger in
+    account order to the ``processed_at`` range of the day.
+    """
+    statement = sa_select(col(LedgerEntry.account), col(LedgerEntry.outcome)).where(
+        col(LedgerEntry.processed_at) >= since
     )
     counts: dict[str, Counter[str]] = {}
-    for account, outcome, count in session.execute(statement).all():
-        counts.setdefault(account, Counter())[outcome] = int(count)
+    for account, outcome in session.execute(statement):
+        counts.setdefault(account, Counter())[outcome] += 1
     return counts

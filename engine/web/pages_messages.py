@@ -41,16 +41,16 @@ def messages(console: Console, ask: Ask) -> Response:
     """Every processed message, newest first, searchable; older pages by keyset (``before``)."""
     search = _search(ask)
     with transaction(console.runtime.engine) as session:
-        rows = search_log(session, search)
+        found = search_log(session, search)
     params = {k: v for k, v in ask.request.query_params.items() if k != "before" and v}
     rules = sorted({rule.name for pack in console.runtime.packs.values() for rule in pack.rules})
     return console.render(
         "messages.html",
         ask,
-        rows=rows,
+        rows=found.rows,
         search=search,
         params=params,
-        older=rows[-1].id if len(rows) == 50 else None,
+        older=found.older,
         outcomes=[*OUTCOMES, *EXTRA_OUTCOMES],
         rules=rules,
         accounts=[a.name for a in console.runtime.config.accounts],

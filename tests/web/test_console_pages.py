@@ -10,6 +10,7 @@ from console_desk import ConsoleDesk, make_mail
 from sqlmodel import select
 
 from engine.storage.db import transaction
+from engine.storage.message_log import LogSearch, search_log
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry
 
 
@@ -214,3 +215,15 @@ def test_try_it_uses_only_the_listed_pack_files(client: TestClient, desk: Consol
         "/packs/try", data={"csrf": csrf, "source": "log", "ident": "1", "pack": "/etc/passwd"}
     )
     assert answer.status_code == 400 and "choose one of the listed pack files" in answer.text
+
+
+def test_a_subject_search_reads_the_log_a_window_at_a_time_and_continues(desk: ConsoleDesk) -> None:
+    for n in range(20):
+        desk.process(f"bulk{n}", make_mail(f"Bulk {n}", f"<window-{n}@example.com>"))
+    with transaction(desk.runtime.engine) as session:
+        first = search_log(session, LogSearch(subject="scanner"), window=12)
+        assert (first.rows, first.older) == ([], 13)  # read 13..24: not there, go on below 13
+        second = search_log(session, LogSearch(subject="scanner", before=first.older), window=12)
+        assert [row.id for row in second.rows] == [2] and second.older is None
+        narrowed = search_log(session, LogSearch(subject="scanner", outcome="quarantined"), window=10)
+        assert [row.id for row in narrowed.rows] == [2]  # an indexed filter: no window
