@@ -713,16 +713,29 @@ def secret_list(ctx: click.Context, as_json: bool) -> None:
     metavar="HOST:PORT",
     help="Serve /metrics and /healthz there (default: the config's service.http; none if unset).",
 )
+@click.option(
+    "--web",
+    "web_address",
+    metavar="HOST:PORT",
+    help="Serve the admin console there (default: the config's service.web; none if unset).",
+)
 @click.pass_context
-def run_service(ctx: click.Context, once: bool, upgrade: bool, http_address: str | None) -> None:
+def run_service(
+    ctx: click.Context, once: bool, upgrade: bool, http_address: str | None, web_address: str | None
+) -> None:
     """Watch every active account and process its mail as it arrives, until SIGTERM or Ctrl-C."""
     from engine.config.service import parse_listen_address
     from engine.service import serve
+    from engine.web.server import console_beside
 
     try:
         http = parse_listen_address(http_address) if http_address is not None else None
     except ValueError as exc:
         raise click.BadParameter(f"{http_address!r}: {exc}", param_hint="--http") from None
+    try:
+        web = parse_listen_address(web_address) if web_address is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(f"{web_address!r}: {exc}", param_hint="--web") from None
     unset = load_config(find_config_path(ctx.find_root().obj.get("config"))).unset_secrets(active_only=True)
     if unset:  # before anything starts: every account's and server's missing secret at once
         raise ConfigError(unset)
@@ -733,7 +746,9 @@ def run_service(ctx: click.Context, once: bool, upgrade: bool, http_address: str
         if upgraded.applied or upgraded.adopted or upgraded.before is None:
             for line in upgraded.lines():
                 click.echo(line)
-    reports = serve(_runtime(ctx), once=once, http=http)
+    runtime = _runtime(ctx)
+    with console_beside(runtime.config, web, enabled=not once):
+        reports = serve(runtime, once=once, http=http)
     for report in reports:
         counts = ", ".join(f"{count} {outcome}" for outcome, count in report.outcomes)
         handled = f"{report.processed} processed" + (f" ({counts})" if counts else "")

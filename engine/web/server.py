@@ -76,10 +76,12 @@ class ConsoleServer:
 
 
 @contextmanager
-def console_beside(config: Config, address: ListenAddress | None) -> Iterator[ConsoleServer | None]:
+def console_beside(
+    config: Config, address: ListenAddress | None, *, enabled: bool = True
+) -> Iterator[ConsoleServer | None]:
     """The console served while the block runs, where ``address`` (else ``service.web``) says; else none."""
     address = address or config.service.web
-    if address is None:
+    if address is None or not enabled:
         yield None
         return
     runtime = Runtime(config)
