@@ -1,0 +1,1 @@
+"""The ``mailgate`` commands, one module per command group; ``engine/cli.py`` puts them together."""

@@ -1,0 +1,35 @@
+"""``mailgate show``: one call, request or task."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from engine.commands.common import (
+    _echo_json,
+    _runtime,
+)
+from engine.commands.root import main
+from engine.errors import MailgateError
+from engine.storage.db import transaction
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["call", "request", "task"]))
+@click.argument("number", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the default form).")
+@click.pass_context
+def show(ctx: click.Context, kind: str, number: int, as_json: bool) -> None:
+    """Show a call, request or task."""
+    from engine.storage import views
+
+    view = {"call": views.call_view, "request": views.request_view, "task": views.task_view}[kind]
+    with transaction(_runtime(ctx).engine) as session:
+        data = view(session, number)
+    if data is None:
+        raise MailgateError(f"no {kind} {number}")
+    if as_json:
+        _echo_json(data)
+    else:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
