@@ -10,6 +10,7 @@ from console_desk import ConsoleDesk, make_mail
 from sqlmodel import select
 
 from engine.storage.db import transaction
+from engine.storage.leases import Worker, claim, register_worker
 from engine.storage.message_log import LogSearch, search_log
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry
 
@@ -227,3 +228,13 @@ def test_a_subject_search_reads_the_log_a_window_at_a_time_and_continues(desk: C
         assert [row.id for row in second.rows] == [2] and second.older is None
         narrowed = search_log(session, LogSearch(subject="scanner", outcome="quarantined"), window=10)
         assert [row.id for row in narrowed.rows] == [2]  # an indexed filter: no window
+
+
+def test_the_accounts_page_names_the_process_holding_an_accounts_lease(
+    client: TestClient, desk: ConsoleDesk
+) -> None:
+    worker = Worker("w-1", "desk-host-7", 4242)
+    register_worker(desk.runtime.engine, worker, ["helpdesk"])
+    assert claim(desk.runtime.engine, worker, "helpdesk", 30.0) is not None
+    sign_in(client, "vic")
+    assert "desk-host-7 (pid 4242) since" in client.get("/accounts").text
