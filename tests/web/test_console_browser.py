@@ -62,12 +62,12 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, *, full_page: bool = True) -> None:
     """Keep what the page looks like, for docs/console.md (only when asked to)."""
     folder = os.environ.get("MAILGATE_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
 
 
 def sign_in(page: Page, url: str, name: str) -> None:
@@ -143,7 +143,7 @@ def test_try_a_pack_change_on_a_logged_mail(page: Page, console_url: str, desk: 
     sign_in(page, console_url, "vic")
     page.get_by_role("link", name="Rule packs").click()
     expect(page.locator("pre.ok")).to_contain_text("ok: rule pack")
-    screenshot(page, "packs")
+    screenshot(page, "packs", full_page=False)
     page.get_by_role("link", name="Try a pack on a real mail").click()
     page.get_by_label("a message from the log").check()
     page.get_by_label("Number").fill(str(1))
