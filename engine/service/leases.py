@@ -2,13 +2,14 @@
 
 Every live process computes the same assignment from the same list of live workers
 (``assign``: rendezvous hashing, capped at ceil(accounts / workers) each, so the accounts are
-spread evenly and a joining or leaving process moves only a few). Every ``tick`` (a quarter of
-``service.lease_seconds``) a process beats, renews what it holds for three quarters of
-``lease_seconds``, claims the free or expired accounts assigned to it, and gives back those
-assigned to another once their watchers have stopped. A killed process stops beating and
-renewing: within three quarters of ``lease_seconds`` its leases expire and it drops out of the
-live list, and within the next tick the others claim its accounts, so every account is taken
-over within ``lease_seconds``. (The storage side: ``engine.storage.leases``.)
+spread evenly and a joining or leaving process moves only a few). Every ``tick`` (a fifth of
+``service.lease_seconds``) a process beats, renews what it holds for 0.6 ``lease_seconds``,
+claims the free or expired accounts assigned to it, and gives back those assigned to another
+once their watchers have stopped. A killed process stops beating and
+renewing: within 0.6 ``lease_seconds`` its leases expire and it drops out of the live list,
+and within the next tick (0.2) the others claim its accounts, so every account is taken over
+within 0.8 ``lease_seconds``, leaving 0.2 for a busy machine's delays. A holder may miss two
+renewals in a row before it loses a lease. (The storage side: ``engine.storage.leases``.)
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from engine.storage.leases import (
     retire_worker,
 )
 
-TERM_SHARE = 0.75  # a lease runs for this share of lease_seconds after each renewal
-TICK_SHARE = 0.25  # and is renewed (and the accounts looked over) this often
+TERM_SHARE = 0.6  # a lease runs for this share of lease_seconds after each renewal
+TICK_SHARE = 0.2  # and is renewed (and the accounts looked over) this often
 FORGET_WORKERS_AFTER = 3600.0  # seconds after which a dead worker's row is deleted
 
 

@@ -11,8 +11,9 @@ fenced (``LeaseKeeper.fence_for``): after a lost lease nothing more of that acco
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
 
 from sqlalchemy.engine import Connection
@@ -52,52 +53,55 @@ class WatcherPool:
         self.service_stop = service_stop
         self.track = track  # the service cancels tracked tasks on a second signal
         self.running: dict[str, tuple[AccountWatcher, AccountStop, asyncio.Task[None]]] = {}
-        self._ended = asyncio.Event()
+        self._ended: queue.SimpleQueue[str] = queue.SimpleQueue()  # watchers ended, for the lease thread
+        self._wake = threading.Event()  # tick now (a watcher ended, or the service stops)
+        self._halt = threading.Event()
 
     def stop_all(self) -> None:
         """Wake every watcher's wait: the service is stopping."""
         for _, stop, _ in self.running.values():
             stop.set()
-        self._ended.set()
 
     async def run(self) -> None:
-        """Keep the leases and the watchers in step until the service stops; then give every lease back."""
-        while not await self._registered():
-            await self._wait(self.keeper.tick_seconds)
-            if self.service_stop.is_set():
-                return
-        ended: list[str] = []
+        """Keep the leases and the watchers in step until the service stops; then give every lease back.
+
+        The ticks run in a thread of their own, so that a batch holding the event loop never
+        delays a renewal or a takeover; what a tick decided is applied on the loop.
+        """
+        loop = asyncio.get_running_loop()
+        ticker = threading.Thread(target=self._tick_until_halted, args=(loop,), name="leases", daemon=True)
+        ticker.start()
         try:
-            while not self.service_stop.is_set():
-                try:
-                    changes = await asyncio.to_thread(self.keeper.tick, ended)
-                    ended = []
-                except Exception as exc:  # the database is away: the fences keep the watchers honest
-                    error = describe_error(getattr(exc, "orig", None) or exc)
-                    log_event(logging.WARNING, "lease_renewal_failed", error=error)
-                    changes = Changes()
-                self._apply(changes)
-                await self._wait(self.keeper.tick_seconds)
-                ended += self._collect_ended()
+            await self.service_stop.wait()
         finally:
+            self._halt.set()
+            self._wake.set()
+            await asyncio.to_thread(ticker.join)
             await self._stop_every_watcher()
             try:
                 await asyncio.to_thread(self.keeper.retire)
             except Exception as exc:  # they expire on their own within lease_seconds
-                log_event(logging.WARNING, "leases_not_released", error=describe_error(exc))
+                log_event(logging.WARNING, "leases_not_released", error=_reason(exc))
 
-    async def _registered(self) -> bool:
-        """Register this process with the lease tables; False (logged) if the database is away."""
-        try:
-            await asyncio.to_thread(self.keeper.start)
-        except Exception as exc:
-            log_event(
-                logging.WARNING,
-                "lease_renewal_failed",
-                error=describe_error(getattr(exc, "orig", None) or exc),
-            )
-            return False
-        return True
+    def _tick_until_halted(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The lease thread: register, then tick every ``tick_seconds`` (sooner when a watcher ends)."""
+        registered = False
+        while not self._halt.is_set():
+            ended: list[str] = []
+            while not self._ended.empty():
+                ended.append(self._ended.get())
+            try:
+                if not registered:
+                    self.keeper.start()
+                    registered = True
+                changes = self.keeper.tick(ended)
+            except Exception as exc:  # the database is away: the fences keep the watchers honest
+                log_event(logging.WARNING, "lease_renewal_failed", error=_reason(exc))
+            else:
+                if changes.gained or changes.lost or changes.to_release:
+                    loop.call_soon_threadsafe(self._apply, changes)
+            self._wake.wait(self.keeper.tick_seconds)
+            self._wake.clear()
 
     def _apply(self, changes: Changes) -> None:
         for account in changes.lost:
@@ -117,7 +121,7 @@ class WatcherPool:
         watcher = self.make_watcher(account, stop, self.keeper.fence_for(account, token))
         watcher.stats.lease(True)
         task = asyncio.create_task(watcher.watch(), name=f"watch {account}")
-        task.add_done_callback(lambda _task: self._ended.set())
+        task.add_done_callback(lambda done: self._watcher_ended(account, done))
         self.track(task)
         self.running[account] = (watcher, stop, task)
 
@@ -126,24 +130,17 @@ class WatcherPool:
         if entry is not None:
             entry[1].set()
 
-    def _collect_ended(self) -> list[str]:
-        """The accounts whose watchers ended (asked to, or their lease was lost), forgotten here."""
-        ended = [account for account, (_, _, task) in self.running.items() if task.done()]
-        for account in ended:
-            watcher, _, task = self.running.pop(account)
-            watcher.stats.lease(False)
-            failure = None if task.cancelled() else task.exception()
-            if failure is not None:
-                log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(failure))
-        return ended
-
-    async def _wait(self, seconds: float) -> None:
-        """Until the next tick, a watcher's end, or the service's stop."""
-        self._ended.clear()
-        if any(task.done() for _, _, task in self.running.values()) or self.service_stop.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ended.wait(), seconds)
+    def _watcher_ended(self, account: str, task: asyncio.Task[None]) -> None:
+        """A watcher ended (asked to, or its lease was lost): forget it, and tell the lease thread."""
+        entry = self.running.get(account)
+        if entry is not None and entry[2] is task:
+            del self.running[account]
+            entry[0].stats.lease(False)
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(failure))
+        self._ended.put(account)
+        self._wake.set()
 
     async def _stop_every_watcher(self) -> None:
         for _, stop, _ in self.running.values():
@@ -151,4 +148,8 @@ class WatcherPool:
         tasks = [task for _, _, task in self.running.values()]
         if tasks:
             await asyncio.wait(tasks)
-        self._collect_ended()
+
+
+def _reason(exc: BaseException) -> str:
+    """A database failure in the driver's words, without SQLAlchemy's link."""
+    return describe_error(getattr(exc, "orig", None) or exc)
