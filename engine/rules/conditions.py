@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from engine.config.yaml_source import Problems, is_mapping, is_sequence
@@ -37,7 +38,11 @@ class FactTest:
         return (facts.get(self.fact) in self.values) != self.negate
 
     def describe(self) -> str:
-        """A short text for ``mailgate explain``."""
+        """A short text for ``mailgate explain`` (made once: every traced decision shows it)."""
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:
         if len(self.values) == 1:
             return f"{self.fact} {'!=' if self.negate else '=='} {self.values[0]!r}"
         return f"{self.fact} {'not in' if self.negate else 'in'} {list(self.values)!r}"
@@ -54,7 +59,11 @@ class AllOf:
         return all(p.holds(facts) for p in self.parts)
 
     def describe(self) -> str:
-        """A short text for ``mailgate explain``."""
+        """A short text for ``mailgate explain`` (made once)."""
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:
         return " and ".join(p.describe() for p in self.parts) or "always"
 
 
@@ -69,7 +78,11 @@ class AnyOf:
         return any(p.holds(facts) for p in self.parts)
 
     def describe(self) -> str:
-        """A short text for ``mailgate explain``."""
+        """A short text for ``mailgate explain`` (made once)."""
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:
         return "(" + " or ".join(p.describe() for p in self.parts) + ")"
 
 
@@ -84,7 +97,11 @@ class Not:
         return not self.inner.holds(facts)
 
     def describe(self) -> str:
-        """A short text for ``mailgate explain``."""
+        """A short text for ``mailgate explain`` (made once)."""
+        return self._description
+
+    @cached_property
+    def _description(self) -> str:
         return f"not ({self.inner.describe()})"
 
 
@@ -94,13 +111,22 @@ ALWAYS = AllOf(())
 
 def first_failing(condition: Condition, facts: Facts) -> str | None:
     """The description of the first part that makes a condition fail, or None if it holds."""
-    if condition.holds(facts):
-        return None
+    part = failing_part(condition, facts)
+    return part.describe() if part is not None else None
+
+
+def failing_part(condition: Condition, facts: Facts) -> Condition | None:
+    """The first part that makes a condition fail (the innermost ``all:`` part), or None if it holds.
+
+    One pass: each part is tested once, so a traced decision costs little more than ``holds``.
+    """
     if isinstance(condition, AllOf):
         for part in condition.parts:
-            if not part.holds(facts):
-                return first_failing(part, facts)
-    return condition.describe()
+            failing = failing_part(part, facts)
+            if failing is not None:
+                return failing
+        return None
+    return None if condition.holds(facts) else condition
 
 
 def parse_condition(node: Any, parent: Any, key: Any, problems: Problems) -> Condition:

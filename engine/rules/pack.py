@@ -19,7 +19,7 @@ from engine.actions.registry import UnknownAction, action_class, action_names, b
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
 from engine.errors import ConfigError, Problem, Span, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
-from engine.rules.conditions import ALWAYS, Condition, Facts, first_failing, parse_condition
+from engine.rules.conditions import ALWAYS, Condition, Facts, failing_part, parse_condition
 from engine.rules.merge import merge_rules
 from engine.rules.subject import compile_keywords
 from engine.rules.templates import SAMPLE_VARIABLES, MessageTemplate, compile_templates
@@ -92,13 +92,14 @@ class RulePack:
 
     def decide(self, facts: Facts, tried: list[RuleTried] | None = None) -> Rule | None:
         """The first rule whose condition holds, or None; each rule tested is added to ``tried`` if given."""
+        if tried is None:
+            return next((rule for rule in self.rules if rule.when.holds(facts)), None)
         for rule in self.rules:
-            if rule.when.holds(facts):
-                if tried is not None:
-                    tried.append(RuleTried(rule.name, True))
+            failing = failing_part(rule.when, facts)
+            if failing is None:
+                tried.append(RuleTried(rule.name, True))
                 return rule
-            if tried is not None:
-                tried.append(RuleTried(rule.name, False, f"fails: {first_failing(rule.when, facts)}"))
+            tried.append(RuleTried(rule.name, False, f"fails: {failing.describe()}"))
         return None
 
 

@@ -576,3 +576,40 @@ def test_loading_the_default_pack_parses_its_file_once_and_keeps_the_default_key
         assert dict(pack.keywords) == dict(default_keywords())
     finally:
         vocabulary.default_keywords.cache_clear()
+
+
+def test_a_traced_decision_names_the_innermost_failing_part_of_each_rule_it_tried() -> None:
+    import dataclasses
+
+    from engine.rules.conditions import AllOf, AnyOf, FactTest, Not
+    from engine.rules.pack import RuleTried
+
+    default = load_pack("default", rules_dir())
+
+    def rule(name: str, when: Any) -> Any:
+        return dataclasses.replace(default.rules[0], name=name, when=when)
+
+    known, closing = FactTest("sender.known", (True,)), FactTest("intent", ("close_call",))
+    either = AnyOf((FactTest("sender.is_analyst", (True,)), FactTest("sender.owns_target", (True,))))
+    pack = dataclasses.replace(
+        default,
+        rules=(
+            rule("nested", AllOf((known, AllOf((closing, either))))),
+            rule("negated", AllOf((known, Not(FactTest("target.exists", (True,)))))),
+            rule("any", either),
+            rule("fallback", AllOf(())),
+        ),
+    )
+    facts = {"sender.known": True, "intent": "close_call", "sender.is_analyst": False}
+    facts |= {"sender.owns_target": False, "target.exists": True}
+    tried: list[RuleTried] = []
+
+    chosen = pack.decide(facts, tried)
+
+    assert chosen is not None and chosen.name == "fallback" and pack.decide(facts) is chosen
+    assert tried == [
+        RuleTried("nested", False, "fails: (sender.is_analyst == True or sender.owns_target == True)"),
+        RuleTried("negated", False, "fails: not (target.exists == True)"),
+        RuleTried("any", False, "fails: (sender.is_analyst == True or sender.owns_target == True)"),
+        RuleTried("fallback", True),
+    ]
