@@ -179,12 +179,19 @@ def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None
     except OperationalError as exc:  # the database, not a message: the caller retries later
         raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
     token = _HELD.set(connection)
+    failure: BaseException | None = None
     try:
         with connection.begin():
             if check is not None:
                 check(connection)
-            yield
-    except OperationalError as exc:  # the commit itself failed: nothing of the batch was kept
+            try:
+                yield
+            except BaseException as exc:
+                failure = exc
+                raise
+    except OperationalError as exc:  # the commit (or the rollback) failed: nothing of the batch was kept
+        if failure is not None:  # a rollback on a lost connection: the block's own failure says why
+            raise failure from None
         raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
     finally:
         _HELD.reset(token)
@@ -207,8 +214,11 @@ def transaction(engine: Engine) -> Iterator[Session]:
         try:
             yield session
             session.commit()
-        except BaseException:
-            session.rollback()
+        except BaseException as exc:
+            try:
+                session.rollback()
+            except DBAPIError:  # the connection is gone (cut, or its server did not answer): say why
+                raise exc from None
             raise
 
 
