@@ -26,14 +26,16 @@ class Runtime:
                 problems.extend(exc.problems)
         if problems:
             raise ConfigError(dict.fromkeys(problems))
-        self._engine: Engine | None = open_database(config.database) if open_db else None
+        self._engine: Engine | None = (
+            open_database(config.database, config.database_timeouts) if open_db else None
+        )
         self.our_addresses = config.own_addresses()
 
     @property
     def engine(self) -> Engine:
         """The database engine (opened on construction)."""
         if self._engine is None:
-            self._engine = open_database(self.config.database)
+            self._engine = open_database(self.config.database, self.config.database_timeouts)
         return self._engine
 
     def pack_for(self, account: AccountConfig) -> RulePack:

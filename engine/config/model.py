@@ -16,6 +16,7 @@ from typing import Any
 
 from connectors.registry import UnknownConnector, build_settings, connector_class, connector_names
 from engine.config.authentication import AuthenticationSettings, read_authentication
+from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts, read_database_timeouts
 from engine.config.outgoing import OutgoingConfig
 from engine.config.outgoing_reader import read_outgoing
 from engine.config.reader import (
@@ -114,6 +115,7 @@ class Config:
     accounts: tuple[AccountConfig, ...] = ()
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    database_timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS
     spans: Spans = field(default=NOT_FROM_A_FILE, compare=False, repr=False)  # where each key was written
 
     @property
@@ -186,6 +188,7 @@ _TOP_KEYS = (
     "accounts",
     "outgoing",
     "service",
+    "database_timeouts",
 )
 _ACCOUNT_KEYS = (
     "name",
@@ -250,6 +253,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         accounts=tuple(accounts),
         outgoing=outgoing,
         service=read_service(data, problems),
+        database_timeouts=read_database_timeouts(data, problems),
         spans=spans_of(str(path.resolve()), data, Span(str(path.resolve()), 1, 1)),
     )
 

@@ -43,6 +43,7 @@ from engine.stop_signal import held_stop_signal
 from engine.storage.db import DatabaseError
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
+from engine.storage.pg_guard import lift_wait_limit, limit_waits
 from engine.storage.status import (
     STATE_FAILED,
     STATE_HELD,
@@ -72,6 +73,8 @@ ORIGINALS_PURGE_INTERVAL = 3600.0  # seconds between two purges of expired origi
 TEST_SIGNAL_AFTER_COMMIT_ENV = "MAILGATE_TEST_SIGNAL_AFTER_COMMIT"
 TEST_SIGNAL_AFTER_MESSAGE_ENV = "MAILGATE_TEST_SIGNAL_AFTER_MESSAGE"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# once a stop is requested, a wait for the database lasts this long at most (engine/storage/pg_guard.py)
+STOP_DATABASE_SECONDS = 3.0
 
 
 class StopEvent(asyncio.Event):
@@ -179,6 +182,7 @@ class Service:
                 task.cancel()
             return
         self._stop_requested = True
+        limit_waits(STOP_DATABASE_SECONDS)
         log_event(logging.INFO, "stopping", signal=how)
         self.stop_event.set()
         if self.pool is not None:
@@ -193,6 +197,7 @@ class Service:
 
         def received(signum: int, _frame: object) -> None:
             self.stop_event.signalled = True
+            limit_waits(STOP_DATABASE_SECONDS)  # the loop may be stuck waiting for the database
             loop.call_soon_threadsafe(self.request_stop, signum)
 
         previous = {signum: signal.signal(signum, received) for signum in STOP_SIGNALS}
@@ -478,6 +483,7 @@ def serve(
             return []
         finally:
             restore_signals()
+            lift_wait_limit()
 
     with only_service(runtime.engine):  # SQLite: one service per database file
         return asyncio.run(main())

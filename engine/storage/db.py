@@ -15,10 +15,12 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
+from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from engine.errors import MailgateError
 from engine.storage import console, leases, models, status  # noqa: F401  (their tables join the schema)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
+from engine.storage.pg_guard import guarded_connection
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
 
@@ -51,11 +53,14 @@ def _sqlite_pragmas(foreign_keys: bool) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-def create_database_engine(url: str, *, foreign_keys: bool = True) -> Engine:
+def create_database_engine(
+    url: str, *, foreign_keys: bool = True, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS
+) -> Engine:
     """An engine for a SQLAlchemy URL, set up as mailgate uses it; the schema is neither checked nor made.
 
     ``foreign_keys=False`` leaves SQLite's foreign-key enforcement off, as schema migrations need
-    (a table rebuilt by a migration is dropped while others still refer to it).
+    (a table rebuilt by a migration is dropped while others still refer to it). ``timeouts``
+    bound every PostgreSQL connection (engine/storage/pg_guard.py); parameters the URL names win.
     """
     try:
         parsed = make_url(url)
@@ -67,9 +72,19 @@ def create_database_engine(url: str, *, foreign_keys: bool = True) -> Engine:
     sqlite = parsed.drivername.startswith("sqlite")
     if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    if parsed.drivername.startswith("postgresql"):
-        connect_args["options"] = "-c timezone=UTC"  # timestamps are stored as UTC without a zone
+    postgres = parsed.drivername.startswith("postgresql")
+    if postgres:
+        # timestamps are stored as UTC without a zone
+        connect_args["options"] = f"-c timezone=UTC {timeouts.server_options()}"
+        connect_args.update(
+            (name, value) for name, value in timeouts.libpq_parameters().items() if name not in parsed.query
+        )
     engine = create_engine(parsed, connect_args=connect_args)
+    if postgres and parsed.drivername == "postgresql+psycopg":
+        connection_class = guarded_connection(timeouts.answer_seconds)
+        event.listen(
+            engine, "do_connect", lambda _d, _r, cargs, cparams: connection_class.connect(*cargs, **cparams)
+        )
     _use_driver_savepoints(engine.dialect)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(foreign_keys))
@@ -90,13 +105,13 @@ def _adopt_unversioned(connection: Connection) -> str:
     return adopt_unversioned(connection)
 
 
-def open_database(url: str) -> Engine:
+def open_database(url: str, timeouts: DatabaseTimeouts = DEFAULT_TIMEOUTS) -> Engine:
     """Open the database at a SQLAlchemy URL, after checking its schema version (see engine.storage.schema).
 
     A brand-new (empty) database is created at the current schema. One at an older or a newer
     schema raises ``SchemaVersionError``, and nothing is written to it.
     """
-    engine = create_database_engine(url)
+    engine = create_database_engine(url, timeouts=timeouts)
     try:
         prepare_schema(engine, SQLModel.metadata, _adopt_unversioned)
         _create_sequences(engine)

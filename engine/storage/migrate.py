@@ -15,6 +15,7 @@ from alembic import command
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
+from engine.config.database import FOR_MIGRATIONS
 from engine.errors import MailgateError
 from engine.storage.db import DatabaseError, create_database_engine, shown_url
 from engine.storage.revisions import (
@@ -69,7 +70,7 @@ def upgrade_database(url: str) -> UpgradeReport:
     Raises ``SchemaVersionError`` for a database newer than this mailgate or not one it knows, and
     ``DatabaseError`` if the upgrade fails (the database is then left as it was).
     """
-    engine = create_database_engine(url, foreign_keys=False)
+    engine = create_database_engine(url, foreign_keys=False, timeouts=FOR_MIGRATIONS)
     shown = shown_url(engine)
     head = head_revision()
     try:

@@ -12,11 +12,14 @@ connection to ``host:port``, byte for byte, in both directions. Its mode changes
 - ``refuse()``: an outage. Every open connection is reset (RST) and every new one is reset at
   once, as a server that is down refuses it.
 - ``cut()``: reset every open connection now; new ones are forwarded as usual (a blip).
+- ``freeze_on(pattern)``: freeze when ``pattern`` next goes to the server, holding that chunk
+  (a server that stops answering at a chosen request).
 - ``cut_on(pattern)``: reset the connection that next sends ``pattern`` to the server, before the
   server sees that chunk (a connection lost between two commands of a protocol).
 
 ``accepted`` counts the connections accepted so far (a test waits on it to know that a client is
-connecting). Threads, not asyncio: the proxy runs beside a test that blocks.
+connecting), ``held`` the chunks a freeze holds back (a client waiting for an answer). Threads,
+not asyncio: the proxy runs beside a test that blocks.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class TcpProxy:
         self.target = (host, port)
         self.mode = PASS
         self.accepted = 0
+        self.held = 0
         self._flowing = threading.Event()
         self._flowing.set()
         self._pairs: set[_Pair] = set()
@@ -70,6 +74,7 @@ class TcpProxy:
         self.port: int = self._listener.getsockname()[1]
         self._stopped = False
         self._cut_pattern: bytes | None = None
+        self._freeze_pattern: bytes | None = None
         threading.Thread(target=self._accept_loop, name="tcp-proxy accept", daemon=True).start()
 
     # --- modes --------------------------------------------------------------------------------------
@@ -96,6 +101,10 @@ class TcpProxy:
             pairs = list(self._pairs)
         for pair in pairs:
             pair.reset()
+
+    def freeze_on(self, pattern: bytes) -> None:
+        """Freeze as soon as a chunk to the server holds ``pattern`` (that chunk is held too)."""
+        self._freeze_pattern = pattern
 
     def cut_on(self, pattern: bytes) -> None:
         """Reset the connection whose next chunk to the server holds ``pattern``, instead of sending it."""
@@ -149,6 +158,12 @@ class TcpProxy:
                 data = source.recv(65536)
                 if not data:
                     break
+                freezing = self._freeze_pattern
+                if upstream and freezing is not None and freezing in data:
+                    self._freeze_pattern = None
+                    self.freeze()
+                if not self._flowing.is_set():
+                    self.held += 1
                 self._flowing.wait()  # frozen: hold what was read until traffic passes again
                 pattern = self._cut_pattern
                 if upstream and pattern is not None and pattern in data:

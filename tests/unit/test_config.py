@@ -17,6 +17,7 @@ import pytest
 
 from connectors.registry import make_connector
 from engine.config.authentication import AuthenticationSettings, DnsServer
+from engine.config.database import DatabaseTimeouts
 from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
 from engine.errors import ConfigError, MailgateError, Problem, Span
 from engine.rules.pack import load_pack
@@ -406,3 +407,19 @@ def test_a_pack_loaded_for_the_config_is_the_same_as_loaded_directly(tmp_path: P
     config = load_config(write_config(tmp_path, "accounts:\n  - {name: helpdesk, rule_pack: de-strict}\n"))
     runtime = Runtime(config, open_db=False)
     assert runtime.packs["helpdesk"] is load_pack("de-strict", tmp_path)
+
+
+def test_database_timeouts_are_read_with_their_defaults() -> None:
+    """``database_timeouts``: the defaults, and what the postgres fixture sets, as libpq parameters."""
+    assert check_config(CONFIGS / "good" / "minimal.yaml").database_timeouts == DatabaseTimeouts(10, 30, 15)
+    timeouts = check_config(CONFIGS / "good" / "postgres.yaml").database_timeouts
+    assert timeouts == DatabaseTimeouts(connect_seconds=5, statement_seconds=20, keepalive_seconds=9)
+    assert timeouts.answer_seconds == 25 and timeouts.server_options() == "-c statement_timeout=20000"
+    assert timeouts.libpq_parameters() == {
+        "connect_timeout": 5,
+        "keepalives": 1,
+        "keepalives_idle": 9,
+        "keepalives_interval": 3,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 18000,
+    }

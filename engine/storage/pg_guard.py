@@ -1,0 +1,154 @@
+"""PostgreSQL connections that never hang: a client-side limit on every wait for the server.
+
+The server's ``statement_timeout`` ends a statement that runs too long, and TCP keepalives with
+``tcp_user_timeout`` notice a peer that is gone, but neither helps when the server (or a middlebox
+in between) accepts bytes and never answers: a black hole. So every round trip on a connection
+made here (``GuardedConnection``, psycopg's ``Connection`` with its ``wait`` watched) is given
+``answer_seconds``; a watchdog thread cuts the socket of a wait that outlives it (``shutdown``:
+the driver sees the connection lost, SQLAlchemy discards it), and the wait raises an
+``OperationalError`` naming the limit, which ``engine.storage.failures.is_outage`` counts as an
+outage (the service backs off and retries; nothing of the batch was kept).
+
+- A stop (``limit_waits``, called by the service on SIGTERM) gives every wait, in flight or to
+  come, a few seconds at most; once one was cut for it, later waits and connections fail at once,
+  so that a stop never waits long for a database that does not answer (one that answers is not
+  hurried: its waits take milliseconds).
+- An exception that is not an error (the per-message time limit, ``ProcessingTimeout``, raised
+  by a signal inside the driver) leaves a request half done on the connection: it is closed, so
+  that it is never used again ("another command is already in progress").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.abc import PQGen
+
+RV = TypeVar("RV")
+WATCH_INTERVAL = 0.2  # how often the watchdog looks at the waits in flight
+
+
+class _Watch:
+    """The waits in flight (socket, deadline) and the watchdog thread that cuts overdue ones."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waits: dict[int, tuple[int, float, float]] = {}  # token -> (socket fd, deadline, start)
+        self.cut: set[int] = set()
+        self.stop: tuple[float, float] | None = None  # (when, seconds): set by limit_waits
+        self.gave_up = False  # a wait was cut because of a stop: fail at once from now on
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def add(self, fd: int, seconds: float) -> int:
+        now = time.monotonic()
+        with self.lock:
+            self._next += 1
+            self.waits[self._next] = (fd, now + seconds, now)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mailgate pg watchdog", daemon=True)
+                self._thread.start()
+            return self._next
+
+    def remove(self, token: int) -> bool:
+        """Forget a wait; True if the watchdog cut it."""
+        with self.lock:
+            self.waits.pop(token, None)
+            if token in self.cut:
+                self.cut.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            now = time.monotonic()
+            with self.lock:  # the fd stays the connection's while its wait is registered
+                stop = self.stop
+                for token, (fd, deadline, started) in list(self.waits.items()):
+                    if token in self.cut:
+                        continue
+                    stopping = stop is not None and now >= max(started, stop[0]) + stop[1]
+                    if now >= deadline or stopping:
+                        self.gave_up = self.gave_up or stopping
+                        self.cut.add(token)
+                        _shut_down(fd)
+
+
+_WATCH = _Watch()
+
+
+def _shut_down(fd: int) -> None:
+    """End the connection on ``fd`` both ways, so that a wait on it returns at once."""
+    try:
+        duplicate = os.dup(fd)
+    except OSError:
+        return
+    with socket.socket(fileno=duplicate) as sock, contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def limit_waits(seconds: float) -> None:
+    """From now on, no wait for the database lasts more than ``seconds`` (the service is stopping).
+
+    A wait in flight gets ``seconds`` from now. Safe to call from a signal handler: it only sets
+    a value the watchdog reads.
+    """
+    if _WATCH.stop is None:
+        _WATCH.stop = (time.monotonic(), seconds)
+
+
+def lift_wait_limit() -> None:
+    """Forget ``limit_waits`` (the service has stopped; its process may use the database again)."""
+    _WATCH.stop = None
+    _WATCH.gave_up = False
+
+
+def _given_up() -> psycopg.OperationalError:
+    return psycopg.OperationalError("the database did not answer and the service is stopping")
+
+
+class GuardedConnection(psycopg.Connection[Any]):
+    """psycopg's connection with every wait for the server bounded by ``answer_seconds``."""
+
+    answer_seconds: float = 60.0  # set on the subclass made for each engine (``guarded_connection``)
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> GuardedConnection:
+        """Connect as psycopg does, at once refused once a stop has given up on the database."""
+        if _WATCH.gave_up:
+            raise _given_up()
+        return super().connect(conninfo, **kwargs)
+
+    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
+        """Wait as psycopg does, cut short after ``answer_seconds`` (see the module docstring)."""
+        if _WATCH.gave_up:
+            self.close()
+            raise _given_up()
+        token = _WATCH.add(self.pgconn.socket, self.answer_seconds)
+        try:
+            result = super().wait(gen, interval, timeout)
+        except BaseException as exc:
+            cut = _WATCH.remove(token)
+            if cut or not isinstance(exc, Exception):  # half a request on the wire: never reuse it
+                self.close()
+            if cut:
+                raise psycopg.OperationalError(
+                    f"no answer from the database in {self.answer_seconds:g} s"
+                    if not _WATCH.gave_up
+                    else "the database did not answer and the service is stopping"
+                ) from None
+            raise
+        _WATCH.remove(token)
+        return result
+
+
+def guarded_connection(answer_seconds: float) -> type[GuardedConnection]:
+    """A ``GuardedConnection`` class whose waits last at most ``answer_seconds``."""
+    return type("GuardedConnection", (GuardedConnection,), {"answer_seconds": answer_seconds})
