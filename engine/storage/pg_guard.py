@@ -15,13 +15,16 @@ outage (the service backs off and retries; nothing of the batch was kept).
   hurried: its waits take milliseconds).
 - An exception that is not an error (the per-message time limit, ``ProcessingTimeout``, raised
   by a signal inside the driver) leaves a request half done on the connection: it is closed, so
-  that it is never used again ("another command is already in progress").
+  that it is never used again ("another command is already in progress"). Since that signal is
+  not always raised out of the driver's wait, a wait under the time limit is also cut when the
+  limit is due.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
 import time
@@ -32,6 +35,7 @@ from psycopg.abc import PQGen
 
 RV = TypeVar("RV")
 WATCH_INTERVAL = 0.2  # how often the watchdog looks at the waits in flight
+LIMIT_SLACK_SECONDS = 0.1  # a wait under the time limit is cut this long after the limit is due
 
 
 class _Watch:
@@ -110,6 +114,19 @@ def lift_wait_limit() -> None:
     _WATCH.gave_up = False
 
 
+def _time_limit_due() -> float | None:
+    """Seconds until the per-message time limit (engine.timelimit) fires, if it is armed here.
+
+    The limit is a SIGALRM, and a signal that fires while the driver waits is not always raised
+    where it should be (the wait may then go on until the answer comes): so a wait under the limit
+    is cut by the watchdog when the limit is due, like any overdue wait.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    due, _ = signal.getitimer(signal.ITIMER_REAL)
+    return due + LIMIT_SLACK_SECONDS if due > 0 else None
+
+
 def _given_up() -> psycopg.OperationalError:
     return psycopg.OperationalError("the database did not answer and the service is stopping")
 
@@ -131,7 +148,11 @@ class GuardedConnection(psycopg.Connection[Any]):
         if _WATCH.gave_up:
             self.close()
             raise _given_up()
-        token = _WATCH.add(self.pgconn.socket, self.answer_seconds)
+        seconds, why = self.answer_seconds, f"no answer from the database in {self.answer_seconds:g} s"
+        limit = _time_limit_due()
+        if limit is not None and limit < seconds:
+            seconds, why = limit, "no answer from the database within the message's time limit"
+        token = _WATCH.add(self.pgconn.socket, seconds)
         try:
             result = super().wait(gen, interval, timeout)
         except BaseException as exc:
@@ -139,11 +160,9 @@ class GuardedConnection(psycopg.Connection[Any]):
             if cut or not isinstance(exc, Exception):  # half a request on the wire: never reuse it
                 self.close()
             if cut:
-                raise psycopg.OperationalError(
-                    f"no answer from the database in {self.answer_seconds:g} s"
-                    if not _WATCH.gave_up
-                    else "the database did not answer and the service is stopping"
-                ) from None
+                if _WATCH.gave_up:
+                    raise _given_up() from None
+                raise psycopg.OperationalError(why) from None
             raise
         _WATCH.remove(token)
         return result

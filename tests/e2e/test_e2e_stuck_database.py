@@ -100,14 +100,14 @@ def test_a_database_that_never_answers_is_an_outage_with_back_off_and_one_warnin
         alive(service, log)
         status = desk.mailgate("status")  # reads the same frozen database: says so, does not hang
         proxy.pass_traffic()
-        wait_for(lambda: len(events(log.read_text(), "recovered")) == 1, "the recovery")
-        wait_for(lambda: mailbox.count() == 0, "the mail acknowledged")
+        wait_for(lambda: mailbox.count() == 0, "the mail processed once the database answers")
 
     text = log.read_text()
     assert service.returncode == 0, text
     assert "Traceback" not in text and " ERROR " not in text, text
+    # the first request left unanswered was given up after statement_seconds + 5 s
+    assert 'error="database unavailable: no answer from the database in 6 s"' in text, text
     failures = events(text, "poll_failed")
-    assert failures[0]["error"] == "database unavailable: no answer from the database in 6 s", failures
     assert all(f["error"].startswith("database unavailable: ") for f in failures), failures
     delays = [float(f["retry_in"]) for f in failures]
     assert delays == sorted(delays) and delays[0] > 0  # backing off
@@ -137,8 +137,7 @@ def test_the_time_limit_firing_inside_the_driver_never_leaves_a_broken_connectio
         wait_for(lambda: len(events(log.read_text(), "poll_failed")) >= 1, "the failed pass")
         alive(service, log)
         proxy.pass_traffic()
-        wait_for(lambda: len(events(log.read_text(), "recovered")) == 1, "the recovery")
-        wait_for(lambda: mailbox.count() == 0, "the mail acknowledged")
+        wait_for(lambda: mailbox.count() == 0, "the mail processed once the database answers")
 
     text = log.read_text()
     assert service.returncode == 0, text
