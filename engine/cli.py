@@ -1,4 +1,8 @@
-"""The ``mailgate`` command line (a contract: tools outside the project drive it)."""
+"""The ``mailgate`` command line (a contract: tools outside the project drive it).
+
+The root group and its global options are ``engine/commands/root.py``; each command group is a module
+of ``engine/commands/`` whose ``COMMANDS`` are registered here, one line per module.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,11 @@ from engine.commands.common import hoist_global_options
 from engine.commands.root import main
 from engine.web.commands import admin, web  # the admin console: engine/web/
 
-__all__ = [
-    "database",
-    "hoist_global_options",
-    "install",
-    "items",
-    "mail",
-    "main",
-    "message",
-    "outbox",
-    "quarantine",
-    "secret",
-    "service",
-]
+__all__ = ["hoist_global_options", "main"]
 
+for module in (install, database, mail, items, outbox, quarantine, message, secret, service):
+    for command in module.COMMANDS:
+        main.add_command(command)
 main.add_command(web)
 main.add_command(admin)
 

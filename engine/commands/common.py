@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -16,15 +16,14 @@ from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
 
-F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _echo_json(data: Any) -> None:
+def echo_json(data: Any) -> None:
+    """Print ``data`` as one line of JSON (a ``--json`` output's line)."""
     click.echo(json.dumps(data, ensure_ascii=False, sort_keys=False, default=str))
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Turn every error into a clear message and an exit status, never a traceback."""
     try:
         yield
@@ -55,7 +54,7 @@ def _user_errors() -> Iterator[None]:
 GLOBALS_EPILOG = "The global options --config FILE, -v and --log-format may also follow the command."
 
 
-class _Command(click.Command):
+class Command(click.Command):
     """A subcommand whose ``--help`` says that the global options may also be given after it."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -66,11 +65,13 @@ class _Command(click.Command):
             formatter.write_text(GLOBALS_EPILOG)
 
 
-class _Group(click.Group):
-    command_class = _Command
+class Group(click.Group):
+    """A command group: errors become messages, and its subcommands' help mentions the global options."""
+
+    command_class = Command
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _user_errors():
+        with user_errors():
             return super().invoke(ctx)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -80,7 +81,7 @@ class _Group(click.Group):
         formatter.write_text(GLOBALS_EPILOG)
 
 
-class _RootGroup(_Group):
+class RootGroup(Group):
     """The ``mailgate`` group: its own options may also come after the subcommand."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -138,7 +139,8 @@ def hoist_global_options(root: click.Group, args: list[str]) -> list[str]:
     return front + hoisted + rest
 
 
-def _runtime(ctx: click.Context) -> Runtime:
+def runtime_of(ctx: click.Context) -> Runtime:
+    """The installation the command works on, loaded once per command (and closed after it)."""
     obj = ctx.find_root().obj
     if obj.get("runtime") is None:
         obj["runtime"] = Runtime(load_config(find_config_path(obj.get("config"))))
@@ -147,16 +149,17 @@ def _runtime(ctx: click.Context) -> Runtime:
     return runtime
 
 
-def _database_url(ctx: click.Context) -> str:
+def database_url(ctx: click.Context) -> str:
+    """The config's database URL, without opening the database (``db`` commands check it themselves)."""
     return load_config(find_config_path(ctx.find_root().obj.get("config"))).database
 
 
-def _when(iso_time: str | None) -> str:
+def when(iso_time: str | None) -> str:
     """An ISO 8601 UTC timestamp as the lists print it: ``2026-12-05 16:30Z``."""
     return f"{iso_time[:10]} {iso_time[11:16]}Z" if iso_time else f"{'-':<17}"
 
 
-def _age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+def age_option(ctx: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
     """An ``--older-than`` value such as ``30d``, ``12h``, ``2w`` or ``90m`` as a duration."""
     from engine.storage.retention import parse_age
 

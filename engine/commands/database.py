@@ -7,16 +7,15 @@ from pathlib import Path
 import click
 
 from engine.commands.common import (
-    _database_url,
-    _echo_json,
-    _Group,
-    _runtime,
+    Group,
+    database_url,
+    echo_json,
+    runtime_of,
 )
-from engine.commands.root import main
 from engine.storage.schema import head_revision
 
 
-@main.group(cls=_Group)
+@click.group(cls=Group)
 def db() -> None:
     """Database commands."""
 
@@ -27,7 +26,7 @@ def db_upgrade(ctx: click.Context) -> None:
     """Upgrade the database's schema to this mailgate's (back it up first: docs/upgrading.md)."""
     from engine.storage.migrate import upgrade_database
 
-    for line in upgrade_database(_database_url(ctx)).lines():
+    for line in upgrade_database(database_url(ctx)).lines():
         click.echo(line)
 
 
@@ -37,7 +36,7 @@ def db_current(ctx: click.Context) -> None:
     """Show the database's schema version, and whether this mailgate can use it."""
     from engine.storage.migrate import describe_current
 
-    click.echo(describe_current(_database_url(ctx)))
+    click.echo(describe_current(database_url(ctx)))
 
 
 @db.command("history")
@@ -65,8 +64,11 @@ def db_load(ctx: click.Context, file: Path, as_json: bool) -> None:
 
     from engine.storage.fixtures import load_fixtures
 
-    counts = load_fixtures(_runtime(ctx).engine, file)
+    counts = load_fixtures(runtime_of(ctx).engine, file)
     if as_json:
-        _echo_json({"file": str(file), **asdict(counts)})
+        echo_json({"file": str(file), **asdict(counts)})
     else:
         click.echo(f"loaded {file}: {counts.describe()}")
+
+
+COMMANDS: tuple[click.Command, ...] = (db,)  # what engine/cli.py registers

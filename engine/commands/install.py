@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from engine.commands.root import main
+from engine.commands.common import Command
 from engine.config.model import find_config_path
 
 
-@main.command()
+@click.command(cls=Command)
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Create a starter config, database, rule pack and mailbox folder in DIRECTORY."""
@@ -20,7 +20,7 @@ def init(directory: Path) -> None:
     click.echo(f"created {config_path}; next: mailgate --config {config_path} check")
 
 
-@main.command()
+@click.command(cls=Command)
 @click.argument(
     "directory", required=False, default="demo-run", type=click.Path(file_okay=False, path_type=Path)
 )
@@ -31,7 +31,7 @@ def demo(directory: Path) -> None:
     run_demo(directory, click.echo)
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option(
     "--list", "list_vocabulary", is_flag=True, help="List the facts, actions and outcomes packs may use."
 )
@@ -55,3 +55,10 @@ def check(ctx: click.Context, list_vocabulary: bool, open_database: bool) -> Non
     obj = ctx.find_root().obj
     for line in check_all(find_config_path(obj.get("config")), database=open_database):
         click.echo(line)
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    init,
+    demo,
+    check,
+)  # what engine/cli.py registers

@@ -9,17 +9,17 @@ from pathlib import Path
 import click
 
 from engine.commands.common import (
-    _echo_json,
-    _runtime,
+    Command,
+    echo_json,
+    runtime_of,
 )
-from engine.commands.root import main
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
 from engine.storage.schema import SchemaVersionError
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option("--account", required=True, help="The account the mail arrived in.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per message per line.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -29,7 +29,7 @@ def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, 
     from engine.mail.sources import iter_source_messages
     from engine.pipeline import process_message
 
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     acc = runtime.config.account(account)
     for path in paths:
         if not path.exists():
@@ -37,7 +37,7 @@ def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, 
     for source in iter_source_messages(paths):
         result = process_message(runtime, acc, source.raw, source.origin)
         if as_json:
-            _echo_json(result.to_json())
+            echo_json(result.to_json())
         else:
             target = f" {result.entity} {result.number}" if result.entity else ""
             extra = f" ({result.reason})" if result.reason else ""
@@ -47,7 +47,7 @@ def process(ctx: click.Context, account: str, as_json: bool, paths: tuple[Path, 
 EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the message and delivers it again later
 
 
-@main.command()
+@click.command(cls=Command)
 @click.argument("account")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as one JSON object.")
 @click.pass_context
@@ -86,14 +86,14 @@ def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
         click.echo(f"mailgate: internal error: {type(exc).__name__}: {exc}; the MTA will retry", err=True)
         sys.exit(EX_TEMPFAIL)
     if as_json:
-        _echo_json(result.to_json())
+        echo_json(result.to_json())
     else:
         target = f" {result.entity} {result.number}" if result.entity else ""
         extra = f" ({result.reason})" if result.reason else ""
         click.echo(f"{result.origin}: {result.outcome}{target} [{result.rule or '-'}]{extra}")
 
 
-@main.command()
+@click.command(cls=Command)
 @click.option("--account", required=True, help="The account the mail would arrive in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
@@ -102,13 +102,20 @@ def explain(ctx: click.Context, account: str, as_json: bool, path: Path) -> None
     """Show how a message would be decided, writing nothing."""
     from engine.explain import explain_message
 
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise MailgateError(f"{path}: {exc.strerror or exc}") from None
     explanation = explain_message(runtime, runtime.config.account(account), raw)
     if as_json:
-        _echo_json(explanation.to_json())
+        echo_json(explanation.to_json())
     else:
         click.echo(explanation.to_text())
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    process,
+    deliver,
+    explain,
+)  # what engine/cli.py registers

@@ -8,15 +8,14 @@ import sys
 import click
 
 from engine.commands.common import (
-    _Group,
-    _runtime,
+    Group,
+    runtime_of,
 )
-from engine.commands.root import main
 from engine.errors import MailgateError
 from engine.storage.db import transaction
 
 
-@main.group(cls=_Group)
+@click.group(cls=Group)
 def message() -> None:
     """Processed mail as it arrived (kept for processing.keep_originals_days)."""
 
@@ -34,7 +33,7 @@ def message_show(ctx: click.Context, message_id: str, raw: bool) -> None:
         f"no kept original for {message_id!r}: it was not processed here, or it is older than "
         "processing.keep_originals_days"
     )
-    with transaction(_runtime(ctx).engine) as session:
+    with transaction(runtime_of(ctx).engine) as session:
         originals = find_originals(session, message_id)
         if raw:
             if not originals:
@@ -47,3 +46,6 @@ def message_show(ctx: click.Context, message_id: str, raw: bool) -> None:
         raise MailgateError(missing)
     for view in views:
         click.echo(json.dumps(view, indent=2, ensure_ascii=False, default=str))
+
+
+COMMANDS: tuple[click.Command, ...] = (message,)  # what engine/cli.py registers

@@ -9,18 +9,17 @@ from datetime import timedelta
 import click
 
 from engine.commands.common import (
-    _age_option,
-    _echo_json,
-    _Group,
-    _runtime,
-    _when,
+    Group,
+    age_option,
+    echo_json,
+    runtime_of,
+    when,
 )
-from engine.commands.root import main
 from engine.errors import MailgateError
 from engine.storage.db import transaction
 
 
-@main.group(cls=_Group)
+@click.group(cls=Group)
 def quarantine() -> None:
     """Messages that could not be handled, kept with their reason."""
 
@@ -32,16 +31,16 @@ def quarantine_list(ctx: click.Context, as_json: bool) -> None:
     """List quarantined messages."""
     from engine.storage.views import quarantine_view
 
-    with transaction(_runtime(ctx).engine) as session:
+    with transaction(runtime_of(ctx).engine) as session:
         rows = quarantine_view(session)
     if not rows and not as_json:
         click.echo("the quarantine is empty")
     for row in rows:
         if as_json:
-            _echo_json(row)
+            echo_json(row)
         else:
             click.echo(
-                f"{row['id']:>5} {row['status']:<8} {_when(row['received_at'])} {row['account']:<16} "
+                f"{row['id']:>5} {row['status']:<8} {when(row['received_at'])} {row['account']:<16} "
                 f"{row['message_key'][:40]:<40} {row['reason']}"
             )
 
@@ -53,7 +52,7 @@ def quarantine_drop(ctx: click.Context, entry_id: int) -> None:
     """Delete one quarantined message for good (see 'quarantine show ID --raw' first)."""
     from engine.storage.retention import drop_quarantined
 
-    dropped = drop_quarantined(_runtime(ctx).engine, entry_id)
+    dropped = drop_quarantined(runtime_of(ctx).engine, entry_id)
     if dropped is None:
         raise MailgateError(f"no quarantine entry {entry_id}")
     click.echo(
@@ -67,7 +66,7 @@ def quarantine_drop(ctx: click.Context, entry_id: int) -> None:
     "age",
     metavar="AGE",
     required=True,
-    callback=_age_option,
+    callback=age_option,
     help="Delete the entries received longer ago than this (e.g. 30d, 12h, 2w).",
 )
 @click.pass_context
@@ -77,7 +76,7 @@ def quarantine_purge(ctx: click.Context, age: timedelta) -> None:
     from engine.storage.retention import purge_quarantine
 
     before = utcnow() - age
-    count = purge_quarantine(_runtime(ctx).engine, before)
+    count = purge_quarantine(runtime_of(ctx).engine, before)
     entries = "entry" if count == 1 else "entries"
     click.echo(f"purged {count} quarantine {entries} received before {before:%Y-%m-%d %H:%M} UTC")
 
@@ -91,7 +90,7 @@ def quarantine_show(ctx: click.Context, entry_id: int, raw: bool) -> None:
     from engine.storage.models import QuarantineEntry
     from engine.storage.views import quarantine_view
 
-    with transaction(_runtime(ctx).engine) as session:
+    with transaction(runtime_of(ctx).engine) as session:
         entry = session.get(QuarantineEntry, entry_id)
         if entry is None:
             raise MailgateError(f"no quarantine entry {entry_id}")
@@ -110,12 +109,12 @@ def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
     """Replay a quarantined message through its account's current rule pack."""
     from engine.pipeline import retry_quarantined
 
-    outcome = retry_quarantined(_runtime(ctx), entry_id)
+    outcome = retry_quarantined(runtime_of(ctx), entry_id)
     if outcome.error:
         raise MailgateError(outcome.error)
     assert outcome.result is not None
     if as_json:
-        _echo_json({"released": outcome.released, **outcome.result.to_json()})
+        echo_json({"released": outcome.released, **outcome.result.to_json()})
     elif outcome.released:
         click.echo(
             " ".join(
@@ -132,3 +131,6 @@ def quarantine_retry(ctx: click.Context, entry_id: int, as_json: bool) -> None:
     else:
         click.echo(f"still quarantined: {outcome.result.reason}")
         sys.exit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (quarantine,)  # what engine/cli.py registers

@@ -5,15 +5,13 @@ from __future__ import annotations
 import click
 
 from engine import __version__
-from engine.commands.common import (
-    _RootGroup,
-)
+from engine.commands.common import RootGroup
 from engine.logformat import LOG_FORMATS, configure_logging
 from engine.stop_signal import release_stop_signal
 from engine.storage.schema import head_revision
 
 
-@click.group(cls=_RootGroup, epilog="Run 'mailgate COMMAND --help' for a command's options.")
+@click.group(cls=RootGroup, epilog="Run 'mailgate COMMAND --help' for a command's options.")
 @click.version_option(
     __version__, prog_name="mailgate", message=f"%(prog)s %(version)s (database schema {head_revision()})"
 )

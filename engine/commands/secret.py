@@ -7,14 +7,13 @@ from datetime import timedelta
 import click
 
 from engine.commands.common import (
-    _echo_json,
-    _Group,
-    _runtime,
+    Group,
+    echo_json,
+    runtime_of,
 )
-from engine.commands.root import main
 
 
-@main.group(cls=_Group)
+@click.group(cls=Group)
 def secret() -> None:
     """The secret that signs the reply tokens in our Message-IDs (kept in the database)."""
 
@@ -33,7 +32,7 @@ def secret_rotate(ctx: click.Context, grace_days: int) -> None:
 
     from engine.storage.token_keys import rotate_token_secret
 
-    rotation = rotate_token_secret(_runtime(ctx).engine, timedelta(days=grace_days))
+    rotation = rotate_token_secret(runtime_of(ctx).engine, timedelta(days=grace_days))
     retired = ", ".join(str(i) for i in rotation.retired_ids) or "none"
     click.echo(
         f"secret {rotation.new_id} now signs; retired secret(s) {retired} verify until "
@@ -48,11 +47,14 @@ def secret_list(ctx: click.Context, as_json: bool) -> None:
     """List the secrets by id, state and dates (never the secrets themselves)."""
     from engine.storage.token_keys import token_secret_rows
 
-    for row in token_secret_rows(_runtime(ctx).engine):
+    for row in token_secret_rows(runtime_of(ctx).engine):
         if as_json:
-            _echo_json(row)
+            echo_json(row)
         else:
             until = f"{row['verify_until']:%Y-%m-%d %H:%M}" if row["verify_until"] else "-"
             click.echo(
                 f"{row['id']:>4} {row['state']:<9} created {row['created_at']:%Y-%m-%d %H:%M} until {until}"
             )
+
+
+COMMANDS: tuple[click.Command, ...] = (secret,)  # what engine/cli.py registers

@@ -8,18 +8,18 @@ from typing import Any
 import click
 
 from engine.commands.common import (
-    _database_url,
-    _echo_json,
-    _runtime,
+    Command,
+    database_url,
+    echo_json,
+    runtime_of,
 )
-from engine.commands.root import main
 from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError
 
 # --- the service (issue 3): run, status ---------------------------------------------------------
 
 
-@main.command("run")
+@click.command("run", cls=Command)
 @click.option(
     "--once", is_flag=True, help="One pass over every active account, then exit (status 1 if any failed)."
 )
@@ -61,11 +61,11 @@ def run_service(
     if upgrade:
         from engine.storage.migrate import upgrade_database
 
-        upgraded = upgrade_database(_database_url(ctx))
+        upgraded = upgrade_database(database_url(ctx))
         if upgraded.applied or upgraded.adopted or upgraded.before is None:
             for line in upgraded.lines():
                 click.echo(line)
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     with console_beside(runtime.config, web, enabled=not once):
         reports = serve(runtime, once=once, http=http)
     for report in reports:
@@ -88,7 +88,7 @@ EXIT_SERVICE_NOT_RUNNING = 3
 EXIT_ACCOUNT_FAILING = 4
 
 
-@main.command("status")
+@click.command("status", cls=Command)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account per line.")
 @click.pass_context
 def account_status(ctx: click.Context, as_json: bool) -> None:
@@ -99,12 +99,12 @@ def account_status(ctx: click.Context, as_json: bool) -> None:
     """
     from engine.storage.status import SERVICE_RUNNING, service_view, status_view
 
-    runtime = _runtime(ctx)
+    runtime = runtime_of(ctx)
     service = service_view(runtime.engine)
     rows = status_view(runtime.engine, runtime.config.accounts)
     if as_json:
         for row in rows:
-            _echo_json({**row, "service": service["state"]})
+            echo_json({**row, "service": service["state"]})
     else:
         click.echo(_describe_service(service))
         width = max([len("ACCOUNT"), *(len(row["account"]) for row in rows)])
@@ -150,3 +150,9 @@ def _describe_service(service: dict[str, Any]) -> str:
     if state == SERVICE_STALE:
         return f"SERVICE: not running: no heartbeat since {beat}{where} (killed, crashed or hung)"
     return "SERVICE: never started on this database"
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    run_service,
+    account_status,
+)  # what engine/cli.py registers
