@@ -13,9 +13,10 @@ from engine.web.app import create_app
 
 
 @pytest.fixture
-def desk(tmp_path: Path) -> Iterator[ConsoleDesk]:
-    """A fresh installation with logged, quarantined and HTML mail (tests/web/console_desk.py)."""
-    built = build_console_desk(tmp_path)
+def desk(tmp_path: Path, db_url: str) -> Iterator[ConsoleDesk]:
+    """A fresh installation with logged, quarantined and HTML mail (tests/web/console_desk.py), on
+    SQLite and on PostgreSQL."""
+    built = build_console_desk(tmp_path, db_url)
     yield built
     built.runtime.close()
 

@@ -24,7 +24,7 @@ from engine.web.passwords import hash_password
 
 PASSWORD = "correct horse battery"
 CONFIG = """\
-database: sqlite:///mailgate.sqlite
+database: {database}
 product_name: Test Desk
 accounts:
   - name: helpdesk
@@ -100,12 +100,12 @@ class ConsoleDesk:
             return row.id
 
 
-def build_console_desk(root: Path) -> ConsoleDesk:
+def build_console_desk(root: Path, database: str = "sqlite:///mailgate.sqlite") -> ConsoleDesk:
     """Write the installation, load people, add the admins and process the mails the tests use."""
     (root / "rules").mkdir()
     (root / "rules" / "local.yaml").write_text(BROKEN_PACK)
     (root / "rules" / "strict.yaml").write_text(STRICT_PACK)
-    (root / "mailgate.yaml").write_text(CONFIG)
+    (root / "mailgate.yaml").write_text(CONFIG.format(database=database))
     (root / "fixtures.yaml").write_text(FIXTURES)
     runtime = Runtime(load_config(root / "mailgate.yaml"))
     load_fixtures(runtime.engine, root / "fixtures.yaml")

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from console_desk import PASSWORD, SCRIPT_SUBJECT, ConsoleDesk
+from console_desk import PASSWORD, SCRIPT_SUBJECT, ConsoleDesk, build_console_desk
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from engine.config.service import ListenAddress
@@ -23,6 +23,14 @@ from engine.storage.models import OutboxMessage, QuarantineEntry
 from engine.web.server import ConsoleServer
 
 CHROMIUM = os.environ.get("MAILGATE_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[ConsoleDesk]:
+    """The installation of tests/web/console_desk.py, on SQLite only (the HTTP tests cover both)."""
+    built = build_console_desk(tmp_path)
+    yield built
+    built.runtime.close()
 
 
 @pytest.fixture(scope="module")
