@@ -53,14 +53,25 @@ _USABLE = (
 
 
 def token_secrets(session: Session, now: datetime | None = None) -> TokenSecrets:
-    """The secrets in force, read once per session (one message's transaction) and kept with it; no write."""
+    """The secrets in force, read once per database transaction and kept with it; no write.
+
+    Each message of a service batch has a session of its own (a savepoint) in the batch's one
+    transaction: they share what the first of them read, instead of a query for each message.
+    """
     cached = session.info.get(_SESSION_KEY)
     if isinstance(cached, TokenSecrets):
         return cached
-    rows: list[Any] = run_statement(session, _USABLE, {"now": now or utcnow()}).rows
-    current = [bytes.fromhex(r.secret) for r in rows if r.retired_at is None]
-    verifying = tuple(dict.fromkeys([*current, *(bytes.fromhex(r.secret) for r in rows)]))
-    found = TokenSecrets(current[0] if current else None, verifying)
+    connection = session.connection()
+    transaction = connection.get_transaction()
+    held = connection.info.get(_SESSION_KEY)
+    if held is not None and transaction is not None and held[0] is transaction:
+        found: TokenSecrets = held[1]
+    else:
+        rows: list[Any] = run_statement(session, _USABLE, {"now": now or utcnow()}).rows
+        current = [bytes.fromhex(r.secret) for r in rows if r.retired_at is None]
+        verifying = tuple(dict.fromkeys([*current, *(bytes.fromhex(r.secret) for r in rows)]))
+        found = TokenSecrets(current[0] if current else None, verifying)
+        connection.info[_SESSION_KEY] = (transaction, found)
     session.info[_SESSION_KEY] = found
     return found
 
@@ -78,6 +89,7 @@ def signing_secret(session: Session) -> bytes:
     session.flush()
     made = bytes.fromhex(secret)
     session.info[_SESSION_KEY] = TokenSecrets(made, (made, *found.verifying))
+    session.connection().info.pop(_SESSION_KEY, None)  # the savepoint that made it may roll back
     return made
 
 

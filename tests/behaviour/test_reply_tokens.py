@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
@@ -295,3 +296,33 @@ def test_a_token_for_another_item_or_another_recipient_does_not_authenticate_a_c
         result = desk.deliver("Re: [CLOSE#10]", sender=sender, in_reply_to=token)
         assert (result.outcome, result.rule) == ("refused", "command_from_unauthenticated_sender")
     assert desk.call(10)["status"] == "open"
+
+
+def test_the_messages_of_one_batch_read_the_secrets_once_and_a_later_transaction_again(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import event
+
+    from engine.storage.db import batch_transaction, transaction
+
+    engine = open_database(f"sqlite:///{tmp_path / 'desk.sqlite'}")
+    engine.dispose()  # new connections, each traced
+    reads: list[str] = []
+
+    @event.listens_for(engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(
+            lambda sql: reads.append(sql) if "replytokensecret" in sql else None
+        )
+
+    with batch_transaction(engine):
+        batch = []
+        for _ in range(3):  # three messages, each in a savepoint of the batch's transaction
+            with transaction(engine) as session:
+                batch.append(token_secrets(session))
+    assert len(reads) == 1 and batch[0] == batch[1] == batch[2]
+    rotate_token_secret(engine, grace=timedelta(days=1))
+    reads.clear()
+    with transaction(engine) as session:
+        after = token_secrets(session)
+    assert len(reads) == 1 and after.signing != batch[0].signing  # a new transaction sees the rotation
