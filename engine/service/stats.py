@@ -13,6 +13,7 @@ import threading
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from sqlalchemy.engine import Engine
@@ -68,6 +69,9 @@ class AccountStats:
         self._last_progress: float | None = None
         self._last_error: str | None = None
         self._lease_held = False
+        # the last failure, when the database was too far away to keep it (the watcher writes it at
+        # the recovery, so that `mailgate status` shows the outage); kept here, across watchers
+        self.unsaved_failure: tuple[str, str, int, datetime | None, datetime] | None = None
 
     def lease(self, held: bool) -> None:
         """This process took (True) or gave up (False) the account's lease."""

@@ -373,6 +373,9 @@ class AccountWatcher:
         self.failures = 0
         self.stats.passed()
         log_event(logging.INFO, "polled", account=self.account.name, processed=processed)
+        unsaved, self.stats.unsaved_failure = self.stats.unsaved_failure, None
+        if unsaved is not None:  # the outage kept it from the database: `mailgate status` shows it now
+            self._record(record_failure, self.account.name, *unsaved)
         self._record(record_pass, self.account.name, processed)
 
     def _failed(self, exc: BaseException, retry_in: float | None) -> tuple[str, str]:
@@ -395,17 +398,21 @@ class AccountWatcher:
         retry_at = utcnow() + timedelta(seconds=retry_in) if retry_in is not None else None
         outage = isinstance(exc, DatabaseError)
         processed = self._take_processed()
-        self._record(record_failure, self.account.name, state, error, processed, retry_at, outage=outage)
+        if not self._record(
+            record_failure, self.account.name, state, error, processed, retry_at, outage=outage
+        ):
+            self.stats.unsaved_failure = (state, error, processed, None, utcnow())
         return state, error
 
-    def _record(self, write: Callable[..., None], *args: object, outage: bool = False) -> None:
-        """Write the account's status; a database hiccup here is logged, never fatal.
+    def _record(self, write: Callable[..., None], *args: object, outage: bool = False) -> bool:
+        """Write the account's status (True if written); a database hiccup here is logged, never fatal.
 
         ``outage``: the failure being recorded is the database being away, already logged; that
         the status cannot be written then is the same outage, not another line.
         """
         try:
             write(self.runtime.engine, *args)
+            return True
         except Exception as exc:
             away = database_away(exc)
             if not (away and outage):
@@ -415,6 +422,7 @@ class AccountWatcher:
                     account=self.account.name,
                     error=describe_error(exc),
                 )
+            return False
 
     # --- waiting ----------------------------------------------------------------------------------
 

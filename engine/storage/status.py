@@ -123,13 +123,22 @@ def record_pass(engine: Engine, account: str, processed: int) -> None:
 
 
 def record_failure(
-    engine: Engine, account: str, state: str, error: str, processed: int, retry_at: datetime | None
+    engine: Engine,
+    account: str,
+    state: str,
+    error: str,
+    processed: int,
+    retry_at: datetime | None,
+    at: datetime | None = None,
 ) -> None:
-    """A pass failed (``processed`` messages were handled before it did); remember why and when."""
+    """A pass failed (``processed`` messages were handled before it did); remember why and when.
+
+    ``at``: when it failed, if that was earlier (a failure written once the database is back).
+    """
     now = utcnow()
     with Session(engine) as session:
         row = session.get(AccountStatus, account) or AccountStatus(account=account)
-        row.state, row.last_error, row.last_error_at = state, error, now
+        row.state, row.last_error, row.last_error_at = state, error, at or now
         row.retry_at, row.updated_at = retry_at, now
         row.messages_processed += processed
         session.add(row)

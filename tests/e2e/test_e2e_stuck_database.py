@@ -115,6 +115,9 @@ def test_a_database_that_never_answers_is_an_outage_with_back_off_and_one_warnin
     assert len(warned) == len(failures)
     assert status.returncode == 1 and "timeout" in status.stderr, status
     _processed_once(desk, mailbox, "o1@ex")
+    # once the database answers, the status shows the outage it could not record meanwhile
+    shown = desk.status()["helpdesk"]
+    assert shown["state"] == "ok" and shown["last_error"].startswith("database unavailable: "), shown
 
 
 def test_the_time_limit_firing_inside_the_driver_never_leaves_a_broken_connection_in_use(
