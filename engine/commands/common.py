@@ -88,6 +88,20 @@ class RootGroup(Group):
         """Move the global options written after the subcommand in front of it, then parse."""
         return super().parse_args(ctx, hoist_global_options(self, args))
 
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register a command; one made with plain click (a plugin's) gets the global-options note too."""
+        _note_global_options(cmd)
+        super().add_command(cmd, name)
+
+
+def _note_global_options(command: click.Command) -> None:
+    if isinstance(command, Command | Group):
+        return  # they print the note themselves
+    command.epilog = f"{command.epilog}\n\n{GLOBALS_EPILOG}" if command.epilog else GLOBALS_EPILOG
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _note_global_options(sub)
+
 
 def _option_named(command: click.Command, name: str) -> click.Option | None:
     for param in command.params:

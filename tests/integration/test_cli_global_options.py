@@ -80,6 +80,13 @@ def test_option_values_and_arguments_after_double_dash_stay_put() -> None:
 
 
 def test_every_help_text_says_the_global_options_may_follow_the_command(tmp_path: Path) -> None:
-    for args in (("--help",), ("run", "--help"), ("quarantine", "list", "--help"), ("db", "--help")):
+    for args in (
+        ("--help",),
+        ("run", "--help"),
+        ("quarantine", "list", "--help"),
+        ("db", "--help"),
+        ("web", "--help"),  # commands made with plain click, registered from their own module
+        ("admin", "add", "--help"),
+    ):
         text = " ".join(run(tmp_path, *args).stdout.split())
         assert "--config FILE, -v and --log-format may also follow the command" in text, args
