@@ -17,6 +17,7 @@ from engine.mail.message import parse_message
 from engine.rules.decision import Decision, decide
 from engine.rules.pack import RulePack
 from engine.rules.subject import ParsedSubject
+from engine.rules.vocabulary import Intent
 from engine.runtime import Runtime
 
 
@@ -60,6 +61,30 @@ class Explanation:
             "error": self.error,
             "authentication": self.authentication.to_json() if self.authentication else None,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Explanation:
+        """The explanation ``to_json`` wrote (its facts as JSON gave them back)."""
+        parsed = data.get("parsed")
+        found = data.get("authentication")
+        return cls(
+            account=data["account"],
+            pack=data["pack"],
+            subject=data.get("subject", ""),
+            parsed=(
+                ParsedSubject(Intent(parsed["intent"]), parsed["number"], False, parsed["matched"], (), ())
+                if parsed
+                else None
+            ),
+            facts=dict(data.get("facts", {})),
+            tried=[(t["rule"], t["matched"], t["why"]) for t in data.get("rules_tried", [])],
+            rule=data.get("rule"),
+            outcome=data.get("outcome"),
+            steps=[(a["action"], a["runs"], a["params"]) for a in data.get("actions", [])],
+            error=data.get("error"),
+            authentication=SenderAuthentication(**found) if found else None,
+            notes=list(data.get("notes", [])),
+        )
 
     def to_text(self) -> str:
         """A readable report."""
@@ -132,16 +157,18 @@ def explanation_of(decision: Decision, account: str, pack: str, subject: str) ->
 
 
 def decision_trace(decision: Decision, account: str, pack: str, subject: str) -> bytes:
-    """The decision as ``explain`` reports it (text and JSON), compressed, for the ledger entry."""
-    explanation = explanation_of(decision, account, pack, subject)
-    data = {"text": explanation.to_text(), "json": explanation.to_json()}
+    """The decision as ``explain --json`` reports it, compressed, for the ledger entry.
+
+    Only the JSON is kept; ``read_trace`` draws the text from it when someone looks.
+    """
+    data = explanation_of(decision, account, pack, subject).to_json()
     # ISA-L writes the zlib format (read back by zlib.decompress) at a third of zlib's cost
     return isal_zlib.compress(json.dumps(data, default=str).encode(), 1)
 
 
 def read_trace(stored: bytes | None) -> dict[str, Any] | None:
-    """A ledger entry's stored trace (``text`` and ``json``), or None if it has none."""
+    """A ledger entry's stored trace as ``{"text": ..., "json": ...}``, or None if it has none."""
     if not stored:
         return None
-    loaded: dict[str, Any] = json.loads(zlib.decompress(stored))
-    return loaded
+    data: dict[str, Any] = json.loads(zlib.decompress(stored))
+    return {"text": Explanation.from_json(data).to_text(), "json": data}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -9,6 +10,7 @@ from console_client import TestClient, sign_in
 from console_desk import ConsoleDesk, make_mail
 from sqlmodel import select
 
+from engine.explain import explain_message, read_trace
 from engine.storage.db import transaction
 from engine.storage.leases import Worker, claim, register_worker
 from engine.storage.message_log import LogSearch, search_log
@@ -238,3 +240,17 @@ def test_the_accounts_page_names_the_process_holding_an_accounts_lease(
     assert claim(desk.runtime.engine, worker, "helpdesk", 30.0) is not None
     sign_in(client, "vic")
     assert "desk-host-7 (pid 4242) since" in client.get("/accounts").text
+
+
+def test_the_stored_trace_reads_exactly_as_explain_printed_it_before(desk: ConsoleDesk) -> None:
+    raw = make_mail("RE: [CALL#100] and the fuser", "<same-trace@example.com>")
+    account = desk.runtime.config.account("helpdesk")
+    before = explain_message(desk.runtime, account, raw)
+    desk.process("same", raw)
+    with transaction(desk.runtime.engine) as session:
+        entry = session.exec(
+            select(LedgerEntry).where(LedgerEntry.message_key == "same-trace@example.com")
+        ).one()
+        stored = read_trace(entry.trace)
+    assert stored is not None and stored["text"] == before.to_text()
+    assert stored["json"] == json.loads(json.dumps(before.to_json(), default=str))
