@@ -2,7 +2,7 @@
 
 ```yaml
 database_timeouts:
-  connect_seconds: 10      # opening a connection (PostgreSQL's connect_timeout)
+  connect_seconds: 5       # opening a connection (PostgreSQL's connect_timeout)
   statement_seconds: 30    # one statement (statement_timeout); any answer: 5 s more at most
   keepalive_seconds: 15    # TCP keepalives after this much silence; a dead peer is noticed in ~2x
 ```
@@ -26,7 +26,7 @@ ANSWER_GRACE_SECONDS = 5.0  # a wait for any answer lasts statement_seconds plus
 class DatabaseTimeouts:
     """Time limits on every PostgreSQL connection; ``statement_seconds`` 0: statements unlimited."""
 
-    connect_seconds: float = 10.0
+    connect_seconds: float = 5.0
     statement_seconds: float = 30.0
     keepalive_seconds: float = 15.0
 

@@ -10,7 +10,8 @@ the driver sees the connection lost, SQLAlchemy discards it), and the wait raise
 outage (the service backs off and retries; nothing of the batch was kept).
 
 - A stop (``limit_waits``, called by the service on SIGTERM) gives every wait, in flight or to
-  come, a few seconds at most; once one was cut for it, later waits and connections fail at once,
+  come, a few seconds at most, and a new connection as long; once one was cut (or a connection
+  failed) during the stop, later waits and connections fail at once,
   so that a stop never waits long for a database that does not answer (one that answers is not
   hurried: its waits take milliseconds).
 - An exception that is not an error (the per-message time limit, ``ProcessingTimeout``, raised
@@ -138,10 +139,20 @@ class GuardedConnection(psycopg.Connection[Any]):
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> GuardedConnection:
-        """Connect as psycopg does, at once refused once a stop has given up on the database."""
+        """Connect as psycopg does; while stopping, briefly, and at once refused once given up."""
         if _WATCH.gave_up:
             raise _given_up()
-        return super().connect(conninfo, **kwargs)
+        stop = _WATCH.stop
+        if stop is not None:  # libpq counts whole seconds, 2 at least
+            kwargs["connect_timeout"] = min(
+                int(kwargs.get("connect_timeout") or 2**31), max(2, round(stop[1]))
+            )
+        try:
+            return super().connect(conninfo, **kwargs)
+        except psycopg.OperationalError:
+            if _WATCH.stop is not None:  # a stop came, and the database does not even connect
+                _WATCH.gave_up = True
+            raise
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         """Wait as psycopg does, cut short after ``answer_seconds`` (see the module docstring)."""

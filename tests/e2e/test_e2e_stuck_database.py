@@ -84,6 +84,38 @@ def test_sigterm_stops_the_service_while_it_waits_for_a_database_that_never_answ
     _processed_once(desk, mailbox, "s1@ex", "s2@ex")
 
 
+def test_sigterm_stops_the_service_while_it_connects_to_a_database_that_never_answers(
+    make_desk: MakeDesk, mailbox: Mailbox, proxied_postgres: tuple[str, TcpProxy], tmp_path: Path
+) -> None:
+    url, proxy = proxied_postgres
+    extra = "database_timeouts: {statement_seconds: 120}\nservice: {lease_seconds: 5}\n"
+    desk = _desk(make_desk, mailbox, url, extra)
+    log = tmp_path / "run.log"
+    process = desk.start(log=log)
+    try:
+        wait_for(lambda: len(events(log.read_text(), "polled")) >= 1, "the first pass")
+        proxy.freeze()
+        proxy.cut()  # the pooled connections are gone: the next use of the database connects anew
+        accepted = proxy.accepted
+        mailbox.append(mail("Printer 5", message_id="c1@ex"))
+        wait_for(lambda: proxy.accepted > accepted, "the service connecting to the database")
+        alive(process, log)
+
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=STOP_BOUND)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text()
+    assert status == 0 and events(text, "service_stopped") and "Traceback" not in text, text
+
+    proxy.pass_traffic()
+    with running(desk, tmp_path / "again.log"):
+        wait_for(lambda: mailbox.count() == 0, "the mail processed after the lease ran out")
+    _processed_once(desk, mailbox, "c1@ex")
+
+
 def test_a_database_that_never_answers_is_an_outage_with_back_off_and_one_warning_per_failure(
     make_desk: MakeDesk, mailbox: Mailbox, proxied_postgres: tuple[str, TcpProxy], tmp_path: Path
 ) -> None:
@@ -164,4 +196,4 @@ def test_statement_and_connection_limits_reach_postgresql(
 
     assert statement_timeout == "7s"
     shown = [parameters[name] for name in ("connect_timeout", "keepalives_idle", "tcp_user_timeout")]
-    assert shown == ["10", "12", "24000"]
+    assert shown == ["5", "12", "24000"]

@@ -411,7 +411,7 @@ def test_a_pack_loaded_for_the_config_is_the_same_as_loaded_directly(tmp_path: P
 
 def test_database_timeouts_are_read_with_their_defaults() -> None:
     """``database_timeouts``: the defaults, and what the postgres fixture sets, as libpq parameters."""
-    assert check_config(CONFIGS / "good" / "minimal.yaml").database_timeouts == DatabaseTimeouts(10, 30, 15)
+    assert check_config(CONFIGS / "good" / "minimal.yaml").database_timeouts == DatabaseTimeouts(5, 30, 15)
     timeouts = check_config(CONFIGS / "good" / "postgres.yaml").database_timeouts
     assert timeouts == DatabaseTimeouts(connect_seconds=5, statement_seconds=20, keepalive_seconds=9)
     assert timeouts.answer_seconds == 25 and timeouts.server_options() == "-c statement_timeout=20000"
