@@ -138,14 +138,21 @@ def _login(console: Console) -> Callable[[Request], Any]:
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         admin = await run_in_threadpool(find_admin, console.runtime.engine, name)
         if not await run_in_threadpool(verify_password, admin.password_hash if admin else None, password):
+            await run_in_threadpool(_audit_sign_in, console, name[:100], False)
             return console.render("login.html", None, 401, next=target, failed=True, name=name)
         assert admin is not None
+        await run_in_threadpool(_audit_sign_in, console, admin.name, True)
         token, _ = await run_in_threadpool(start_session, console.runtime.engine, admin.name)
         response = RedirectResponse(target, status_code=303)
         set_session_cookie(response, token)
         return response
 
     return endpoint
+
+
+def _audit_sign_in(console: Console, name: str, signed_in: bool) -> None:
+    with transaction(console.runtime.engine) as session:
+        record_action(session, name, "sign_in" if signed_in else "sign_in.refused", f"admin {name}")
 
 
 def _logout(console: Console, ask: Ask) -> Response:

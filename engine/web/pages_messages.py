@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from email import message_from_bytes, policy
 from typing import Any
@@ -70,11 +71,20 @@ def message(console: Console, ask: Ask) -> Response:
         "message.html",
         ask,
         entry=entry,
-        detail=views._detail(entry.detail),
+        detail=_detail(entry.detail),
         trace=read_trace(entry.trace),
         replies=replies,
         kept=kept,
     )
+
+
+def _detail(text: str) -> dict[str, Any]:
+    """A ledger entry's JSON detail ({} if it is not a JSON object)."""
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _original(console: Console, entry_id: int) -> tuple[Any, bytes]:

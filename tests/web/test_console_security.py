@@ -24,6 +24,14 @@ def test_a_stranger_is_sent_to_sign_in_and_a_wrong_password_is_refused(client: T
     assert client.get("/messages", follow_redirects=False).status_code == 303
 
 
+def test_sign_ins_and_refused_ones_are_audited(client: TestClient, desk: ConsoleDesk) -> None:
+    client.post("/login", data={"name": "root", "password": "wrong password"})
+    sign_in(client, "root")
+    with transaction(desk.runtime.engine) as session:
+        actions = [(row.admin, row.action) for row in session.exec(select(ConsoleAudit))]
+    assert ("root", "sign_in.refused") in actions and ("root", "sign_in") in actions
+
+
 def test_the_session_cookie_is_secure_httponly_and_samesite_strict(client: TestClient) -> None:
     answer = client.post("/login", data={"name": "root", "password": PASSWORD}, follow_redirects=False)
     cookie = answer.headers["set-cookie"].lower()
