@@ -254,6 +254,7 @@ class Service:
             if server is not None:
                 server.stop()
             self._save(record_stopped, socket.gethostname(), os.getpid())
+            lift_wait_limit()  # stopped: this process may use the database as before (tests do)
         for task, result in zip(core, results, strict=True):
             if isinstance(result, Exception):
                 log_event(logging.ERROR, "task_failed", task=task.get_name(), error=describe_error(result))
@@ -297,6 +298,7 @@ class Service:
                 log_event(logging.WARNING, "leases_not_released", error=describe_error(exc))
         if self.outbox_drainer is not None and not self.stop_event.is_set():
             await self._drain(self.outbox_drainer)
+        lift_wait_limit()
         order = {a.name: i for i, a in enumerate(self.runtime.config.accounts)}
         return sorted(reports, key=lambda r: order.get(r.account, len(order)))
 
