@@ -38,6 +38,11 @@ from engine.service.parsing import ParseAhead
 from engine.service.pool import Fence, WatcherPool
 from engine.service.single import only_service
 from engine.service.stats import AccountStats, Monitored
+from engine.service.test_hooks import (
+    TEST_SIGNAL_AFTER_COMMIT_ENV,
+    TEST_SIGNAL_AFTER_MESSAGE_ENV,
+    signal_after_count,
+)
 from engine.service.watcher import AccountWatcher, PassReport, database_away, describe_error
 from engine.stop_signal import held_stop_signal
 from engine.storage.db import DatabaseError
@@ -66,12 +71,6 @@ OutboxDrainer = Callable[[Runtime], Awaitable[object]]
 OUTBOX_HOOK = ("engine.outgoing.delivery", "drain_outbox")
 ORIGINALS_PURGE_INTERVAL = 3600.0  # seconds between two purges of expired originals
 
-# Test-only: "K:SIGNAME" makes the process send itself SIGNAME right after the commit that keeps
-# the K-th message (its batch's), before any of that batch is acknowledged; or, for the second,
-# right after the K-th message is done, before its batch is committed (a real crash, or a real
-# stop request, at the worst moments).
-TEST_SIGNAL_AFTER_COMMIT_ENV = "MAILGATE_TEST_SIGNAL_AFTER_COMMIT"
-TEST_SIGNAL_AFTER_MESSAGE_ENV = "MAILGATE_TEST_SIGNAL_AFTER_MESSAGE"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # once a stop is requested, a wait for the database lasts this long at most (engine/storage/pg_guard.py)
 STOP_DATABASE_SECONDS = 3.0
@@ -113,27 +112,6 @@ def find_outbox_drainer() -> OutboxDrainer | None:
         return None
     drain = getattr(module, attribute, None)
     return drain if callable(drain) else None
-
-
-def signal_after_count(spec: str | None) -> Callable[[int], None]:
-    """The test-only hooks described at ``TEST_SIGNAL_AFTER_COMMIT_ENV`` (a no-op when unset).
-
-    The hook is called with how many messages were just done (committed, or processed); it sends
-    the signal once, when their running total reaches K.
-    """
-    if not spec:
-        return lambda count: None
-    count_text, _, name = spec.partition(":")
-    target, signum = int(count_text), signal.Signals[name or "SIGKILL"]
-    total = 0
-
-    def counted(count: int) -> None:
-        nonlocal total
-        before, total = total, total + count
-        if before < target <= total:
-            os.kill(os.getpid(), signum)
-
-    return counted
 
 
 class Service:
