@@ -316,3 +316,24 @@ def test_the_sender_is_found_through_the_lower_email_index_not_a_table_scan(sqli
     finally:
         opened.dispose()
     assert any("ix_person_email_lower" in str(row) for row in plan), plan
+
+
+def test_in_a_batch_a_failed_message_undoes_its_own_work_only_and_the_others_are_committed(
+    engine: Engine,
+) -> None:
+    from engine.storage.db import batch_transaction
+
+    with batch_transaction(engine):
+        for number in (1, 2, 3):
+            try:
+                with transaction(engine) as session:
+                    session.add(Request(number=number, status="open"))
+                    session.flush()
+                    if number == 2:
+                        raise RuntimeError("this message fails after writing")
+            except RuntimeError:
+                pass
+        with transaction(engine) as session:  # the batch goes on in the same transaction
+            session.add(Request(number=4, status="open"))
+    with Session(engine) as session:
+        assert sorted(r.number for r in session.exec(select(Request))) == [1, 3, 4]
