@@ -21,13 +21,13 @@ from sqlmodel import Session
 from engine.actions.base import ActionContext
 from engine.config.model import AccountConfig
 from engine.errors import MailError, MailgateError
-from engine.explain import decision_trace
 from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.header_bounds import ledger_key
 from engine.mail.message import IncomingMessage, parse_message
 from engine.mail.text import clean_line, fix_escaped_bytes
 from engine.outgoing.outbox import write_queued_messages
 from engine.rules.decision import decide
+from engine.rules.explain import decision_trace
 from engine.rules.gather import load_rows
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction

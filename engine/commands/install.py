@@ -14,7 +14,7 @@ from engine.config.model import find_config_path
 @click.argument("directory", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
 def init(directory: Path) -> None:
     """Create a starter config, database, rule pack and mailbox folder in DIRECTORY."""
-    from engine.starter import create_starter
+    from engine.commands.starter import create_starter
 
     config_path = create_starter(directory)
     click.echo(f"created {config_path}; next: mailgate --config {config_path} check")
@@ -26,7 +26,7 @@ def init(directory: Path) -> None:
 )
 def demo(directory: Path) -> None:
     """Run the bundled demo: fixtures and a demo mailbox through the default pack (SQLite)."""
-    from engine.starter import run_demo
+    from engine.commands.starter import run_demo
 
     run_demo(directory, click.echo)
 
@@ -47,7 +47,7 @@ def check(ctx: click.Context, list_vocabulary: bool, open_database: bool) -> Non
 
     The database is not touched unless --database is given.
     """
-    from engine.checking import check_all, vocabulary
+    from engine.config.checking import check_all, vocabulary
 
     if list_vocabulary:
         click.echo(vocabulary())

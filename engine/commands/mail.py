@@ -100,7 +100,7 @@ def deliver(ctx: click.Context, account: str, as_json: bool) -> None:
 @click.pass_context
 def explain(ctx: click.Context, account: str, as_json: bool, path: Path) -> None:
     """Show how a message would be decided, writing nothing."""
-    from engine.explain import explain_message
+    from engine.rules.explain import explain_message
 
     runtime = runtime_of(ctx)
     try:

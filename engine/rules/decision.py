@@ -1,7 +1,7 @@
 """Deciding one message: its subject parsed, its facts gathered, the first rule of its pack that holds.
 
 ``decide`` is the only place a message is decided: ``engine.pipeline`` acts on the ``Decision``
-and ``mailgate explain`` (``engine.explain``) prints it, so the two cannot disagree. Both ask for
+and ``mailgate explain`` (``engine.rules.explain``) prints it, so the two cannot disagree. Both ask for
 the trace of every rule tried: the pipeline keeps it with the ledger entry, for the console.
 """
 

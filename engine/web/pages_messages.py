@@ -10,7 +10,7 @@ from typing import Any
 from starlette.responses import Response
 
 from engine.errors import MailgateError
-from engine.explain import read_trace
+from engine.rules.explain import read_trace
 from engine.rules.pack import OUTCOMES
 from engine.storage import views
 from engine.storage.db import transaction

@@ -1,7 +1,7 @@
 """Rule packs: each account's merged pack rule by rule (file:line), ``check`` results, and try-it.
 
 Try-it decides a real mail (from the log, the quarantine, or an uploaded .eml) with a pack file as
-it stands on disk now, beside what really happened, through ``explain`` (``engine.explain``): the
+it stands on disk now, beside what really happened, through ``explain`` (``engine.rules.explain``): the
 decision's session is rolled back, so nothing is written.
 """
 
@@ -14,10 +14,10 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from engine.checking import check_all
+from engine.config.checking import check_all
 from engine.errors import ConfigError, MailgateError
-from engine.explain import Explanation, explain_message, read_trace
 from engine.resources import bundled_pack_names, rules_dir
+from engine.rules.explain import Explanation, explain_message, read_trace
 from engine.rules.pack import load_pack
 from engine.storage.db import transaction
 from engine.storage.message_log import log_entry

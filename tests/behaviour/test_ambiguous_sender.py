@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from engine.explain import explain_message
+from engine.rules.explain import explain_message
 
 if TYPE_CHECKING:
     from conftest import Desk, MakeDesk

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
-from engine.explain import explain_message
 from engine.identity.reply_tokens import ItemRef, read_token, token_is_valid
+from engine.rules.explain import explain_message
 from engine.storage.db import open_database
 from engine.storage.models import ReplyTokenSecret, utcnow
 from engine.storage.token_keys import rotate_token_secret, token_secret_rows, token_secrets

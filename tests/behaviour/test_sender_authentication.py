@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from engine.explain import explain_message
+from engine.rules.explain import explain_message
 
 if TYPE_CHECKING:
     from conftest import Desk, MakeDesk

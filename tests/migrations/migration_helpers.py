@@ -21,9 +21,9 @@ from alembic import command
 from schema_rows import load_rows
 from sqlalchemy import text
 
+from engine.commands.starter import STARTER_CONFIG
 from engine.config.model import load_config
 from engine.runtime import Runtime
-from engine.starter import STARTER_CONFIG
 from engine.storage.db import create_database_engine
 from engine.storage.revisions import alembic_config
 from engine.storage.schema import head_revision, revision_number

@@ -229,7 +229,7 @@ def test_unknown_charset_is_processed_not_crashed(desk: Desk) -> None:
 
 
 def test_explain_writes_nothing(desk: Desk) -> None:
-    from engine.explain import explain_message
+    from engine.rules.explain import explain_message
 
     explanation = explain_message(desk.runtime, desk.runtime.config.account("helpdesk"), make_mail())
     assert explanation.rule == "log_new_call" and explanation.outcome == "logged"
@@ -243,8 +243,8 @@ def test_explain_and_process_agree_on_the_rule_and_the_facts(
 ) -> None:
     """One ``decide`` for both: for each mail, explain shows the rule, facts and steps process acts on."""
     import engine.pipeline
-    from engine.explain import explain_message
     from engine.rules.decision import Decision, decide
+    from engine.rules.explain import explain_message
 
     acted_on: list[Decision] = []
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 
 from connectors.registry import make_connector
+from engine.commands.starter import STARTER_CONFIG, STARTER_PACK
 from engine.config.authentication import AuthenticationSettings, DnsServer
 from engine.config.database import DatabaseTimeouts
 from engine.config.model import AccountConfig, CallTemplate, Config, Flags, load_config
 from engine.errors import ConfigError, MailgateError, Problem, Span
 from engine.rules.pack import load_pack
 from engine.runtime import Runtime
-from engine.starter import STARTER_CONFIG, STARTER_PACK
 
 CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "configs"
 GOOD = sorted((CONFIGS / "good").glob("*.yaml"))

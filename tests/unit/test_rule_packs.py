@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine.actions.registry import action_class, action_names
-from engine.checking import check_all
+from engine.config.checking import check_all
 from engine.config.model import load_config
 from engine.config.yaml_source import load_yaml_text
 from engine.errors import ConfigError, Problem

@@ -10,7 +10,7 @@ from console_client import TestClient, sign_in
 from console_desk import ConsoleDesk, make_mail
 from sqlmodel import select
 
-from engine.explain import explain_message, read_trace
+from engine.rules.explain import explain_message, read_trace
 from engine.storage.db import transaction
 from engine.storage.leases import Worker, claim, register_worker
 from engine.storage.message_log import LogSearch, search_log
