@@ -171,4 +171,6 @@ def read_trace(stored: bytes | None) -> dict[str, Any] | None:
     if not stored:
         return None
     data: dict[str, Any] = json.loads(zlib.decompress(stored))
+    if "text" in data and "json" in data:  # written with its text, by the console's first version
+        return data
     return {"text": Explanation.from_json(data).to_text(), "json": data}
