@@ -112,6 +112,7 @@ class Config:
     mail_domain: str = "mailgate.invalid"
     time_limit_seconds: float = 30.0
     keep_originals_days: int = 90  # 0: keep no originals
+    keep_sent_days: int = 90  # sent outgoing messages are deleted after this; 0: never
     accounts: tuple[AccountConfig, ...] = ()
     outgoing: OutgoingConfig = field(default_factory=OutgoingConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
@@ -218,13 +219,18 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
     check_keys(messaging, ("email_at_update_via_email_in",), "messaging", problems)
     email_at_update = get_value(messaging, "email_at_update_via_email_in", bool, problems, False)
     processing = get_section(data, "processing", "a mapping", problems)
-    check_keys(processing, ("time_limit_seconds", "keep_originals_days"), "processing", problems)
+    check_keys(
+        processing, ("time_limit_seconds", "keep_originals_days", "keep_sent_days"), "processing", problems
+    )
     time_limit = get_value(processing, "time_limit_seconds", float, problems, 30.0)
     if time_limit <= 0:
         problems.at(processing, "time_limit_seconds", "time_limit_seconds must be positive")
     keep_originals_days = get_value(processing, "keep_originals_days", int, problems, 90)
     if keep_originals_days < 0:
         problems.at(processing, "keep_originals_days", "keep_originals_days must be 0 (keep none) or more")
+    keep_sent_days = get_value(processing, "keep_sent_days", int, problems, 90)
+    if keep_sent_days < 0:
+        problems.at(processing, "keep_sent_days", "keep_sent_days must be 0 (never delete) or more")
     accounts: list[AccountConfig] = []
     raw_accounts = data.get("accounts")
     if raw_accounts is None:
@@ -250,6 +256,7 @@ def _read_config(data: Any, path: Path, problems: Problems) -> Config | None:
         mail_domain=get_value(data, "mail_domain", str, problems, "mailgate.invalid"),
         time_limit_seconds=time_limit,
         keep_originals_days=keep_originals_days,
+        keep_sent_days=keep_sent_days,
         accounts=tuple(accounts),
         outgoing=outgoing,
         service=read_service(data, problems),

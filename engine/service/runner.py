@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +49,7 @@ from engine.storage.db import DatabaseError
 from engine.storage.models import utcnow
 from engine.storage.originals import purge_expired_originals
 from engine.storage.pg_guard import lift_wait_limit, limit_waits
+from engine.storage.retention import purge_sent_outbox
 from engine.storage.status import (
     STATE_FAILED,
     STATE_HELD,
@@ -409,19 +410,25 @@ class Service:
         self._purge_originals()
 
     def _purge_originals(self) -> None:
-        """Drop expired originals, at most once an hour (beside the outbox drain)."""
+        """Drop expired originals and old sent messages, at most once an hour (beside the outbox drain)."""
         if time.monotonic() < self._next_purge:
             return
         self._next_purge = time.monotonic() + ORIGINALS_PURGE_INTERVAL
         config = self.runtime.config
+        now = utcnow()
         try:
-            dropped = purge_expired_originals(self.runtime.engine, config.keep_originals_days, utcnow())
+            dropped = purge_expired_originals(self.runtime.engine, config.keep_originals_days, now)
+            sent = 0
+            if config.keep_sent_days > 0:
+                sent = purge_sent_outbox(self.runtime.engine, now - timedelta(days=config.keep_sent_days))
         except Exception as exc:  # the database is away: the next drain tries again
             self._next_purge = 0.0
             log_event(logging.WARNING, "originals_not_purged", error=describe_error(exc))
             return
         if dropped:
             log_event(logging.INFO, "originals_purged", count=dropped, days=config.keep_originals_days)
+        if sent:
+            log_event(logging.INFO, "sent_messages_purged", count=sent, days=config.keep_sent_days)
 
 
 def _unix_time(moment: datetime | None) -> float | None:
