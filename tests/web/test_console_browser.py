@@ -205,3 +205,23 @@ def test_an_html_mail_with_script_does_not_run_in_the_console(
     page.goto(f"{console_url}/messages")
     expect(page.get_by_role("link", name=SCRIPT_SUBJECT)).to_be_visible()
     assert page.locator("main b").count() == 0  # the subject's <b> is text, not markup
+
+
+def test_the_console_fits_a_phone_and_works_from_the_keyboard(browser: Browser, console_url: str) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    phone = context.new_page()
+    try:
+        sign_in(phone, console_url, "vic")
+        for path in ("/accounts", "/messages", "/quarantine", "/outbox", "/packs", "/messages/1"):
+            phone.goto(f"{console_url}{path}")
+            wide = phone.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            assert wide <= 0, f"{path} is {wide} px wider than the phone"
+        screenshot(phone, "phone", full_page=False)
+        phone.goto(f"{console_url}/messages")
+        phone.keyboard.press("Tab")
+        assert phone.evaluate("() => document.activeElement.textContent") == "Skip to content"
+        phone.keyboard.press("Enter")
+        phone.keyboard.press("Tab")
+        assert phone.evaluate("() => document.activeElement.name") == "sender"  # the search form, first
+    finally:
+        context.close()
