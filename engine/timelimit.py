@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 
 class ProcessingTimeout(BaseException):
@@ -43,7 +45,14 @@ def time_limit(seconds: float, *, limit: float | None = None) -> Iterator[None]:
         if not delivered:
             raise ProcessingTimeout(f"time limit of {limit or seconds:g} s exceeded")
 
+    previous_hook = sys.unraisablehook
+
+    def drop_our_timeout(unraisable: Any) -> None:  # a dropped one is raised again: nothing to print
+        if not isinstance(unraisable.exc_value, ProcessingTimeout):
+            previous_hook(unraisable)
+
     previous = signal.signal(signal.SIGALRM, on_alarm)
+    sys.unraisablehook = drop_our_timeout
     signal.setitimer(signal.ITIMER_REAL, seconds, RETRY_SECONDS)
     try:
         yield
@@ -51,5 +60,6 @@ def time_limit(seconds: float, *, limit: float | None = None) -> Iterator[None]:
         delivered = True
         raise
     finally:
+        sys.unraisablehook = previous_hook
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)

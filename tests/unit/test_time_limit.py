@@ -30,7 +30,7 @@ def _busy_in_a_weakref_callback(seconds: float) -> None:
     assert ref() is None
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # and nothing is printed
 def test_a_time_limit_swallowed_by_a_weakref_callback_is_raised_again_in_the_block() -> None:
     with pytest.raises(ProcessingTimeout, match=r"time limit of 0\.2 s exceeded"), time_limit(0.2):
         _busy_in_a_weakref_callback(0.5)  # the first alarm lands in here and is dropped
