@@ -3,6 +3,7 @@ service (``mailgate run`` with ``service.web`` or ``--web``, and the tests)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,13 +35,19 @@ def check_can_sign_in(runtime: Runtime) -> None:
 
 
 def serve_console(runtime: Runtime, address: ListenAddress) -> None:
-    """Serve the console until Ctrl-C or SIGTERM."""
-    import uvicorn
-
+    """Serve the console until SIGTERM or Ctrl-C (then return: exit status 0, as ``mailgate run``)."""
     check_can_sign_in(runtime)
-    config = _uvicorn_config(runtime, address)
-    assert isinstance(config, uvicorn.Config)
-    uvicorn.Server(config).run()
+    stopping = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = ConsoleServer(runtime, address)
+    try:
+        server.start()
+        while server.serving and not stopping.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 class ConsoleServer:
@@ -60,6 +67,11 @@ class ConsoleServer:
         """The port listened on (the one asked for, or the one given for port 0)."""
         sockets = self._server.servers[0].sockets
         return int(sockets[0].getsockname()[1])
+
+    @property
+    def serving(self) -> bool:
+        """Whether the server's thread still runs."""
+        return self._thread.is_alive()
 
     def start(self) -> None:
         """Listen and serve; MailgateError if it cannot listen."""

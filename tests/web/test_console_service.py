@@ -1,4 +1,4 @@
-"""``mailgate run --web`` (or ``service.web``): the console served beside the running service."""
+"""``mailgate web`` and ``mailgate run --web`` (or ``service.web``): the console as a real process."""
 
 from __future__ import annotations
 
@@ -61,3 +61,32 @@ def test_mailgate_run_serves_the_console_beside_the_service(desk: ConsoleDesk) -
         service.send_signal(signal.SIGTERM)
         out, err = service.communicate(timeout=WAIT_LIMIT)
     assert service.returncode == 0, (out, err)
+
+
+def test_mailgate_web_serves_the_console_where_service_web_says(desk: ConsoleDesk) -> None:
+    config = desk.root / "mailgate.yaml"
+    port = _free_port()
+    config.write_text(config.read_text() + f"service:\n  web: 127.0.0.1:{port}\n")
+    console = subprocess.Popen(
+        [str(MAILGATE), "--config", str(config), "web"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_LIMIT
+        with httpx.Client() as client:
+            while True:
+                try:
+                    page = client.get(f"http://127.0.0.1:{port}/accounts")
+                    break
+                except httpx.TransportError:
+                    assert console.poll() is None, console.communicate()
+                    assert time.monotonic() < deadline, "the console never answered"
+                    time.sleep(0.1)
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=/accounts"
+    finally:
+        console.send_signal(signal.SIGTERM)
+        out, err = console.communicate(timeout=WAIT_LIMIT)
+    assert console.returncode == 0, (out, err)
+    assert f"mailgate console on http://127.0.0.1:{port}/" in err
