@@ -34,16 +34,15 @@ import logging
 import re
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from aioimaplib.aioimaplib import Command, Response  # type: ignore[import-untyped]
 
 from connectors.base import Connector, ConnectorError, ConnectorSettings, MessageRef
-from connectors.credentials import check_credentials, check_plain_login, token_from_command
-from connectors.imap.session import (
-    ImapSession,
+from connectors.credentials import token_from_command
+from connectors.imap.session import ImapSession
+from connectors.imap.settings import ImapSettings
+from connectors.imap.wire import (
     body_literals,
     mailbox_argument,
     response_text,
@@ -54,62 +53,11 @@ from connectors.imap.session import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORTS = {"plain": 143, "starttls": 143, "tls": 993}
 IDLE_RENEW_SECONDS = 25 * 60  # RFC 2177: servers may drop an IDLE after 30 minutes
 KEEPALIVE_SECONDS = 5 * 60  # NOOP this often when waiting without IDLE
 SIZES_PER_COMMAND = 200  # RFC822.SIZE asked for this many messages per command (short replies)
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _NEW_MAIL = re.compile(rb"^\d+ (EXISTS|RECENT)\b", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ImapSettings(ConnectorSettings):
-    """``connector: {type: imap, host: ..., username: ..., password: ...}``.
-
-    ``port`` defaults to 993 for ``security: tls`` and 143 for ``starttls`` and ``plain``.
-    ``auth: xoauth2`` takes a bearer token from ``oauth_token`` or from the standard output of
-    ``oauth_token_command`` (run by the shell at every connection, so it can refresh the token).
-    ``ca_file`` adds a trust root (relative paths are from the config's folder); certificates are
-    always verified. ``processed_folder``: move acknowledged messages there instead of deleting
-    them (created if missing). ``timeout``: seconds without an answer before a command fails.
-    ``idle: false`` turns IMAP IDLE push off (the service then polls at the account's interval).
-    ``security: plain`` logs in only to a loopback host, unless ``allow_plain_login: true`` (the
-    password would cross the network unencrypted).
-    """
-
-    host: str
-    username: str
-    password: str | None = field(default=None, repr=False)
-    port: int | None = None
-    security: Literal["plain", "starttls", "tls"] = "tls"
-    auth: Literal["login", "xoauth2"] = "login"
-    oauth_token: str | None = field(default=None, repr=False)
-    oauth_token_command: str | None = None
-    ca_file: str | None = None
-    folder: str = "INBOX"
-    processed_folder: str | None = None
-    timeout: float = 30
-    idle: bool = True
-    allow_plain_login: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.host.strip():
-            raise ValueError("host must not be empty")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
-        if not self.folder.strip():
-            raise ValueError("folder must not be empty")
-        if self.processed_folder is not None and self.processed_folder in ("", self.folder):
-            raise ValueError("processed_folder must name another folder than the one read")
-        check_credentials(self, "login")
-        check_plain_login(self, "tls or starttls")
-
-    @property
-    def server_port(self) -> int:
-        """The port to connect to: the configured one, or the default for the security mode."""
-        return self.port if self.port is not None else DEFAULT_PORTS[self.security]
 
 
 class ImapConnector(Connector):
