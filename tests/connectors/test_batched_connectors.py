@@ -15,7 +15,7 @@ import pytest
 from servers.dovecot import Dovecot
 
 from connectors.base import Connector, ConnectorError
-from connectors.imap.session import uid_set
+from connectors.imap.wire import uid_set
 from connectors.registry import make_connector
 from connectors.testing import make_large_message, make_message, message_id
 

@@ -17,7 +17,7 @@ import pytest
 from servers.dovecot import Dovecot, DovecotError, free_port, start_dovecot
 
 from connectors.base import AuthenticationError, Connector, ConnectorError
-from connectors.imap.session import imap_utf7, xoauth2_initial_response
+from connectors.imap.wire import imap_utf7, xoauth2_initial_response
 from connectors.registry import build_settings, make_connector
 from connectors.testing import ConnectorConformance, make_large_message, make_message, message_id
 
