@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import io
 import logging
 import poplib
 import ssl
@@ -19,19 +17,17 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar, cast
+from typing import Literal, NoReturn, TypeVar
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
 from connectors.credentials import check_credentials, check_plain_login
+from connectors.pop3_wire import base64_text, command, drop, is_continuation, reply_text, retrieve
 from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_PORTS = {"plain": 110, "stls": 110, "tls": 995}
-READ_CHUNK = 1 << 20  # a message line longer than this is read in pieces, never refused
-_END_OF_MESSAGE = (b"\n.\r\n", b"\n.\n")
-_EMPTY_MESSAGE = (b".\r\n", b".\n")
 # RFC 3206 response codes that mean "try again later", not "your credentials are wrong"
 TRANSIENT_CODES = (b"[IN-USE]", b"[SYS/TEMP]")
 
@@ -179,7 +175,7 @@ class Pop3Connector(Connector):
             self._authenticate(client)
             self._map_uidls(client)
         except BaseException:
-            _drop(client)
+            drop(client)
             raise
         self._client, self._deleted_in_session = client, 0
         s = self.pop3
@@ -220,7 +216,7 @@ class Pop3Connector(Connector):
             try:
                 client.stls(context)
             except (OSError, poplib.error_proto) as exc:
-                _drop(client)
+                drop(client)
                 if "not supported" in str(exc):
                     raise ConnectorError(f"{self.where}: the server does not offer STLS") from None
                 self._fail("STLS failed", exc)
@@ -246,7 +242,7 @@ class Pop3Connector(Connector):
         except poplib.error_proto as exc:
             reply = exc.args[0] if exc.args else b""
             if isinstance(reply, bytes) and not any(code in reply for code in TRANSIENT_CODES):
-                raise AuthenticationError(f"{self.where}: login refused: {_text(reply)}") from None
+                raise AuthenticationError(f"{self.where}: login refused: {reply_text(reply)}") from None
             self._fail("login failed", exc)
         except OSError as exc:
             self._fail("login failed", exc)
@@ -261,12 +257,12 @@ class Pop3Connector(Connector):
             raise AuthenticationError(f"{self.where}: the server does not offer XOAUTH2 (SASL: {offered})")
         token = self.pop3.oauth_token or self._token_from_command()
         initial = f"user={self.pop3.username}\x01auth=Bearer {token}\x01\x01".encode()
-        reply = _command(client, b"AUTH XOAUTH2")
-        if _is_continuation(reply):  # RFC 5034: the response goes on its own line (tokens are long)
-            reply = _command(client, base64.b64encode(initial))
-            if _is_continuation(reply):  # an error report in base64 JSON; an empty line ends the exchange
-                detail = _base64_text(reply[1:].strip())
-                reply = _command(client, b"") + (f" ({detail})".encode() if detail else b"")
+        reply = command(client, b"AUTH XOAUTH2")
+        if is_continuation(reply):  # RFC 5034: the response goes on its own line (tokens are long)
+            reply = command(client, base64.b64encode(initial))
+            if is_continuation(reply):  # an error report in base64 JSON; an empty line ends the exchange
+                detail = base64_text(reply[1:].strip())
+                reply = command(client, b"") + (f" ({detail})".encode() if detail else b"")
         if not reply.startswith(b"+OK"):
             raise poplib.error_proto(reply)
 
@@ -313,7 +309,7 @@ class Pop3Connector(Connector):
         if number is None:
             raise ConnectorError(f"{self.where}: message {uidl} is no longer in the mailbox")
         try:
-            return _retrieve(client, number)
+            return retrieve(client, number)
         except (OSError, poplib.error_proto) as exc:
             self._fail(f"RETR of message {uidl} failed", exc)
 
@@ -359,10 +355,9 @@ class Pop3Connector(Connector):
         try:
             client.quit()
         except (OSError, poplib.error_proto) as exc:
-            _drop(client)
-            raise ConnectorError(
-                f"{self.where}: QUIT failed, {deleted} deletion(s) may not have taken effect: {_text(exc)}"
-            ) from None
+            drop(client)
+            lost = f"{deleted} deletion(s) may not have taken effect"
+            raise ConnectorError(f"{self.where}: QUIT failed, {lost}: {reply_text(exc)}") from None
         log.info("pop3 quit account=%s deleted=%d", self.account, deleted)
 
     def _quit_quietly(self) -> None:
@@ -380,68 +375,9 @@ class Pop3Connector(Connector):
             log.warning(
                 "pop3 connection lost account=%s deletions_lost=%d", self.account, self._deleted_in_session
             )
-            _drop(self._client)
+            drop(self._client)
             self._client, self._numbers, self._sizes = None, {}, {}
-        detail = _text(exc)
+        detail = reply_text(exc)
         if isinstance(exc, ssl.SSLCertVerificationError):
             detail = f"certificate not trusted: {exc.verify_message}"
         raise ConnectorError(f"{self.where}: {doing}: {detail}") from None
-
-
-def _command(client: poplib.POP3, line: bytes) -> bytes:
-    """Send one command line and return the server's one-line reply (without CRLF)."""
-    client.sock.sendall(line + b"\r\n")
-    reply = client.file.readline(READ_CHUNK)
-    if not reply:
-        raise poplib.error_proto("connection closed by the server")
-    return reply.rstrip(b"\r\n")
-
-
-def _retrieve(client: poplib.POP3, number: int) -> bytes:
-    """RETR one message into bytes, undoing dot-stuffing; lines of any length are accepted.
-
-    Read in large pieces, not line by line: POP3 sends nothing after a reply until the next
-    command, so the reply is complete exactly when what was received ends with the terminating
-    line (a lone "."; a content line starting with "." is sent with the dot doubled).
-    """
-    reply = _command(client, f"RETR {number}".encode())
-    if not reply.startswith(b"+OK"):
-        raise poplib.error_proto(reply)
-    received = bytearray()
-    read = cast(io.BufferedReader, client.file).read1
-    while not (received.endswith(_END_OF_MESSAGE) or received in _EMPTY_MESSAGE):
-        piece = read(READ_CHUNK)
-        if not piece:
-            raise poplib.error_proto("connection closed in the middle of a message")
-        received += piece
-    end = len(received) - (3 if received.endswith(b".\r\n") else 2)  # the terminating line goes
-    data = bytes(memoryview(received)[:end])
-    del received
-    if b"\n.." in data:
-        data = data.replace(b"\n..", b"\n.")
-    return data[1:] if data.startswith(b"..") else data
-
-
-def _is_continuation(reply: bytes) -> bool:
-    return reply == b"+" or reply.startswith(b"+ ")
-
-
-def _base64_text(data: bytes) -> str:
-    try:
-        return base64.b64decode(data, validate=True).decode("utf-8", "replace")
-    except ValueError:
-        return _text(data)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, Exception) and len(value.args) == 1:
-        value = value.args[0]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _drop(client: poplib.POP3) -> None:
-    """Close the socket without QUIT (the server forgets this session's deletions)."""
-    with contextlib.suppress(OSError):
-        client.close()
