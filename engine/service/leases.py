@@ -7,8 +7,9 @@ spread evenly and a joining or leaving process moves only a few). Every ``tick``
 claims the free or expired accounts assigned to it, and gives back those assigned to another
 once their watchers have stopped. A killed process stops beating and
 renewing: within 0.6 ``lease_seconds`` its leases expire and it drops out of the live list,
-and within the next tick (0.2) the others claim its accounts, so every account is taken over
-within 0.8 ``lease_seconds``, leaving 0.2 for a busy machine's delays. A holder may miss two
+and the others, who tick again at the moment its last beat runs out (or sooner), claim its
+accounts then, so every account is taken over within 0.6 ``lease_seconds`` plus a busy
+machine's delays, well within ``lease_seconds``. A holder may miss two
 renewals in a row before it loses a lease. (The storage side: ``engine.storage.leases``.)
 """
 
@@ -32,11 +33,13 @@ from engine.storage.leases import (
     register_worker,
     release,
     retire_worker,
+    seconds_to_expiry,
 )
 
 TERM_SHARE = 0.6  # a lease runs for this share of lease_seconds after each renewal
 TICK_SHARE = 0.2  # and is renewed (and the accounts looked over) this often
 FORGET_WORKERS_AFTER = 3600.0  # seconds after which a dead worker's row is deleted
+DEATH_MARGIN = 0.05  # seconds after another worker's last beat runs out before looking again
 
 
 def _score(account: str, worker: str) -> int:
@@ -72,6 +75,7 @@ class Changes:
     gained: dict[str, int] = field(default_factory=dict)
     lost: list[str] = field(default_factory=list)
     to_release: list[str] = field(default_factory=list)
+    next_tick: float = 0.0  # seconds until the next tick should run
 
 
 class LeaseKeeper:
@@ -102,8 +106,11 @@ class LeaseKeeper:
         done = {a: self.held.pop(a) for a in stopped if a in self.held}
         self.releasing -= set(stopped)
         release(self.engine, self.worker, done)
-        renewed, live = beat_and_renew(self.engine, self.worker, self.term)
-        changes = Changes()
+        beat = beat_and_renew(self.engine, self.worker, self.term)
+        renewed, live = beat.held, beat.live
+        changes = Changes(next_tick=self.tick_seconds)
+        if beat.next_death is not None and not self.exclusive:  # look again the moment it could die
+            changes.next_tick = min(self.tick_seconds, beat.next_death + DEATH_MARGIN)
         for account, token in list(self.held.items()):
             if renewed.get(account) != token:
                 del self.held[account]
@@ -114,11 +121,17 @@ class LeaseKeeper:
         for account in sorted(set(self.held) - mine - self.releasing):
             self.releasing.add(account)
             changes.to_release.append(account)
+        waiting = []  # assigned here, still held by another: look again when the first runs out
         for account in sorted(mine - set(self.held)):
             taken = claim(self.engine, self.worker, account, self.term, force=self.exclusive)
-            if taken is not None:
+            if taken is None:
+                waiting.append(account)
+            else:
                 self.held[account] = taken
                 changes.gained[account] = taken
+        expiry = seconds_to_expiry(self.engine, waiting) if waiting else None
+        if expiry is not None:
+            changes.next_tick = min(changes.next_tick, expiry + DEATH_MARGIN)
         return changes
 
     def claim_free(self) -> dict[str, int]:

@@ -97,10 +97,12 @@ class WatcherPool:
                 changes = self.keeper.tick(ended)
             except Exception as exc:  # the database is away: the fences keep the watchers honest
                 log_event(logging.WARNING, "lease_renewal_failed", error=_reason(exc))
+                wait = self.keeper.tick_seconds
             else:
                 if changes.gained or changes.lost or changes.to_release:
                     loop.call_soon_threadsafe(self._apply, changes)
-            self._wake.wait(self.keeper.tick_seconds)
+                wait = changes.next_tick
+            self._wake.wait(wait)
             self._wake.clear()
 
     def _apply(self, changes: Changes) -> None:

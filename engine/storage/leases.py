@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, and_, bindparam, delete, func, literal, or_, select, update
@@ -100,12 +100,17 @@ def register_worker(engine: Engine, worker: Worker, accounts: Iterable[str]) -> 
             connection.execute(_insert(connection)(AccountLease).values(rows).on_conflict_do_nothing())
 
 
-def beat_and_renew(engine: Engine, worker: Worker, term: float) -> tuple[dict[str, int], list[str]]:
-    """Beat, renew every unexpired lease this process holds for ``term`` seconds; (held, live workers).
+@dataclass(frozen=True)
+class Renewed:
+    """What a beat found: the leases still held (with their tokens) and the live workers."""
 
-    ``held`` maps each account still held to its token; ``live`` lists the workers that beat
-    within the last ``term`` seconds (this one included).
-    """
+    held: dict[str, int]
+    live: list[str]  # the workers that beat within the last term (this one included), sorted
+    next_death: float | None  # seconds until the first other live worker drops out if it stops beating
+
+
+def beat_and_renew(engine: Engine, worker: Worker, term: float) -> Renewed:
+    """Beat, and renew every unexpired lease this process holds for ``term`` seconds."""
     with engine.begin() as connection:
         now, later = _now(connection), _now(connection, term)
         connection.execute(
@@ -117,11 +122,20 @@ def beat_and_renew(engine: Engine, worker: Worker, term: float) -> tuple[dict[st
             .values(expires_at=later)
             .returning(col(AccountLease.account), col(AccountLease.token))
         ).all()
+        clock = _naive(connection.execute(select(_now(connection))).scalar_one())
         live = connection.execute(
-            select(col(ServiceWorker.id)).where(col(ServiceWorker.beat_at) > _now(connection, -term))
-        ).scalars()
-        workers = sorted(set(live) | {worker.id})
-    return {account: token for account, token in renewed}, workers
+            select(col(ServiceWorker.id), col(ServiceWorker.beat_at)).where(
+                col(ServiceWorker.beat_at) > _now(connection, -term)
+            )
+        ).all()
+    deaths = [(_naive(beat) - clock).total_seconds() + term for wid, beat in live if wid != worker.id]
+    workers = sorted({wid for wid, _ in live} | {worker.id})
+    return Renewed(dict(renewed), workers, max(min(deaths), 0.0) if deaths else None)
+
+
+def _naive(moment: datetime) -> datetime:
+    """A moment in UTC without a zone (PostgreSQL answers with one, SQLite without)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
 
 
 def claim(engine: Engine, worker: Worker, account: str, term: float, *, force: bool = False) -> int | None:
@@ -143,6 +157,19 @@ def claim(engine: Engine, worker: Worker, account: str, term: float, *, force: b
             .returning(col(AccountLease.token))
         ).scalar()
     return None if taken is None else int(taken)
+
+
+def seconds_to_expiry(engine: Engine, accounts: Iterable[str]) -> float | None:
+    """Seconds until the first of these accounts' leases runs out (0 if one has); None: no lease."""
+    with engine.connect() as connection:
+        clock = _naive(connection.execute(select(_now(connection))).scalar_one())
+        ends = connection.execute(
+            select(col(AccountLease.expires_at)).where(
+                col(AccountLease.account).in_(list(accounts)), col(AccountLease.holder).is_not(None)
+            )
+        ).scalars()
+        left = [(_naive(end) - clock).total_seconds() for end in ends if end is not None]
+    return max(min(left), 0.0) if left else None
 
 
 def release(engine: Engine, worker: Worker, leases: dict[str, int]) -> None:
@@ -196,6 +223,20 @@ def fence(connection: Connection, worker: Worker, account: str, token: int) -> N
     found = connection.execute(statement, {"account": account, "holder": worker.id, "token": token}).first()
     if found is None:
         raise LeaseLost(f"account {account}: this process's lease (token {token}) was lost")
+
+
+def other_live_workers(engine: Engine, host: str, pid: int, within: float) -> list[ServiceWorker]:
+    """The processes other than (host, pid) that beat within ``within`` seconds, newest start first."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(ServiceWorker)
+            .where(
+                col(ServiceWorker.beat_at) > _now(connection, -within),
+                or_(col(ServiceWorker.host) != host, col(ServiceWorker.pid) != pid),
+            )
+            .order_by(col(ServiceWorker.started_at).desc())
+        ).all()
+    return [ServiceWorker.model_validate(row, from_attributes=True) for row in rows]
 
 
 def lease_holders(engine: Engine) -> dict[str, Holder]:

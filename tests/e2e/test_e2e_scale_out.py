@@ -37,7 +37,7 @@ from engine.storage.leases import lease_holders
 ACCOUNTS = 8
 MESSAGES = 2000
 WORKERS = 3
-LEASE_SECONDS = 3.0
+LEASE_SECONDS = 5.0
 KILLS = 4  # by the test, at random moments; the hooks add two more
 DONE_LIMIT = 300.0  # seconds for the whole run: a bound, not a measure
 
