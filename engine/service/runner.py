@@ -32,7 +32,7 @@ from engine.config.service import ListenAddress
 from engine.errors import MailgateError
 from engine.runtime import Runtime
 from engine.service.events import log_event
-from engine.service.leases import LeaseKeeper
+from engine.service.leases import TERM_SHARE, LeaseKeeper
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead
 from engine.service.pool import Fence, WatcherPool
@@ -232,7 +232,8 @@ class Service:
             self.parser.close()
             if server is not None:
                 server.stop()
-            self._save(record_stopped, socket.gethostname(), os.getpid())
+            others_within = config.service.lease_seconds * TERM_SHARE  # processes still sharing the accounts
+            self._save(record_stopped, socket.gethostname(), os.getpid(), others_within)
             lift_wait_limit()  # stopped: this process may use the database as before (tests do)
         for task, result in zip(core, results, strict=True):
             if isinstance(result, Exception):

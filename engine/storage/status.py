@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from engine.config.model import AccountConfig
-from engine.storage.leases import Holder, lease_holders
+from engine.storage.leases import Holder, lease_holders, other_live_workers
 from engine.storage.models import utcnow
 
 STATE_OK = "ok"
@@ -74,12 +74,21 @@ def record_heartbeat(engine: Engine, host: str, pid: int, started_at: datetime, 
         session.commit()
 
 
-def record_stopped(engine: Engine, host: str, pid: int) -> None:
-    """The service stopped cleanly (unless the row is another service's by now: then it is left alone)."""
+def record_stopped(engine: Engine, host: str, pid: int, others_within: float = 0.0) -> None:
+    """The service stopped cleanly (unless the row is another service's by now: then it is left alone).
+
+    If another process sharing the accounts beat within ``others_within`` seconds, the row is
+    handed to it instead: the service as a whole still runs (docs/scaling.md).
+    """
+    others = other_live_workers(engine, host, pid, others_within) if others_within > 0 else []
     with Session(engine) as session:
         row = session.get(ServiceHeartbeat, _HEARTBEAT_ROW)
         if row is not None and (row.host, row.pid) == (host, pid):
-            row.stopped_at = row.beat_at = utcnow()
+            if others:
+                row.host, row.pid, row.started_at = others[0].host, others[0].pid, others[0].started_at
+                row.beat_at = utcnow()
+            else:
+                row.stopped_at = row.beat_at = utcnow()
             session.add(row)
             session.commit()
 

@@ -120,6 +120,10 @@ def test_two_services_split_the_accounts_show_who_holds_what_and_hand_over_at_a_
 
         second.send_signal(signal.SIGTERM)  # a clean stop gives its leases back at once
         assert second.wait(timeout=60) == 0
+        status = subprocess.run(
+            [str(MAILGATE), "--config", str(desk.config_path), "status"], capture_output=True, text=True
+        )
+        assert status.stdout.startswith(f"SERVICE: running on {host} (pid {first.pid})"), status.stdout
         _wait_for(
             lambda: set(_holders(desk).values()) == {first.pid}, "the first service to take them all back"
         )
