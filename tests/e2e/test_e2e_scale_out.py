@@ -26,7 +26,19 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from e2e_desk import MAILGATE, Desk, Mailbox, MakeDesk, account_yaml, connector_yaml, mail
+from e2e_desk import (
+    MAILGATE,
+    Desk,
+    Mailbox,
+    MakeDesk,
+    account_yaml,
+    alive,
+    connector_yaml,
+    events,
+    mail,
+    running,
+    wait_for,
+)
 from outgoing.smtp_test_server import RecordingHandler, SmtpServer
 from servers.dovecot import Dovecot
 from sqlalchemy import text
@@ -230,3 +242,38 @@ def _all_done(desk: Desk) -> bool:
             text("SELECT count(*) FROM outboxmessage WHERE status <> 'sent'")
         ).scalar()
     return ledger == MESSAGES and waiting == 0
+
+
+def test_an_idle_watcher_whose_lease_is_taken_stops_cleanly_and_idles_again_once_it_is_back(
+    make_desk: MakeDesk, mailbox: Mailbox, pg_url: str, tmp_path: Path
+) -> None:
+    extra = "service:\n  lease_seconds: 2\n"
+    desk = make_desk(
+        account_yaml("helpdesk", connector_yaml(mailbox, "imap"), poll=60), database=pg_url, extra=extra
+    )
+    log = tmp_path / "run.log"
+    with running(desk, log) as service:
+        mailbox.append(mail("Printer 1 jams", message_id="idle1@mail.example"))
+        wait_for(lambda: len(events(log.read_text(), "processed")) == 1, "the first mail, under the lease")
+        with desk.runtime.engine.begin() as connection:  # another process takes the lease for 3 s
+            connection.execute(
+                text(
+                    "UPDATE accountlease SET holder = 'intruder', token = token + 1, "
+                    "expires_at = now() + interval '3 seconds' WHERE account = 'helpdesk'"
+                )
+            )
+        wait_for(lambda: events(log.read_text(), "lease_lost"), "the service to see its lease taken")
+        wait_for(
+            lambda: len(events(log.read_text(), "lease_acquired")) == 2, "the lease back once it ran out"
+        )
+        mailbox.append(mail("Printer 2 jams", message_id="idle2@mail.example"))  # IDLE wakes the new watcher
+        wait_for(lambda: len(events(log.read_text(), "processed")) == 2, "the second mail")
+        alive(service, log)
+    text_log = log.read_text()
+    assert service.returncode == 0, text_log
+    assert [e["token"] for e in events(text_log, "lease_acquired")] == ["1", "3"]
+    # the watcher was stopped when the lease went, not by a batch's fence after it went on idling
+    assert [sorted(e) for e in events(text_log, "lease_lost")] == [["account", "event"]], text_log
+    assert "Traceback" not in text_log and " ERROR " not in text_log, text_log
+    assert not events(text_log, "close_failed") and not events(text_log, "poll_failed"), text_log
+    assert [e["message_id"] for e in desk.ledger()] == ["idle1@mail.example", "idle2@mail.example"]
