@@ -20,7 +20,7 @@ from engine.errors import MailgateError
 from engine.storage import console, leases, models, status  # noqa: F401  (their tables join the schema)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
-from engine.storage.pg_guard import guarded_connection
+from engine.storage.pg_connection import guarded_connection
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
 

@@ -3,7 +3,8 @@
 The server's ``statement_timeout`` ends a statement that runs too long, and TCP keepalives with
 ``tcp_user_timeout`` notice a peer that is gone, but neither helps when the server (or a middlebox
 in between) accepts bytes and never answers: a black hole. So every round trip on a connection
-made here (``GuardedConnection``, psycopg's ``Connection`` with its ``wait`` watched) is given
+made by ``engine.storage.pg_connection`` (``GuardedConnection``, psycopg's ``Connection`` with its
+``wait`` watched; apart, so that only a process using PostgreSQL imports psycopg) is given
 ``answer_seconds``; a watchdog thread cuts the socket of a wait that outlives it (``shutdown``:
 the driver sees the connection lost, SQLAlchemy discards it), and the wait raises an
 ``OperationalError`` naming the limit, which ``engine.storage.failures.is_outage`` counts as an
@@ -29,12 +30,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, TypeVar
 
-import psycopg
-from psycopg.abc import PQGen
-
-RV = TypeVar("RV")
 WATCH_INTERVAL = 0.2  # how often the watchdog looks at the waits in flight
 LIMIT_SLACK_SECONDS = 0.1  # a wait under the time limit is cut this long after the limit is due
 
@@ -86,7 +82,7 @@ class _Watch:
                         _shut_down(fd)
 
 
-_WATCH = _Watch()
+WATCH = _Watch()
 
 
 def _shut_down(fd: int) -> None:
@@ -105,17 +101,17 @@ def limit_waits(seconds: float) -> None:
     A wait in flight gets ``seconds`` from now. Safe to call from a signal handler: it only sets
     a value the watchdog reads.
     """
-    if _WATCH.stop is None:
-        _WATCH.stop = (time.monotonic(), seconds)
+    if WATCH.stop is None:
+        WATCH.stop = (time.monotonic(), seconds)
 
 
 def lift_wait_limit() -> None:
     """Forget ``limit_waits`` (the service has stopped; its process may use the database again)."""
-    _WATCH.stop = None
-    _WATCH.gave_up = False
+    WATCH.stop = None
+    WATCH.gave_up = False
 
 
-def _time_limit_due() -> float | None:
+def time_limit_due() -> float | None:
     """Seconds until the per-message time limit (engine.timelimit) fires, if it is armed here.
 
     The limit is a SIGALRM, and a signal that fires while the driver waits is not always raised
@@ -126,59 +122,3 @@ def _time_limit_due() -> float | None:
         return None
     due, _ = signal.getitimer(signal.ITIMER_REAL)
     return due + LIMIT_SLACK_SECONDS if due > 0 else None
-
-
-def _given_up() -> psycopg.OperationalError:
-    return psycopg.OperationalError("the database did not answer and the service is stopping")
-
-
-class GuardedConnection(psycopg.Connection[Any]):
-    """psycopg's connection with every wait for the server bounded by ``answer_seconds``."""
-
-    answer_seconds: float = 60.0  # set on the subclass made for each engine (``guarded_connection``)
-
-    @classmethod
-    def connect(cls, conninfo: str = "", **kwargs: Any) -> GuardedConnection:
-        """Connect as psycopg does; while stopping, briefly, and at once refused once given up."""
-        if _WATCH.gave_up:
-            raise _given_up()
-        stop = _WATCH.stop
-        if stop is not None:  # libpq counts whole seconds, 2 at least
-            kwargs["connect_timeout"] = min(
-                int(kwargs.get("connect_timeout") or 2**31), max(2, round(stop[1]))
-            )
-        try:
-            return super().connect(conninfo, **kwargs)
-        except psycopg.OperationalError:
-            if _WATCH.stop is not None:  # a stop came, and the database does not even connect
-                _WATCH.gave_up = True
-            raise
-
-    def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        """Wait as psycopg does, cut short after ``answer_seconds`` (see the module docstring)."""
-        if _WATCH.gave_up:
-            self.close()
-            raise _given_up()
-        seconds, why = self.answer_seconds, f"no answer from the database in {self.answer_seconds:g} s"
-        limit = _time_limit_due()
-        if limit is not None and limit < seconds:
-            seconds, why = limit, "no answer from the database within the message's time limit"
-        token = _WATCH.add(self.pgconn.socket, seconds)
-        try:
-            result = super().wait(gen, interval, timeout)
-        except BaseException as exc:
-            cut = _WATCH.remove(token)
-            if cut or not isinstance(exc, Exception):  # half a request on the wire: never reuse it
-                self.close()
-            if cut:
-                if _WATCH.gave_up:
-                    raise _given_up() from None
-                raise psycopg.OperationalError(why) from None
-            raise
-        _WATCH.remove(token)
-        return result
-
-
-def guarded_connection(answer_seconds: float) -> type[GuardedConnection]:
-    """A ``GuardedConnection`` class whose waits last at most ``answer_seconds``."""
-    return type("GuardedConnection", (GuardedConnection,), {"answer_seconds": answer_seconds})

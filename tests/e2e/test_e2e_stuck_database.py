@@ -29,7 +29,7 @@ from e2e_desk import (
 from servers.tcp_proxy import TcpProxy
 from sqlalchemy import text
 
-from engine.storage.pg_guard import GuardedConnection
+from engine.storage.pg_connection import GuardedConnection
 
 STOP_BOUND = 10  # seconds: SIGTERM ends the service within this, whatever the database does
 
