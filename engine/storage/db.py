@@ -20,7 +20,6 @@ from engine.errors import MailgateError
 from engine.storage import console, leases, models, status  # noqa: F401  (their tables join the schema)
 from engine.storage.direct import run_statement
 from engine.storage.models import NumberSequence
-from engine.storage.pg_connection import guarded_connection
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
 
@@ -81,6 +80,8 @@ def create_database_engine(
         )
     engine = create_engine(parsed, connect_args=connect_args)
     if postgres and parsed.drivername == "postgresql+psycopg":
+        from engine.storage.pg_connection import guarded_connection  # psycopg only for PostgreSQL
+
         connection_class = guarded_connection(timeouts.answer_seconds)
         event.listen(
             engine, "do_connect", lambda _d, _r, cargs, cparams: connection_class.connect(*cargs, **cparams)
