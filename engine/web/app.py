@@ -11,79 +11,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from engine import __version__
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
-from engine.storage.console import SignedIn, end_session, find_admin, record_action, start_session
+from engine.storage.console import end_session, find_admin, record_action, start_session
 from engine.storage.db import transaction
+from engine.web import pages_accounts, pages_mail, pages_messages, pages_packs
+from engine.web.console import Ask, Console, NotFound, Page
 from engine.web.passwords import verify_password
 from engine.web.security import COOKIE, SecurityHeaders, csrf_ok, identify, set_session_cookie
 
 log = logging.getLogger("mailgate.web")
 MAX_FORM_BYTES = 25 * 1024 * 1024  # an uploaded .eml on the try-it page
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One request as a page sees it: the request, who sent it, and its form (for a POST)."""
-
-    request: Request
-    who: SignedIn
-    form: FormData | None = None
-
-    def field(self, name: str) -> str:
-        """A form field as text ('' if absent or a file)."""
-        value = self.form.get(name) if self.form is not None else None
-        return value if isinstance(value, str) else ""
-
-    def query(self, name: str) -> str:
-        """A query parameter ('' if absent)."""
-        return self.request.query_params.get(name, "").strip()
-
-
-class NotFound(MailgateError):
-    """What the page shows does not exist (404)."""
-
-
-class Console:
-    """The console's state: the installation it shows, its templates, how people sign in."""
-
-    def __init__(self, runtime: Runtime, *, user_header: str | None = None) -> None:
-        self.runtime = runtime
-        self.user_header = user_header
-        self.templates = Environment(
-            loader=PackageLoader("engine.web", "templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-
-    def render(self, template: str, ask: Ask | None, code: int = 200, /, **values: Any) -> HTMLResponse:
-        """A page from its template; ``ask`` gives the navigation bar its user and the forms their token."""
-        who, path = (ask.who, ask.request.url.path) if ask else (None, "")
-        page = self.templates.get_template(template).render(who=who, path=path, version=__version__, **values)
-        return HTMLResponse(page, status_code=code)
-
-    def audit(self, ask: Ask, action: str, target: str, **detail: Any) -> None:
-        """Record an action the signed-in admin took (its own transaction)."""
-        with transaction(self.runtime.engine) as session:
-            record_action(session, ask.who.admin, action, target, **detail)
-
-
-Page = Callable[[Console, Ask], Response]
 
 
 def guarded(console: Console, page: Page, *, admins_only: bool = False) -> Callable[[Request], Any]:
@@ -166,8 +115,6 @@ def _logout(console: Console, ask: Ask) -> Response:
 
 def create_app(runtime: Runtime, *, user_header: str | None = None) -> Starlette:
     """The console for this installation (``user_header``: trust a reverse proxy's signed-in user)."""
-    from engine.web import pages_accounts, pages_mail, pages_messages, pages_packs
-
     console = Console(runtime, user_header=user_header)
     routes: list[Route | Mount] = [
         Route("/login", _login(console), methods=["GET", "POST"]),

@@ -10,7 +10,7 @@ from engine.storage.console import audit_rows
 from engine.storage.db import transaction
 from engine.storage.message_log import outcomes_since
 from engine.storage.status import service_view, status_view
-from engine.web.app import Ask, Console
+from engine.web.console import Ask, Console
 
 REFRESH_SECONDS = 15
 

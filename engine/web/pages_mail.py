@@ -16,7 +16,7 @@ from engine.runtime import Runtime
 from engine.storage.console import cancel_outgoing, drop_quarantined, retry_outgoing
 from engine.storage.db import transaction
 from engine.storage.models import LedgerEntry, OutboxMessage, QuarantineEntry
-from engine.web.app import Ask, Console, NotFound
+from engine.web.console import Ask, Console, NotFound
 from engine.web.pages_messages import eml_download, readable_parts
 
 OUTBOX_STATUSES = ("queued", "sending", "deferred", "failed", "sent", "cancelled")

@@ -16,7 +16,7 @@ from engine.storage import views
 from engine.storage.db import transaction
 from engine.storage.message_log import LogSearch, has_original, log_entry, replies_of, search_log
 from engine.storage.originals import find_originals
-from engine.web.app import Ask, Console, NotFound
+from engine.web.console import Ask, Console, NotFound
 
 EXTRA_OUTCOMES = ("quarantined", "duplicate")
 

@@ -23,7 +23,7 @@ from engine.storage.db import transaction
 from engine.storage.message_log import log_entry
 from engine.storage.models import QuarantineEntry
 from engine.storage.originals import find_originals
-from engine.web.app import Ask, Console, NotFound
+from engine.web.console import Ask, Console, NotFound
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 
