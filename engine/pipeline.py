@@ -4,6 +4,10 @@ A message's effects and its ledger entry are committed in one transaction; if an
 (a broken mail, an action error, the time limit), nothing of it is kept except a quarantine entry
 holding the whole message and the reason. A message already in the account's ledger is a
 ``duplicate`` and changes nothing.
+
+Longer than 400 lines because it is the one place where the order of a message's steps and the
+edges of its transaction are written, with every way out of it (duplicate, quarantine, outage);
+what each step does lives elsewhere (engine/mail, engine/rules, engine/actions, engine/storage).
 """
 
 from __future__ import annotations
