@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -163,7 +164,28 @@ def decision_trace(decision: Decision, account: str, pack: str, subject: str) ->
     """
     data = explanation_of(decision, account, pack, subject).to_json()
     # ISA-L writes the zlib format (read back by zlib.decompress) at a third of zlib's cost
-    return isal_zlib.compress(json.dumps(data, default=str).encode(), 1)
+    return isal_zlib.compress(trace_json(data).encode(), 1)
+
+
+def trace_json(data: dict[str, Any]) -> str:
+    """``json.dumps(data, default=str)`` of ``Explanation.to_json``: the same text, for a third less.
+
+    Most of a trace is its rules tried, and a pack has few distinct ones (a rule, whether it held,
+    the part that failed): each is encoded once per process, and the rest of the trace around them.
+    """
+    keys = list(data)
+    if "rules_tried" not in keys or keys[0] == "rules_tried" or keys[-1] == "rules_tried":
+        return json.dumps(data, default=str)
+    at = keys.index("rules_tried")
+    head = json.dumps({key: data[key] for key in keys[:at]}, default=str)
+    tail = json.dumps({key: data[key] for key in keys[at + 1 :]}, default=str)
+    tried = ", ".join(_tried_json(e["rule"], e["matched"], e["why"]) for e in data["rules_tried"])
+    return f'{head[:-1]}, "rules_tried": [{tried}], {tail[1:]}'
+
+
+@functools.lru_cache(maxsize=4096)
+def _tried_json(rule: str, matched: bool, why: str) -> str:
+    return json.dumps({"rule": rule, "matched": matched, "why": why})
 
 
 def read_trace(stored: bytes | None) -> dict[str, Any] | None:
