@@ -89,6 +89,10 @@ class RulePack:
     templates: Mapping[str, MessageTemplate]
     rules: tuple[Rule, ...]
     parents: tuple[Path, ...] = field(default=())
+    # each (rule, failing part) made once: a traced decision allocates nothing per rule tried
+    _tried: dict[tuple[int, int], RuleTried] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def decide(self, facts: Facts, tried: list[RuleTried] | None = None) -> Rule | None:
         """The first rule whose condition holds, or None; each rule tested is added to ``tried`` if given."""
@@ -96,10 +100,14 @@ class RulePack:
             return next((rule for rule in self.rules if rule.when.holds(facts)), None)
         for rule in self.rules:
             failing = failing_part(rule.when, facts)
+            key = (id(rule), id(failing))  # both live as long as the pack: their ids are theirs
+            found = self._tried.get(key)
+            if found is None:
+                why = "" if failing is None else f"fails: {failing.describe()}"
+                found = self._tried.setdefault(key, RuleTried(rule.name, failing is None, why))
+            tried.append(found)
             if failing is None:
-                tried.append(RuleTried(rule.name, True))
                 return rule
-            tried.append(RuleTried(rule.name, False, f"fails: {failing.describe()}"))
         return None
 
 
