@@ -7,8 +7,9 @@ Every time is the database's clock (PostgreSQL's ``now()``), so the hosts' clock
 on SQLite (one process only, see ``engine.service.single``) it is this process's clock.
 
 A lease is claimed only when it is free or expired, renewed only by its holder before it
-expires, and checked inside every batch's transaction (``fence``): the check takes a share lock
-on the lease row, so a takeover waits for that transaction to end, and a process whose lease was
+expires, and checked inside every batch's transaction (``fence``): the check takes a key-share
+lock on the lease row, so a takeover (which locks the row FOR UPDATE) waits for that transaction
+to end, and a process whose lease was
 taken (or ran out) commits nothing. See docs/scaling.md.
 """
 
@@ -141,6 +142,11 @@ def _naive(moment: datetime) -> datetime:
 def claim(engine: Engine, worker: Worker, account: str, term: float, *, force: bool = False) -> int | None:
     """Take the account's lease if it is free or expired (any holder's with ``force``); its new token."""
     with engine.begin() as connection:
+        # FOR UPDATE waits for a batch of this account that holds the fence's lock (and conflicts
+        # with nothing else: the holder's own renewals pass the fence's FOR KEY SHARE)
+        connection.execute(
+            select(col(AccountLease.account)).where(col(AccountLease.account) == account).with_for_update()
+        )
         now = _now(connection)
         free = or_(col(AccountLease.holder).is_(None), col(AccountLease.expires_at) <= now)
         taken = connection.execute(
@@ -209,15 +215,17 @@ _FENCE = (
         col(AccountLease.holder) == bindparam("holder"),
         col(AccountLease.token) == bindparam("token"),
     )
-    .with_for_update(read=True)
+    .with_for_update(read=True, key_share=True)
 )
 
 
 def fence(connection: Connection, worker: Worker, account: str, token: int) -> None:
     """Raise ``LeaseLost`` unless this process holds the account's lease with ``token``, unexpired.
 
-    Called first in a batch's transaction: the share lock it takes on the lease row lasts until
-    that transaction ends, so no other process can take the lease before this batch is committed.
+    Called first in a batch's transaction: the lock it takes on the lease row (FOR KEY SHARE)
+    lasts until that transaction ends, so no other process can take the lease (``claim`` locks
+    the row FOR UPDATE first) before this batch is committed, while this process's own renewals
+    (plain UPDATEs of the expiry) are not held up by its batches.
     """
     statement = _FENCE.where(col(AccountLease.expires_at) > _now(connection))
     found = connection.execute(statement, {"account": account, "holder": worker.id, "token": token}).first()

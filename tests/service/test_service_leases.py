@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from service_desk import WAIT_LIMIT, account_yaml, build_service_desk
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -18,8 +20,8 @@ from engine.config.model import load_config
 from engine.errors import ConfigError
 from engine.service.leases import LeaseKeeper, assign
 from engine.service.single import AlreadyRunning, only_service
-from engine.storage.db import batch_transaction, transaction
-from engine.storage.leases import AccountLease, LeaseLost, lease_holders
+from engine.storage.db import batch_transaction, open_database, transaction
+from engine.storage.leases import AccountLease, LeaseLost, claim, lease_holders
 from engine.storage.models import Person
 
 MAILGATE = Path(sys.executable).parent / "mailgate"
@@ -152,3 +154,47 @@ def test_a_second_service_on_the_same_sqlite_file_refuses_to_start(tmp_path: Pat
         assert locked
         with pytest.raises(AlreadyRunning), only_service(desk.runtime.engine):
             pass
+
+
+def test_a_takeover_waits_for_the_holders_batch_in_hand_and_renewals_do_not(pg_url: str) -> None:
+    engine = open_database(pg_url)
+    try:
+        holder = _keeper(engine)
+        token = holder.tick().gained["box0"]
+        taken: list[int | None] = []
+        with batch_transaction(engine, holder.fence_for("box0", token)), transaction(engine) as session:
+            session.add(Person(email="in-hand@example.com"))
+            holder.tick()  # its own renewal is not held up by its batch
+            _wait_expired_but(engine, "box0")  # the holder stalls in its batch past its lease...
+            taker = _keeper(engine)
+            claiming = threading.Thread(target=lambda: taken.append(claim(engine, taker.worker, "box0", 3.0)))
+            claiming.start()
+            deadline = time.monotonic() + WAIT_LIMIT
+            while not _waiting_for_a_lock(engine):  # ... and the takeover waits for the batch
+                assert time.monotonic() < deadline and claiming.is_alive(), taken
+                time.sleep(0.05)
+        claiming.join(timeout=WAIT_LIMIT)
+        assert taken == [token + 1]  # taken once the batch, fenced in time, was committed
+        with Session(engine) as session:
+            assert session.exec(select(Person).where(Person.email == "in-hand@example.com")).first()
+    finally:
+        engine.dispose()
+
+
+def _wait_expired_but(engine: Engine, account: str) -> None:
+    """Until ``account``'s lease has run out (read on another connection)."""
+    deadline = time.monotonic() + WAIT_LIMIT
+    while account in lease_holders(engine):
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.05)
+
+
+def _waiting_for_a_lock(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalar()
+    return bool(waiting)
