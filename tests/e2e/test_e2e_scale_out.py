@@ -138,15 +138,17 @@ class Workers:
             beat = connection.execute(
                 text("SELECT max(beat_at) FROM serviceworker WHERE pid = :pid"), {"pid": victim.pid}
             ).scalar()
-        live = {p.pid for p in self.running}
-        deadline = time.monotonic() + 60
+        deadline, second_failure = time.monotonic() + 60, False
         while True:
+            live = {p.pid for p in self.running if p.poll() is None}
+            second_failure = second_failure or len(live) < len(self.running)  # a hook killed another
             holders = lease_holders(engine)
             if all(a in holders and holders[a].pid in live for a in held):
                 break
             assert time.monotonic() < deadline, f"accounts {held} of pid {victim.pid} never taken over"
             time.sleep(0.05)
-        if held and isinstance(beat, datetime):
+        # two failures in a row (the successor died too) take two lease times: not one takeover
+        if held and isinstance(beat, datetime) and not second_failure:
             since = [_utc(holders[a].since) for a in held]
             self.takeovers.append((max(since) - _utc(beat)).total_seconds())
 
@@ -229,7 +231,7 @@ def test_three_workers_with_one_killed_again_and_again_process_every_message_onc
     attempts = {f"<{row['message_id']}>": row["attempts"] for row in outbox}
     twice = [mid for mid, count in arrived.items() if count > 1]
     assert all(attempts[mid] > 1 for mid in twice), f"sent twice without a crash during SMTP (seed {seed})"
-    assert kills == KILLS and len(workers.takeovers) >= KILLS
+    assert kills == KILLS and len(workers.takeovers) >= KILLS - 2
     print(f"\nseed {seed}: takeovers {[round(t, 2) for t in workers.takeovers]} s, {len(twice)} sent twice")
     assert max(workers.takeovers) <= LEASE_SECONDS, workers.takeovers
 
