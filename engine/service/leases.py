@@ -16,15 +16,19 @@ renewals in a row before it loses a lease. (The storage side: ``engine.storage.l
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import socket
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Connection, Engine
 
+from engine.service.events import log_event
 from engine.storage.leases import (
     Worker,
     beat_and_renew,
@@ -133,6 +137,34 @@ class LeaseKeeper:
         if expiry is not None:
             changes.next_tick = min(changes.next_tick, expiry + DEATH_MARGIN)
         return changes
+
+    def renew(self) -> None:
+        """Beat and renew the leases held, claiming nothing (``mailgate run --once``'s passes)."""
+        beat_and_renew(self.engine, self.worker, self.term)
+
+    @contextmanager
+    def renewing(self) -> Iterator[None]:
+        """Renew the leases held every ``tick_seconds``, in a thread of its own, while the block runs.
+
+        For ``mailgate run --once``: a pass over a long backlog outlasts a lease's term, and a
+        batch holding the event loop must not delay its renewal.
+        """
+        halt = threading.Event()
+
+        def renew_until_halted() -> None:
+            while not halt.wait(self.tick_seconds):
+                try:
+                    self.renew()
+                except Exception as exc:  # the database is away: the fence stops what is not ours
+                    log_event(logging.WARNING, "lease_renewal_failed", error=str(exc))
+
+        renewer = threading.Thread(target=renew_until_halted, name="lease renewals", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            halt.set()
+            renewer.join()
 
     def claim_free(self) -> dict[str, int]:
         """Claim every free account at once, whatever the assignment (``mailgate run --once``)."""

@@ -269,7 +269,8 @@ class Service:
                 token = held[name]
                 fence = None if token is None else keeper.fence_for(name, token)
                 watchers.append(self._watcher(account, connector, self.stop_event, stats, fence))
-            reports += list(await asyncio.gather(*(w.one_pass() for w in watchers)))
+            with keeper.renewing():  # a long backlog outlasts a lease's term
+                reports += list(await asyncio.gather(*(w.one_pass() for w in watchers)))
         finally:
             self.parser.close()
             try:
