@@ -9,6 +9,11 @@ committed message that was not acknowledged is a no-op (``duplicate``) next time
 Beside the watchers, a running service writes its heartbeat (``mailgate status`` reads it) and,
 where ``service.http`` (or ``--http``) says so, serves ``/metrics`` and ``/healthz``
 (``engine.service.http``, in a thread of its own, stopped with the service).
+
+Longer than 400 lines because ``Service`` is one lifecycle whose parts share its state: the
+watchers and their leases (``engine.service.pool``), the heartbeat, the outbox loop and the
+hourly purge all start, fail and stop together with it; the pieces that stand alone (leases,
+pool, parsing, monitoring, signals for tests) are modules of their own already.
 """
 
 from __future__ import annotations

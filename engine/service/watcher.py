@@ -21,6 +21,10 @@ mail and deciding on it run on two cores at once; a stop leaves that next batch 
 thread, so its SIGALRM time limit works; it holds the loop for the few milliseconds a message
 takes. Everything else (connect, list, fetch, wait) is awaited with a time bound and gives way
 to a stop request; the acknowledgement of a committed message is never interrupted.
+
+Longer than 400 lines because the order above is what makes "never lose a mail, never act
+twice" hold: fetch, process, commit, acknowledge, and every way a pass can fail in between, are
+kept in one class so they can be read and reviewed together.
 """
 
 from __future__ import annotations
