@@ -29,7 +29,14 @@ from engine.storage.db import transaction
 from engine.web import pages_accounts, pages_mail, pages_messages, pages_packs
 from engine.web.console import Ask, Console, NotFound, Page
 from engine.web.passwords import verify_password
-from engine.web.security import COOKIE, SecurityHeaders, csrf_ok, identify, set_session_cookie
+from engine.web.security import (
+    COOKIE,
+    SecurityHeaders,
+    csrf_ok,
+    from_another_site,
+    identify,
+    set_session_cookie,
+)
 
 log = logging.getLogger("mailgate.web")
 MAX_FORM_BYTES = 25 * 1024 * 1024  # an uploaded .eml on the try-it page
@@ -48,6 +55,8 @@ def guarded(console: Console, page: Page, *, admins_only: bool = False) -> Calla
                 return console.render("error.html", None, 403, message="sign in first")
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         form: FormData | None = None
+        if request.method == "POST" and from_another_site(request):
+            return console.render("error.html", None, 403, message="refused: sent from another site")
         if request.method == "POST":
             form = await request.form(max_part_size=MAX_FORM_BYTES)
             if not csrf_ok(who, form.get("csrf")):
@@ -83,6 +92,8 @@ def _login(console: Console) -> Callable[[Request], Any]:
             target = "/"
         if request.method == "GET":
             return console.render("login.html", None, next=target)
+        if from_another_site(request):  # no other site may sign a browser in
+            return console.render("error.html", None, 403, message="refused: sent from another site")
         form = await request.form()
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         admin = await run_in_threadpool(find_admin, console.runtime.engine, name)

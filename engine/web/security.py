@@ -5,6 +5,9 @@ Signed in by password: the ``mailgate_session`` cookie (``Secure``, ``HttpOnly``
 (``service.web_user_header``): the header names an admin created with ``mailgate admin add``, and
 a session is opened for them on their first request (it carries their CSRF token). Every POST
 carries the session's CSRF token in the form field ``csrf``; one without it is refused (403).
+A POST a browser says comes from another site (``Sec-Fetch-Site``, or else an ``Origin`` whose
+host is not the request's) is refused before anything else, the sign-in form's included, so that
+no other page can sign a browser in, or act in its name.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import Engine
 from starlette.requests import Request
@@ -83,6 +87,23 @@ def identify(request: Request, engine: Engine, user_header: str | None) -> tuple
         return None, None
     new_token, csrf = start_session(engine, admin.name)
     return SignedIn(admin.name, admin.role, csrf), new_token
+
+
+def from_another_site(request: Request) -> bool:
+    """Whether the browser says this request was sent by a page of another site (or origin).
+
+    ``Sec-Fetch-Site`` when the browser sends it (all current ones do); else the ``Origin``
+    header's host against the request's ``Host``. A request with neither (not from a browser
+    form: curl, scripts) is not from another site; the CSRF token still guards every action.
+    """
+    fetched_from = request.headers.get("sec-fetch-site")
+    if fetched_from is not None:
+        return fetched_from.strip().lower() not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    origin_host = urlsplit(origin.strip()).netloc.lower()
+    return origin.strip().lower() == "null" or origin_host != request.headers.get("host", "").lower()
 
 
 def csrf_ok(signed_in: SignedIn, sent: object) -> bool:

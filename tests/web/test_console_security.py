@@ -137,3 +137,32 @@ def test_the_raw_mail_downloads_as_a_file_never_rendered(client: TestClient, des
     with transaction(desk.runtime.engine) as session:
         held = session.get(QuarantineEntry, entry.quarantine_id)
         assert held is not None and answer.content == held.raw
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(client: TestClient) -> None:
+    login = {"name": "root", "password": PASSWORD}
+    for headers in (
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Origin": "https://evil.example"},
+    ):
+        refused = client.post("/login", data=login, headers=headers, follow_redirects=False)
+        assert refused.status_code == 403 and "another site" in refused.text
+        assert "set-cookie" not in refused.headers
+    same = client.post(
+        "/login", data=login, headers={"Sec-Fetch-Site": "same-origin"}, follow_redirects=False
+    )
+    assert same.status_code == 303
+
+
+def test_an_action_posted_from_another_site_is_refused_even_with_the_csrf_token(
+    client: TestClient, desk: ConsoleDesk
+) -> None:
+    csrf = sign_in(client, "root")
+    held = desk.results["other"].quarantine_id
+    refused = client.post(
+        f"/quarantine/{held}/drop", data={"csrf": csrf}, headers={"Origin": "http://evil.example"}
+    )
+    assert refused.status_code == 403
+    with transaction(desk.runtime.engine) as session:
+        assert session.get(QuarantineEntry, held) is not None
