@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -33,8 +34,12 @@ def test_the_systemd_unit_is_hardened_and_is_the_one_the_docs_show() -> None:
     assert f"```ini\n{unit}```" in service_doc
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        message = "systemd-analyze is not installed (Debian package systemd)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true, so the unit must be checked)")
+        pytest.skip(message)
     unit = UNIT.read_text(encoding="utf-8").replace("/opt/mailgate/bin/mailgate", str(MAILGATE))
     (tmp_path / "mailgate.service").write_text(unit, encoding="utf-8")
     done = subprocess.run(
