@@ -4,25 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-MAILGATE = str(Path(sys.executable).with_name("mailgate"))
+from cli_run import MAILGATE, run
 
 NO_SENDER = b"To: helpdesk@example.com\nSubject: who am I\nMessage-ID: <anon-1@example.com>\n\nHello\n"
 GOOD = (
     b"From: ada@example.com\nTo: helpdesk@example.com\nSubject: printer\n"
     b"Message-ID: <ok-1@example.com>\n\nHi\n"
 )
-
-
-def run(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run mailgate in ``cwd``; by default it must succeed; never a traceback."""
-    done = subprocess.run([MAILGATE, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in done.stderr, done.stderr
-    if ok:
-        assert done.returncode == 0, done.stderr
-    return done
 
 
 def test_quarantined_message_is_listed_shown_and_replayed_after_fixing_the_pack(tmp_path: Path) -> None:

@@ -5,20 +5,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
-MAILGATE = str(Path(sys.executable).with_name("mailgate"))
-
-
-def run(cwd: Path, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run mailgate in ``cwd``; by default it must succeed; never a traceback."""
-    done = subprocess.run([MAILGATE, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
-    assert "Traceback" not in done.stderr, done.stderr
-    if ok:
-        assert done.returncode == 0, done.stderr
-    return done
+from cli_run import run
 
 
 def stored_secrets(root: Path) -> list[tuple[int, str]]:
