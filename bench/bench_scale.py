@@ -16,6 +16,13 @@ lease), with ``service.lease_seconds`` (default 30, the production default).
 Prints, per worker count: messages/s (from the move to the last ledger entry), the ratio to one
 worker, and the takeover time. It asserts nothing. Issue 14's target: 2 workers at least 1.7x one
 worker on a 2-core machine.
+
+Every process of the run shares this machine's cores (the workers and their parse workers,
+PostgreSQL, Dovecot), so it also prints, from ``/proc``, how many cores were busy while the
+messages were worked and by whom. With B cores busy for one worker out of C, more workers can be
+at most C / B times as fast (the ceiling, printed beside the ratio): a second worker helps only
+as far as one worker leaves the cores idle, waiting on round trips. Only the run's own processes
+are counted for the ceiling; the machine's total is printed beside them.
 """
 
 from __future__ import annotations
@@ -125,6 +132,93 @@ def ledger_count(url: str) -> int:
         return int(row[0]) if row else 0
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's busy and total CPU ticks so far (``/proc/stat``; idle and iowait are not busy)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields) - idle, sum(fields)
+
+
+def process_table() -> dict[int, tuple[int, str, int]]:
+    """Every running process: pid -> (parent pid, command name, CPU ticks of it and its reaped children)."""
+    table: dict[int, tuple[int, str, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        rest = text[text.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(rest[1]), name, sum(int(v) for v in rest[11:15]))
+    return table
+
+
+def run_ticks(roots: set[int], backends: set[int]) -> dict[str, int]:
+    """CPU ticks so far of the run's processes: ``roots``' process trees and ``backends``, by role."""
+    table = process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found: dict[str, int] = {}
+    for root in roots:
+        stack = [root]
+        while stack:
+            pid = stack.pop()
+            if pid in table:
+                name = table[pid][1]
+                role = "mailgate" if name.startswith(("mailgate", "python")) else "dovecot"
+                found[role] = found.get(role, 0) + table[pid][2]
+            stack.extend(children.get(pid, ()))
+    for pid in backends:
+        if pid in table:
+            found["postgres"] = found.get("postgres", 0) + table[pid][2]
+    return found
+
+
+def database_backends(url: str) -> set[int]:
+    """The PostgreSQL server processes serving ``url``'s database, and the server's own writers."""
+    with psycopg.connect(url) as db:
+        rows = db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "OR backend_type IN ('walwriter', 'checkpointer', 'background writer')"
+        ).fetchall()
+    return {int(row[0]) for row in rows}
+
+
+class CpuUse:
+    """How many cores the run's processes kept busy between ``start`` and ``stop``, by role.
+
+    The roles: ``mailgate`` (the workers and their parse workers), ``dovecot`` (its process tree)
+    and ``postgres`` (the backends serving the run's database, and the server's writers). The
+    machine as a whole is measured too, so that a busy machine shows.
+    """
+
+    def start(self, roots: set[int], url: str) -> None:
+        """Take the first reading."""
+        self.roots, self.url = roots, url
+        self.backends = database_backends(url)
+        self.machine0 = cpu_ticks()
+        self.before = run_ticks(roots, self.backends)
+
+    def stop(self) -> None:
+        """Take the second reading."""
+        self.backends |= database_backends(self.url)
+        busy, total = cpu_ticks()
+        cores = os.cpu_count() or 1
+        one_core = max(1, total - self.machine0[1]) / cores  # the window, in ticks of one core
+        self.machine = (busy - self.machine0[0]) / one_core
+        after = run_ticks(self.roots, self.backends)
+        self.shares = {role: (ticks - self.before.get(role, 0)) / one_core for role, ticks in after.items()}
+        self.busy = sum(self.shares.values())
+
+    def describe(self) -> str:
+        """E.g. ``the run kept 1.52 cores busy (mailgate 0.95, postgres 0.40, dovecot 0.17) of 1.90``."""
+        parts = ", ".join(f"{role} {share:.2f}" for role, share in sorted(self.shares.items()))
+        return f"the run kept {self.busy:.2f} cores busy ({parts}); the machine {self.machine:.2f}"
+
+
 def wait(condition: object, what: str, limit: float = 600.0) -> None:
     """Poll ``condition()`` every 20 ms until true; fail after ``limit`` seconds."""
     deadline = time.monotonic() + limit
@@ -135,9 +229,12 @@ def wait(condition: object, what: str, limit: float = 600.0) -> None:
 
 
 def run_workers(
-    dovecot: Dovecot, base: Path, workers: int, messages: int, seed: int, lease_seconds: float
+    dovecot: Dovecot, base: Path, workers: int, messages: int, seed: int, lease_seconds: float, use: CpuUse
 ) -> tuple[float, float | None, float | None]:
-    """One run: (messages/s, takeover wall seconds, takeover seconds on the database's clock)."""
+    """One run: (messages/s, takeover wall seconds, takeover seconds on the database's clock).
+
+    ``use`` is read from the move of the messages to the last ledger entry.
+    """
     users = []
     for number in range(ACCOUNTS):
         user = f"scale{workers}x{number}"
@@ -169,9 +266,11 @@ def run_workers(
         wait(spread, "the accounts to be spread over every worker", 120)
         wait(lambda: watching(url), "every holder to watch its accounts", 120)
         started = time.monotonic()
+        use.start({p.pid for p in processes} | {dovecot.process.pid}, url)
         release(dovecot, users)
         wait(lambda: ledger_count(url) >= messages, "every message in the ledger")
         rate = messages / (time.monotonic() - started)
+        use.stop()
         if workers < 2:
             return rate, None, None
         held = holders(url)
@@ -218,13 +317,20 @@ def main() -> None:
         dovecot = start_dovecot(base / "dovecot")
         try:
             first: float | None = None
+            ceiling: float | None = None
+            cores = os.cpu_count() or 1
             for workers in counts:
+                use = CpuUse()
                 rate, wall, by_database = run_workers(
-                    dovecot, base, workers, args.messages, args.seed, args.lease_seconds
+                    dovecot, base, workers, args.messages, args.seed, args.lease_seconds, use
                 )
-                first = first or rate
+                if first is None:
+                    first, ceiling = rate, cores / max(use.busy, 0.01)
                 plural = "s" if workers > 1 else " "
                 line = f"{workers} worker{plural}: {rate:7.1f} messages/s, {rate / first:4.2f}x one"
+                if workers > 1 and ceiling is not None:
+                    line += f" (ceiling {min(float(workers), ceiling):4.2f}x)"
+                line += f"; {use.describe()}"
                 if wall is not None:
                     line += f"; takeover after a SIGKILL: {wall:5.2f} s (wall clock)"
                     if by_database is not None:
