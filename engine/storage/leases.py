@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import DateTime, and_, bindparam, delete, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Field, SQLModel, col
@@ -84,7 +83,12 @@ def _now(connection: Connection, plus: float = 0.0) -> Any:
 
 
 def _insert(connection: Connection) -> Any:
-    return pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    if connection.dialect.name == "postgresql":
+        # imported here: SQLAlchemy's PostgreSQL dialect is a fiftieth of every SQLite start-up
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    return sqlite_insert
 
 
 def register_worker(engine: Engine, worker: Worker, accounts: Iterable[str]) -> None:
