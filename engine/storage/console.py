@@ -21,10 +21,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from engine.storage.models import OutboxMessage, QuarantineEntry, utcnow
+from engine.storage.roles import ROLE_ADMIN, ROLE_VIEWER
 
-ROLE_VIEWER = "viewer"
-ROLE_ADMIN = "admin"
-ROLES = (ROLE_VIEWER, ROLE_ADMIN)
 SESSION_LIFETIME = timedelta(hours=12)
 
 

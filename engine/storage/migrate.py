@@ -75,7 +75,7 @@ def upgrade_database(url: str) -> UpgradeReport:
     head = head_revision()
     try:
         with engine.begin() as connection:
-            state = read_schema_state(connection, set(SQLModel.metadata.tables))
+            state = read_schema_state(connection, _our_tables)
             if state.empty:
                 SQLModel.metadata.create_all(connection)
                 stamp(connection, head)
@@ -101,6 +101,10 @@ def upgrade_database(url: str) -> UpgradeReport:
     return report
 
 
+def _our_tables() -> set[str]:
+    return set(SQLModel.metadata.tables)
+
+
 def _check_foreign_keys(connection: Connection) -> None:
     """On SQLite, refuse to commit an upgrade that left a row pointing at nothing."""
     if connection.dialect.name != "sqlite":
@@ -116,7 +120,7 @@ def describe_current(url: str) -> str:
     engine = create_database_engine(url)
     try:
         with engine.connect() as connection:
-            state = read_schema_state(connection, set(SQLModel.metadata.tables))
+            state = read_schema_state(connection, _our_tables)
             if state.empty:
                 return f"none: the database is empty (it is created at {head_revision()} when first used)"
             if state.revision is None:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
+from engine.storage import console  # noqa: F401  (its tables join the schema: opening a database does not add them)
 from engine.storage.schema import FIRST_REVISION, SchemaVersionError, stamp
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")

@@ -78,8 +78,11 @@ class SchemaState:
     empty: bool = False
 
 
-def read_schema_state(connection: Connection, our_tables: set[str]) -> SchemaState:
-    """The revision the database records; if none, whether it is empty of ``our_tables``. Writes nothing."""
+def read_schema_state(connection: Connection, our_tables: Callable[[], set[str]]) -> SchemaState:
+    """The revision the database records; if none, whether it is empty of ``our_tables()``. Writes nothing.
+
+    ``our_tables`` is called only for a database without a recorded revision.
+    """
     present = set(inspect(connection).get_table_names())
     if VERSION_TABLE in present:
         revisions = list(connection.execute(select(VERSION.c.version_num)).scalars())
@@ -90,7 +93,7 @@ def read_schema_state(connection: Connection, our_tables: set[str]) -> SchemaSta
             )
         if revisions:
             return SchemaState(revisions[0])
-    return SchemaState(None, empty=not present & our_tables)
+    return SchemaState(None, empty=not present & our_tables())
 
 
 def stamp(connection: Connection, revision: str) -> None:
@@ -118,9 +121,12 @@ def version_problem(revision: str) -> str | None:
 
 
 def prepare_schema(
-    engine: Engine, metadata: MetaData, adopt_unversioned: Callable[[Connection], str]
+    engine: Engine, metadata: Callable[[], MetaData], adopt_unversioned: Callable[[Connection], str]
 ) -> None:
     """Check the database's schema version, or create the schema at head in an empty database.
+
+    ``metadata`` gives every table of the schema; it is called only for a database that records
+    no revision, so opening one at head needs no more of the models than the process uses.
 
     Raises ``SchemaVersionError`` unless the database is (now) at head. An unversioned database
     is given to ``adopt_unversioned`` (``engine.storage.revisions``), which stamps r1's tables as r1
@@ -130,10 +136,10 @@ def prepare_schema(
         creating = False
         try:
             with engine.begin() as connection:
-                state = read_schema_state(connection, set(metadata.tables))
+                state = read_schema_state(connection, lambda: set(metadata().tables))
                 if state.empty:
                     creating = True
-                    metadata.create_all(connection)
+                    metadata().create_all(connection)
                     stamp(connection, head_revision())
                     return
                 revision = state.revision

@@ -13,7 +13,7 @@ import click
 from engine.config.model import find_config_path, load_config
 from engine.errors import MailgateError
 from engine.runtime import Runtime
-from engine.storage.console import ROLE_VIEWER, ROLES
+from engine.storage.roles import ROLE_VIEWER, ROLES
 
 
 def _runtime(ctx: click.Context) -> Runtime:

@@ -12,7 +12,6 @@ from engine.config.model import Config
 from engine.config.service import ListenAddress
 from engine.errors import MailgateError
 from engine.runtime import Runtime
-from engine.storage.console import list_admins
 
 NO_ADMIN = "no one can sign in to the console: create an admin first (mailgate admin add NAME)"
 
@@ -30,6 +29,8 @@ def _uvicorn_config(runtime: Runtime, address: ListenAddress) -> object:
 
 def check_can_sign_in(runtime: Runtime) -> None:
     """Refuse to serve a console no one could use (no admin, and no trusted proxy header)."""
+    from engine.storage.console import list_admins  # its tables: only a process with a console needs them
+
     if runtime.config.service.web_user_header is None and not list_admins(runtime.engine):
         raise MailgateError(NO_ADMIN)
 
