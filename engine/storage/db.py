@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from engine.errors import MailgateError
 from engine.storage import leases, models, status  # noqa: F401  (their tables join the schema)
-from engine.storage.direct import run_statement
+from engine.storage.direct import run_statement, run_statement_on
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
@@ -285,12 +285,24 @@ _RESERVE = {name: _reserve_statement(name) for name in _NUMBERED}
 
 
 def next_number(session: Session, name: str) -> int:
-    """Reserve the next available number for a new call, request or task (inside the caller's transaction).
+    """Reserve the next available number for a new call, request or task.
 
     The number is the sequence's next value, or one above the highest number in use if rows were
-    added with explicit numbers (fixtures); the sequence row is locked until the transaction ends.
-    Where the database has UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+) that is one statement.
+    added with explicit numbers (fixtures). On SQLite (one process) it is taken inside the
+    caller's transaction, the sequence row locked until that transaction ends, so a rolled-back
+    message gives its number back and numbers have no gaps. On PostgreSQL, which several
+    processes share, it is taken in a transaction of its own, committed at once (see
+    ``_reserve_apart``). Where the database has UPDATE ... RETURNING (PostgreSQL, SQLite 3.35+)
+    that is one statement.
     """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        return _reserve_apart(connection.engine, name)
+    return _reserve_within(session, name)
+
+
+def _reserve_within(session: Session, name: str) -> int:
+    """Take the next number inside the session's transaction, the sequence row locked until it ends."""
     connection = session.connection()
     if connection.dialect.update_returning:
         reserved = run_statement(session, _RESERVE[name], {"seq_name": name}).scalar()
@@ -305,3 +317,21 @@ def next_number(session: Session, name: str) -> int:
     else:
         connection.execute(_STORE_SEQUENCE, {"seq_name": name, "value": number + 1})
     return number
+
+
+def _reserve_apart(engine: Engine, name: str) -> int:
+    """Take the next number in a transaction of its own on another connection, committed at once.
+
+    Holding the sequence row until a batch commits would make the batches of every process that
+    log calls wait for each other (issue 14: two workers were no faster than one). Committed at
+    once, the row is locked for one statement; the price is a gap in the numbers when the message
+    that took one is rolled back (quarantined, or its batch lost with its connection).
+    """
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as apart:
+        reserved = run_statement_on(apart, _RESERVE[name], {"seq_name": name}).scalar()
+    if reserved is None:  # the row was deleted by hand: recreate it, in a transaction of its own
+        with Session(engine) as session:
+            number = _reserve_within(session, name)
+            session.commit()
+        return number
+    return int(reserved) - 1

@@ -85,7 +85,10 @@ def test_a_database_error_one_mail_causes_quarantines_it_alone_and_the_batch_goe
         "p1@example.com",
         "g2@example.com",
     ]
-    assert desk.call(101) is not None and desk.call(102) is not None
+    if dialect == "postgresql":  # numbers are taken apart from the batch: the quarantined mail's is gone
+        assert desk.call(101) is not None and desk.call(102) is None and desk.call(103) is not None
+    else:
+        assert desk.call(101) is not None and desk.call(102) is not None
 
 
 def test_a_constraint_error_that_is_no_duplicate_quarantines_the_mail_instead_of_dropping_it(

@@ -108,8 +108,12 @@ def test_a_committed_reservation_is_consumed_even_without_a_call(engine: Engine)
         assert next_number(session, "call") == 2
 
 
-def test_a_rolled_back_reservation_is_handed_out_again(engine: Engine) -> None:
-    """Decision: the reservation lives in the caller's transaction, so a rollback returns the number."""
+def test_a_rolled_back_reservation_is_handed_out_again_on_sqlite_and_left_as_a_gap_on_postgresql(
+    engine: Engine,
+) -> None:
+    """Decision: on SQLite (one process) the reservation lives in the caller's transaction, so a
+    rollback returns the number; on PostgreSQL it is committed at once, so other processes never
+    wait for the caller's transaction, and a rollback leaves a gap."""
     with transaction(engine) as session:
         session.add(Call(number=41))
     with pytest.raises(Boom), transaction(engine) as session:
@@ -117,8 +121,25 @@ def test_a_rolled_back_reservation_is_handed_out_again(engine: Engine) -> None:
         session.add(Call(number=reserved))
         raise Boom
     with transaction(engine) as session:
-        assert next_number(session, "call") == 42
+        expected = 43 if engine.dialect.name == "postgresql" else 42
+        assert next_number(session, "call") == expected
         assert session.exec(select(Call.number)).all() == [41]
+
+
+def test_on_postgresql_a_transaction_holding_a_new_number_does_not_make_another_wait(pg_url: str) -> None:
+    engine = open_database(pg_url)
+    try:
+        with transaction(engine) as holder:
+            first = next_number(holder, "call")
+            holder.add(Call(number=first))
+            holder.flush()
+            with Session(engine) as other:  # another process's batch, while the first is open
+                other.connection().exec_driver_sql("SET lock_timeout = '2s'")
+                second = next_number(other, "call")
+                other.commit()
+        assert (first, second) == (1, 2)
+    finally:
+        engine.dispose()
 
 
 def test_calls_requests_and_tasks_are_numbered_independently(engine: Engine) -> None:
