@@ -109,6 +109,15 @@ Condition = FactTest | AllOf | AnyOf | Not
 ALWAYS = AllOf(())
 
 
+def facts_read(condition: Condition) -> frozenset[str]:
+    """The names of the facts a condition reads: it holds or fails on their values alone."""
+    if isinstance(condition, FactTest):
+        return frozenset((condition.fact,))
+    if isinstance(condition, Not):
+        return facts_read(condition.inner)
+    return frozenset().union(*(facts_read(part) for part in condition.parts))
+
+
 def first_failing(condition: Condition, facts: Facts) -> str | None:
     """The description of the first part that makes a condition fail, or None if it holds."""
     part = failing_part(condition, facts)

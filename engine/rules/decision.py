@@ -64,9 +64,5 @@ def decide(
     parsed = parse_subject(message.subject, pack.keywords)
     situation = gather_facts(session, config, account, message, parsed, authentication)
     subject = situation.subject or parsed  # a reply token may thread a subject that names no item
-    tried: list[RuleTried] | None = [] if trace else None
-    rule = pack.decide(situation.facts, tried)
-    if rule is None:
-        return Decision(subject, situation, None, (), tuple(tried or ()))
-    steps = tuple((step, step.when.holds(situation.facts)) for step in rule.steps)
-    return Decision(subject, situation, rule, steps, tuple(tried or ()))
+    choice = pack.choose(situation.facts)
+    return Decision(subject, situation, choice.rule, choice.steps, choice.tried if trace else ())

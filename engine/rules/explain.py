@@ -16,7 +16,7 @@ from engine.errors import MailError
 from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.message import parse_message
 from engine.rules.decision import Decision, decide
-from engine.rules.pack import RulePack
+from engine.rules.pack import CHOICES_KEPT, RulePack, RuleTried
 from engine.rules.subject import ParsedSubject
 from engine.rules.vocabulary import Intent
 from engine.runtime import Runtime
@@ -142,13 +142,19 @@ def explain_message(
     return explanation_of(decision, account.name, pack.name, message.subject)
 
 
-def explanation_of(decision: Decision, account: str, pack: str, subject: str) -> Explanation:
-    """The report of a traced decision (the pipeline stores it with the ledger entry)."""
+def explanation_of(
+    decision: Decision, account: str, pack: str, subject: str, *, tried: bool = True
+) -> Explanation:
+    """The report of a traced decision (the pipeline stores it with the ledger entry).
+
+    ``tried``: list the rules tried (``decision_trace`` encodes them on its own).
+    """
     result = Explanation(account, pack, subject)
     result.parsed, result.facts = decision.subject, dict(decision.facts)
     result.authentication = decision.situation.authentication
     result.notes = list(decision.situation.notes)
-    result.tried = [(tried.rule, tried.matched, tried.why) for tried in decision.tried]
+    if tried:
+        result.tried = [(tried.rule, tried.matched, tried.why) for tried in decision.tried]
     if decision.rule is not None:
         result.rule, result.outcome = decision.rule.name, decision.rule.outcome
         for step, runs in decision.steps:
@@ -162,9 +168,10 @@ def decision_trace(decision: Decision, account: str, pack: str, subject: str) ->
 
     Only the JSON is kept; ``read_trace`` draws the text from it when someone looks.
     """
-    data = explanation_of(decision, account, pack, subject).to_json()
+    data = explanation_of(decision, account, pack, subject, tried=False).to_json()
+    text = _around_rules_tried(data, _rules_tried_json(decision.tried))
     # ISA-L writes the zlib format (read back by zlib.decompress) at a third of zlib's cost
-    return isal_zlib.compress(trace_json(data).encode(), 1)
+    return isal_zlib.compress(text.encode(), 1)
 
 
 def trace_json(data: dict[str, Any]) -> str:
@@ -176,11 +183,33 @@ def trace_json(data: dict[str, Any]) -> str:
     keys = list(data)
     if "rules_tried" not in keys or keys[0] == "rules_tried" or keys[-1] == "rules_tried":
         return json.dumps(data, default=str)
+    tried = ", ".join(_tried_json(e["rule"], e["matched"], e["why"]) for e in data["rules_tried"])
+    return _around_rules_tried(data, f"[{tried}]")
+
+
+def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
+    """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
+    keys = list(data)
     at = keys.index("rules_tried")
     head = json.dumps({key: data[key] for key in keys[:at]}, default=str)
     tail = json.dumps({key: data[key] for key in keys[at + 1 :]}, default=str)
-    tried = ", ".join(_tried_json(e["rule"], e["matched"], e["why"]) for e in data["rules_tried"])
-    return f'{head[:-1]}, "rules_tried": [{tried}], {tail[1:]}'
+    return f'{head[:-1]}, "rules_tried": {tried}, {tail[1:]}'
+
+
+# the JSON of the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity
+_TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], str]] = {}
+
+
+def _rules_tried_json(tried: tuple[RuleTried, ...]) -> str:
+    """The JSON list of the rules tried, as ``Explanation.to_json`` gives them, made once per choice."""
+    found = _TRIED_LISTS.get(id(tried))
+    if found is not None and found[0] is tried:
+        return found[1]
+    text = "[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]"
+    if len(_TRIED_LISTS) >= CHOICES_KEPT:
+        _TRIED_LISTS.clear()
+    _TRIED_LISTS[id(tried)] = (tried, text)
+    return text
 
 
 @functools.lru_cache(maxsize=4096)

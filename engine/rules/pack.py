@@ -4,6 +4,9 @@ A pack may ``extends:`` another (a pack beside it, a bundled pack, or a path). T
 slots and templates replace the parent's one by one; ``remove:`` drops parent rules; a child rule
 with a parent rule's name replaces it in place; a child rule with ``before:`` / ``after:`` goes
 there; any other child rule goes in front of the parent's rules (see ``engine.rules.merge``).
+
+Longer than 400 lines because the pack is both checked here, whole, with the position of each
+mistake, and chooses here, once per set of fact values, the rule a message gets.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,8 @@ from engine.actions.registry import UnknownAction, action_class, action_names, b
 from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
 from engine.errors import ConfigError, Problem, Span, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
-from engine.rules.conditions import ALWAYS, Condition, Facts, failing_part, parse_condition
+from engine.rules.conditions import ALWAYS, Condition, Facts, facts_read, failing_part, parse_condition
+from engine.rules.facts import FactValue
 from engine.rules.merge import merge_rules
 from engine.rules.subject import compile_keywords
 from engine.rules.templates import SAMPLE_VARIABLES, MessageTemplate, compile_templates
@@ -80,6 +85,19 @@ class RuleTried:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """What a pack chose for some facts: the rule (None if none holds), its steps with whether
+    each runs, and every rule tried, in order, with why it did not hold."""
+
+    rule: Rule | None
+    steps: tuple[tuple[Step, bool], ...]
+    tried: tuple[RuleTried, ...]
+
+
+CHOICES_KEPT = 4096  # a pack keeps the choices for this many sets of fact values, then starts afresh
+
+
+@dataclass(frozen=True)
 class RulePack:
     """A validated pack, ready to decide."""
 
@@ -93,6 +111,38 @@ class RulePack:
     _tried: dict[tuple[int, int], RuleTried] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    # the choice for each set of values of the facts the pack reads (see ``choose``)
+    _choices: dict[tuple[FactValue, ...], Choice] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @cached_property
+    def facts_read(self) -> tuple[str, ...]:
+        """The names of the facts the pack's conditions read, its rules' and their steps'."""
+        names: set[str] = set()
+        for rule in self.rules:
+            names |= facts_read(rule.when)
+            for step in rule.steps:
+                names |= facts_read(step.when)
+        return tuple(sorted(names))
+
+    def choose(self, facts: Facts) -> Choice:
+        """``decide`` with each rule tried, and the chosen rule's steps with whether each runs.
+
+        A condition holds or fails on the values of the facts it reads alone, and a pack reads a
+        few facts whose values most messages share: so the choice is made once for each set of
+        those values and shared (its rules tried are the same objects, for ``decision_trace``).
+        """
+        key = tuple([facts.get(name) for name in self.facts_read])
+        found = self._choices.get(key)
+        if found is None:
+            tried: list[RuleTried] = []
+            rule = self.decide(facts, tried)
+            steps = tuple((step, step.when.holds(facts)) for step in rule.steps) if rule else ()
+            if len(self._choices) >= CHOICES_KEPT:
+                self._choices.clear()
+            found = self._choices[key] = Choice(rule, steps, tuple(tried))
+        return found
 
     def decide(self, facts: Facts, tried: list[RuleTried] | None = None) -> Rule | None:
         """The first rule whose condition holds, or None; each rule tested is added to ``tried`` if given."""

@@ -613,3 +613,24 @@ def test_a_traced_decision_names_the_innermost_failing_part_of_each_rule_it_trie
         RuleTried("any", False, "fails: (sender.is_analyst == True or sender.owns_target == True)"),
         RuleTried("fallback", True),
     ]
+
+
+def test_a_pack_chooses_once_for_each_set_of_values_of_the_facts_it_reads() -> None:
+    from engine.rules.pack import RuleTried
+
+    pack = load_pack("default", rules_dir())
+    assert "intent" in pack.facts_read and "number" not in pack.facts_read
+    seventeen = make_facts(intent="update_call", number=17)
+    eighteen = make_facts(intent="update_call", number=18)
+    tried: list[RuleTried] = []
+    rule = pack.decide(seventeen, tried)
+
+    choice = pack.choose(seventeen)
+
+    assert choice.rule is rule and list(choice.tried) == tried
+    assert rule is not None and choice.steps == tuple((s, s.when.holds(seventeen)) for s in rule.steps)
+    assert pack.choose(eighteen) is choice  # a fact no condition reads changes nothing
+    assert pack.choose(make_facts(intent="close_call", number=17)).rule is pack.decide(
+        make_facts(intent="close_call", number=17)
+    )
+    assert pack.choose(make_facts(intent="close_call", number=17)) is not choice

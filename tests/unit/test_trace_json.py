@@ -43,3 +43,29 @@ def test_the_trace_text_is_what_json_dumps_writes_for_explains_json() -> None:
 def test_a_trace_with_no_rule_tried_is_what_json_dumps_writes() -> None:
     data = Explanation(account="helpdesk", pack="default", subject=HOSTILE).to_json()
     assert trace_json(data) == json.dumps(data, default=str)
+
+
+def test_a_stored_trace_is_what_json_dumps_writes_for_the_decisions_explanation() -> None:
+    import zlib
+
+    from engine.mail.authentication import SenderAuthentication
+    from engine.resources import rules_dir
+    from engine.rules.decision import Decision
+    from engine.rules.explain import decision_trace, explanation_of
+    from engine.rules.gather import Situation
+    from engine.rules.pack import load_pack
+    from engine.rules.subject import Intent, ParsedSubject
+
+    pack = load_pack("default", rules_dir())
+    for intent, known in (("unrecognised", True), ("update_call", False), ("unrecognised", True)):
+        facts = {"intent": intent, "number": 7, "sender.known": known, "flags.auto_reply": True}
+        authentication = SenderAuthentication(True, "dkim", HOSTILE)
+        situation = Situation(facts, None, None, None, authentication, notes=(HOSTILE,))
+        choice = pack.choose(facts)
+        subject = ParsedSubject(Intent(intent), 7, True, HOSTILE, (), ())
+        decision = Decision(subject, situation, choice.rule, choice.steps, choice.tried)
+        data = explanation_of(decision, "helpdesk", "default", HOSTILE).to_json()
+
+        stored = decision_trace(decision, "helpdesk", "default", HOSTILE)
+
+        assert zlib.decompress(stored).decode() == json.dumps(data, default=str)
