@@ -15,7 +15,9 @@ given, without validation, as the ORM takes them from the database.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import bindparam, select
 from sqlalchemy import inspect as sa_inspect
@@ -43,15 +45,47 @@ def _instance(table: type[Row], values: dict[str, Any]) -> Row:
     return row
 
 
+# per table, each column's default: a factory to call (or None), else the value
+_DEFAULTS: dict[type[SQLModel], dict[str, tuple[Callable[[], Any] | None, Any]]] = {}
+_IMMUTABLE = (type(None), bool, int, float, str, bytes)
+
+
+def _defaults(table: type[SQLModel]) -> dict[str, tuple[Callable[[], Any] | None, Any]]:
+    """What ``FieldInfo.get_default(call_default_factory=True)`` gives for each column, found once.
+
+    Pydantic looks up the signature of a default factory on every call, and deep-copies a
+    default; an immutable default is taken as it is and a factory of no argument called directly.
+    """
+    found = _DEFAULTS.get(table)
+    if found is not None:
+        return found
+    fields = table.model_fields
+    found = {}
+    for name in _columns(table):
+        info = fields.get(name)
+        if info is None:
+            continue
+        factory = info.default_factory
+        if factory is None and type(info.default) in _IMMUTABLE:
+            found[name] = (None, info.default)
+        elif factory is not None and not info.default_factory_takes_validated_data:
+            found[name] = (cast("Callable[[], Any]", factory), None)
+        else:  # a mutable default: pydantic's own copy, each time
+            found[name] = (functools.partial(info.get_default, call_default_factory=True), None)
+    _DEFAULTS[table] = found
+    return found
+
+
 def build_row(table: type[Row], **values: Any) -> Row:
     """A new (transient) row object: ``values``, and the model's default for every other column."""
-    fields = table.model_fields
+    defaults = _defaults(table)
     full: dict[str, Any] = {}
     for name in _columns(table):
         if name in values:
             full[name] = values[name]
-        elif name in fields:
-            full[name] = fields[name].get_default(call_default_factory=True)
+        elif name in defaults:
+            factory, default = defaults[name]
+            full[name] = default if factory is None else factory()
     unknown = set(values) - set(full)
     if unknown:
         raise TypeError(f"{table.__name__} has no column {', '.join(sorted(unknown))}")
