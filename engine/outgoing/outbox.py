@@ -20,6 +20,8 @@ from engine.storage.models import OutboxMessage
 from engine.storage.rows import build_row, insert_persistent
 from engine.storage.token_keys import signing_secret
 
+_HEADERS_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(headers, sort_keys=True), without a new encoder
+
 
 def new_message_id(
     session: Session, config: Config, *, to: str, entity: str | None, number: int | None
@@ -77,7 +79,7 @@ def queue_message(
         message_id=new_message_id(session, config, to=to, entity=entity, number=number),
         in_reply_to=in_reply_to,
         references=references,
-        headers_json=json.dumps(headers, sort_keys=True),
+        headers_json=_HEADERS_JSON.encode(headers),
         entity=entity,
         number=number,
     )

@@ -187,12 +187,15 @@ def trace_json(data: dict[str, Any]) -> str:
     return _around_rules_tried(data, f"[{tried}]")
 
 
+_TRACE_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str) builds one per call
+
+
 def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
     """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
     keys = list(data)
     at = keys.index("rules_tried")
-    head = json.dumps({key: data[key] for key in keys[:at]}, default=str)
-    tail = json.dumps({key: data[key] for key in keys[at + 1 :]}, default=str)
+    head = _TRACE_JSON.encode({key: data[key] for key in keys[:at]})
+    tail = _TRACE_JSON.encode({key: data[key] for key in keys[at + 1 :]})
     return f'{head[:-1]}, "rules_tried": {tried}, {tail[1:]}'
 
 

@@ -24,6 +24,8 @@ _DELETE = delete(LedgerEntry).where(
     col(LedgerEntry.account) == bindparam("account"), col(LedgerEntry.message_key) == bindparam("key")
 )
 
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(detail, sort_keys=True), without a new encoder
+
 
 def _ledger_has(session: Session, account: str, key: str) -> bool:
     return run_statement(session, _LOOKUP, {"account": account, "key": key}).first() is not None
@@ -79,7 +81,7 @@ def record_outcome(
             "rule": rule,
             "entity": entity,
             "number": number,
-            "detail": json.dumps(detail, sort_keys=True),
+            "detail": _DETAIL_JSON.encode(detail),
             "processed_at": utcnow(),
             "fingerprint": fingerprint,
             "sender": sender,
