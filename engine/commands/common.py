@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from engine.config.model import find_config_path, load_config
+from engine.config.model import Config, find_config_path, load_config
 from engine.errors import ConfigError, MailgateError
 from engine.runtime import Runtime
 
@@ -153,11 +153,20 @@ def hoist_global_options(root: click.Group, args: list[str]) -> list[str]:
     return front + hoisted + rest
 
 
+def config_of(ctx: click.Context) -> Config:
+    """The config the command works with, read (and checked) once per command."""
+    obj = ctx.find_root().obj
+    if obj.get("loaded_config") is None:
+        obj["loaded_config"] = load_config(find_config_path(obj.get("config")))
+    config: Config = obj["loaded_config"]
+    return config
+
+
 def runtime_of(ctx: click.Context) -> Runtime:
     """The installation the command works on, loaded once per command (and closed after it)."""
     obj = ctx.find_root().obj
     if obj.get("runtime") is None:
-        obj["runtime"] = Runtime(load_config(find_config_path(obj.get("config"))))
+        obj["runtime"] = Runtime(config_of(ctx))
         ctx.call_on_close(obj["runtime"].close)
     runtime: Runtime = obj["runtime"]
     return runtime
@@ -165,7 +174,7 @@ def runtime_of(ctx: click.Context) -> Runtime:
 
 def database_url(ctx: click.Context) -> str:
     """The config's database URL, without opening the database (``db`` commands check it themselves)."""
-    return load_config(find_config_path(ctx.find_root().obj.get("config"))).database
+    return config_of(ctx).database
 
 
 def when(iso_time: str | None) -> str:

@@ -9,11 +9,11 @@ import click
 
 from engine.commands.common import (
     Command,
+    config_of,
     database_url,
     echo_json,
     runtime_of,
 )
-from engine.config.model import find_config_path, load_config
 from engine.errors import ConfigError
 
 # --- the service (issue 3): run, status ---------------------------------------------------------
@@ -55,7 +55,7 @@ def run_service(
         web = parse_listen_address(web_address) if web_address is not None else None
     except ValueError as exc:
         raise click.BadParameter(f"{web_address!r}: {exc}", param_hint="--web") from None
-    unset = load_config(find_config_path(ctx.find_root().obj.get("config"))).unset_secrets(active_only=True)
+    unset = config_of(ctx).unset_secrets(active_only=True)
     if unset:  # before anything starts: every account's and server's missing secret at once
         raise ConfigError(unset)
     if upgrade:
