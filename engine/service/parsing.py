@@ -262,6 +262,8 @@ class ParseAhead:
 
     async def _answer(self, worker: _Worker, answer: Future[Answer], waiting_since: float) -> Answer:
         """One answer; TimeoutError once none has come for the time limit and its grace."""
+        if answer.done():  # the worker is ahead, as on most of a backlog: no wait, no wake-up of the loop
+            return answer.result()
         waiting = asyncio.wrap_future(answer)
         while True:
             deadline = max(worker.last_answer_at, waiting_since) + self.time_limit_seconds
