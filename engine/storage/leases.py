@@ -221,6 +221,12 @@ _FENCE = (
     )
     .with_for_update(read=True, key_share=True)
 )
+# built once, as every batch runs one (a statement built per call is most of the check's cost):
+# unexpired by the database's clock on PostgreSQL, by this process's (the ``now`` parameter) on SQLite
+_FENCE_BY_DATABASE_CLOCK = _FENCE.where(col(AccountLease.expires_at) > func.now())
+_FENCE_BY_OUR_CLOCK = _FENCE.where(
+    col(AccountLease.expires_at) > bindparam("now", type_=DateTime(timezone=True))
+)
 
 
 def fence(connection: Connection, worker: Worker, account: str, token: int) -> None:
@@ -231,8 +237,12 @@ def fence(connection: Connection, worker: Worker, account: str, token: int) -> N
     the row FOR UPDATE first) before this batch is committed, while this process's own renewals
     (plain UPDATEs of the expiry) are not held up by its batches.
     """
-    statement = _FENCE.where(col(AccountLease.expires_at) > _now(connection))
-    found = connection.execute(statement, {"account": account, "holder": worker.id, "token": token}).first()
+    params: dict[str, Any] = {"account": account, "holder": worker.id, "token": token}
+    if connection.dialect.name == "postgresql":
+        statement = _FENCE_BY_DATABASE_CLOCK
+    else:
+        statement, params["now"] = _FENCE_BY_OUR_CLOCK, utcnow()
+    found = connection.execute(statement, params).first()
     if found is None:
         raise LeaseLost(f"account {account}: this process's lease (token {token}) was lost")
 
