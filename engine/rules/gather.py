@@ -7,13 +7,14 @@ when a rule's actions need them (``load_rows``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
-from engine.config.model import AccountConfig, Config
+from engine.config.model import AccountConfig, Config, Flags
 from engine.identity.reply_tokens import (
     ItemRef,
     TokenProof,
@@ -231,8 +232,7 @@ def gather_facts(
         facts["sender.is_approver"] = target.approver_person_id == sender_id or (
             target.approver_group_id is not None and _in_group(session, sender_id, target.approver_group_id)
         )
-    for flag in fields(account.flags):
-        facts[f"flags.{flag.name}"] = bool(getattr(account.flags, flag.name))
+    facts.update(_flag_facts(account.flags))
     return Situation(
         facts,
         sender_id,
@@ -243,6 +243,12 @@ def gather_facts(
         tokens=tokens,
         notes=tuple(notes),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _flag_facts(flags: Flags) -> tuple[tuple[str, bool], ...]:
+    """An account's flags as facts (``flags.NAME``), in the order they are declared; made once."""
+    return tuple((f"flags.{flag.name}", bool(getattr(flags, flag.name))) for flag in fields(flags))
 
 
 def load_rows(session: Session, situation: Situation) -> tuple[Person | None, Call | Request | Task | None]:
