@@ -361,7 +361,8 @@ def _record(
 
     ``logged``: the sender, subject and trace the communication log keeps (None: unreadable mail).
     """
-    info = {"origin": result.origin, "replies": [asdict(a) for a in result.replies], **detail}
+    replies = [{"to": a.to, "subject": a.subject} for a in result.replies]  # asdict's, for less
+    info = {"origin": result.origin, "replies": replies, **detail}
     if result.reason:
         info["reason"] = result.reason
     record_outcome(

@@ -34,6 +34,18 @@ def test_beyond_the_hourly_limit_mail_is_processed_but_not_answered(
     assert not_answered(desk)[:2] == [[], []]
 
 
+def test_the_ledger_entry_lists_each_reply_with_all_its_fields(make_desk: MakeDesk) -> None:
+    from dataclasses import asdict
+
+    desk = make_desk(None)
+
+    result = desk.deliver("Problem with replies")
+
+    assert len(result.replies) == 1
+    detail = json.loads(desk.ledger()[0].detail)
+    assert detail["replies"] == [asdict(reply) for reply in result.replies]
+
+
 def test_the_limit_counts_per_address_so_others_are_still_answered(make_desk: MakeDesk) -> None:
     desk = make_desk(None, replies_per_sender_per_hour=1)
 
