@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from engine.errors import MailgateError
 from engine.storage import leases, models, status  # noqa: F401  (their tables join the schema)
-from engine.storage.direct import run_statement, run_statement_on
+from engine.storage.direct import pipelined, run_statement, run_statement_on, settle, settle_driver
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
@@ -87,6 +87,8 @@ def create_database_engine(
             engine, "do_connect", lambda _d, _r, cargs, cparams: connection_class.connect(*cargs, **cparams)
         )
     _use_driver_savepoints(engine.dialect)
+    if postgres:
+        _settle_sqlalchemy_statements(engine.dialect)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(foreign_keys))
         # take the write lock at the start, so two writers never read the same next number
@@ -165,11 +167,32 @@ def _use_driver_savepoints(dialect: Any) -> None:
             send(connection, f"RELEASE SAVEPOINT {name}")
 
     def do_rollback_to_savepoint(connection: Connection, name: str) -> None:
+        # in pipeline mode (PostgreSQL, a batch) what the message sent is waited for first: after an
+        # error the server skips everything up to that sync; its error was raised already
+        with suppress(DBAPIError):  # a lost connection fails the rollback itself, below
+            settle(connection)
         send(connection, f"ROLLBACK TO SAVEPOINT {name}")
+        settle(connection)
 
     dialect.do_savepoint = do_savepoint
     dialect.do_release_savepoint = do_release_savepoint
     dialect.do_rollback_to_savepoint = do_rollback_to_savepoint
+
+
+def _settle_sqlalchemy_statements(dialect: Any) -> None:
+    """A statement SQLAlchemy runs (the ORM's) gets its result at once, even in pipeline mode.
+
+    SQLAlchemy reads a cursor's description and row count right after executing, which a
+    pipelined statement has only once the pipeline is synced; these are its hooks for executing.
+    """
+    for name in ("do_execute", "do_execute_no_params", "do_executemany"):
+        run = getattr(dialect, name)
+
+        def settled(cursor: Any, *args: Any, _run: Any = run, **kwargs: Any) -> None:
+            _run(cursor, *args, **kwargs)
+            settle_driver(dialect, cursor.connection)
+
+        setattr(dialect, name, settled)
 
 
 def _sqlite_begin(connection: Any) -> None:
@@ -206,6 +229,9 @@ def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None
     (a failure rolls back to its savepoint), but the batch is committed once, when the block ends,
     on one connection; if the block raises, or the commit fails, nothing of the batch is kept.
     The caller must not acknowledge any message of the batch before the block has ended.
+
+    On PostgreSQL the block runs in pipeline mode (engine.storage.direct.pipelined): a message's
+    writes are sent without waiting, and waited for once, when its savepoint ends.
     """
     try:
         connection = engine.connect()
@@ -218,7 +244,8 @@ def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None
             if check is not None:
                 check(connection)
             try:
-                yield
+                with pipelined(connection):
+                    yield
             except BaseException as exc:
                 failure = exc
                 raise
@@ -242,10 +269,14 @@ def transaction(engine: Engine) -> Iterator[Session]:
     if held is not None and held.engine is engine and held.in_transaction():
         session = Session(held, expire_on_commit=False, join_transaction_mode="create_savepoint")
     else:
+        held = None
         session = Session(engine, expire_on_commit=False)
     with session:
         try:
             yield session
+            if held is not None:  # a savepoint: what it sent must have worked before it is done
+                session.flush()
+                settle(held)
             session.commit()
         except BaseException as exc:
             try:

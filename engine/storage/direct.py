@@ -12,12 +12,22 @@ holds must mirror the change themselves (see ``engine.storage.items.ItemStore.se
 
 Contract: ``run`` takes a Core statement built once (a module constant), never one built per
 call (the compiled form is cached by the statement's identity), and plain parameter values.
+
+On PostgreSQL a batch's transaction runs in psycopg's pipeline mode (``pipelined``): a statement
+whose result nobody reads (an INSERT or UPDATE without RETURNING) is sent without waiting for the
+server, and a read waits only for what was sent before it, in the same round trip. What was sent
+is waited for, and its first error raised, where ``settle`` is called: at the end of each message
+(engine.storage.db.transaction), so that an error is the message's own and rolls back its
+savepoint alone. Such a statement's ``rowcount`` is then unknown (-1); the path of a message never
+reads it.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,6 +128,66 @@ def _bound(entry: _Compiled, params: Mapping[str, Any]) -> tuple[str, Any]:
     return entry.sql, values
 
 
+# the driver connection in pipeline mode in this task (or thread), and its psycopg Pipeline
+_PIPELINE: ContextVar[tuple[Any, Any] | None] = ContextVar("mailgate_pipeline", default=None)
+_ON = 1  # libpq's PQ_PIPELINE_ON: in pipeline mode, not aborted by an error
+
+
+def _driver_error(dialect: Dialect, sql: str, exc: Exception) -> Exception:
+    return DBAPIError.instance(sql, (), exc, dialect.loaded_dbapi.Error)
+
+
+@contextmanager
+def pipelined(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL (psycopg), the block's statements on this connection run in pipeline mode.
+
+    Leaving the block waits for everything sent; elsewhere nothing changes.
+    """
+    driver = connection.connection.driver_connection
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or not hasattr(driver, "pipeline"):
+        yield
+        return
+    try:
+        pipeline = driver.pipeline()  # type: ignore[union-attr]
+        held = pipeline.__enter__()
+    except dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(dialect, "(pipeline)", exc) from None
+    token = _PIPELINE.set((driver, held))
+    try:
+        yield
+    except BaseException as exc:
+        _PIPELINE.reset(token)
+        if not driver.closed:  # type: ignore[union-attr]
+            pipeline.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    _PIPELINE.reset(token)
+    try:
+        pipeline.__exit__(None, None, None)
+    except dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(dialect, "(pipeline)", exc) from None
+
+
+def settle_driver(dialect: Dialect, driver: Any) -> None:
+    """Wait for every statement sent on this driver connection in pipeline mode; raise the first error."""
+    found = _PIPELINE.get()
+    if found is None or found[0] is not driver:
+        return
+    pipeline = found[1]
+    if not pipeline.command_queue and not pipeline.result_queue and driver.pgconn.pipeline_status == _ON:
+        return  # every result is in (a read waited for them all), none failed: nothing to wait for
+    try:
+        pipeline.sync()
+    except dialect.loaded_dbapi.Error as exc:
+        raise _driver_error(dialect, "(pipeline sync)", exc) from None
+
+
+def settle(connection: Connection) -> None:
+    """``settle_driver`` for a connection: what it sent has been done, or its first error is raised."""
+    if _PIPELINE.get() is not None:
+        settle_driver(connection.dialect, connection.connection.driver_connection)
+
+
 def run_statement_on(
     connection: Connection, statement: Executable, params: Mapping[str, Any] = {}
 ) -> DirectResult:
@@ -127,11 +197,15 @@ def run_statement_on(
     sql, values = _bound(entry, params)
     driver = connection.connection.driver_connection
     assert driver is not None
+    found = _PIPELINE.get()
     try:
         cursor = driver.cursor()
+        if found is not None and found[0] is driver and entry.row_type is None:
+            cursor.execute(sql, values)  # sent; its outcome is known at the next read or settle
+            return DirectResult([], -1)
         try:
             cursor.execute(sql, values)
-            raw_rows: Sequence[Any] = cursor.fetchall() if cursor.description is not None else ()
+            raw_rows: Sequence[Any] = cursor.fetchall() if entry.row_type is not None else ()
             rowcount = cursor.rowcount
         finally:
             cursor.close()

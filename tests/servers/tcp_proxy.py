@@ -18,7 +18,10 @@ connection to ``host:port``, byte for byte, in both directions. Its mode changes
   server sees that chunk (a connection lost between two commands of a protocol).
 
 ``accepted`` counts the connections accepted so far (a test waits on it to know that a client is
-connecting), ``held`` the chunks a freeze holds back (a client waiting for an answer). Threads,
+connecting), ``held`` the chunks a freeze holds back (a client waiting for an answer), ``answers``
+the round trips: the times a server answered what a client had sent since its last answer (a
+server such as PostgreSQL answers a pipeline once, when asked to; bytes of one answer that arrive
+in pieces count once, as the client sends nothing before it has them all). Threads,
 not asyncio: the proxy runs beside a test that blocks.
 """
 
@@ -66,6 +69,7 @@ class TcpProxy:
         self.mode = PASS
         self.accepted = 0
         self.held = 0
+        self.answers = 0
         self._flowing = threading.Event()
         self._flowing.set()
         self._pairs: set[_Pair] = set()
@@ -139,6 +143,8 @@ class TcpProxy:
         try:
             server = socket.create_connection(self.target, timeout=10)
             server.settimeout(None)
+            for sock in (server, pair.client):  # as clients such as libpq: no Nagle delay on small writes
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             self._forget(pair)
             return
@@ -171,6 +177,11 @@ class TcpProxy:
                     pair.reset()
                 if pair.closed:
                     return
+                if upstream:
+                    pair.asked = True
+                elif pair.asked:
+                    pair.asked = False
+                    self.answers += 1
                 sink.sendall(data)
         except OSError:
             pass

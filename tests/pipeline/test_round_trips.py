@@ -1,0 +1,82 @@
+"""How many round trips to PostgreSQL a message of a service batch costs: counted, never timed.
+
+Each round trip is a wait for the server (0.1-0.3 ms on a loaded host, far more across a
+network), so their number per message is what keeps PostgreSQL near SQLite's speed. The database
+is reached through a TCP proxy (tests/servers/tcp_proxy.py) that counts the server's answers. A
+change that adds a round trip to the path of every message fails here; lower the bounds when a
+change removes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pipeline_desk import Desk, build_desk, make_mail
+from servers.tcp_proxy import TcpProxy
+from sqlalchemy.engine import make_url
+
+from engine.pipeline import ProcessResult
+from engine.storage.db import batch_transaction
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    """A proxy in front of the test PostgreSQL server, counting its answers."""
+    server = TcpProxy("127.0.0.1", 5432)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def desk(tmp_path: Path, pg_url: str, proxy: TcpProxy) -> Iterator[Desk]:
+    """The default pack on a fresh PostgreSQL database, reached through the proxy."""
+    url = make_url(pg_url)
+    proxy.target = (url.host or "127.0.0.1", url.port or 5432)
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    built = build_desk(tmp_path, database=through)
+    yield built
+    built.runtime.close()
+
+
+def round_trips_of_each(desk: Desk, proxy: TcpProxy, raws: list[bytes]) -> list[tuple[str, int]]:
+    """Process the messages in one batch, as the service does: (outcome, round trips) of each."""
+    counted: list[tuple[str, int]] = []
+    with batch_transaction(desk.runtime.engine):
+        desk.process(make_mail("Warm up", message_id="<w0@example.com>"))  # secrets, first reads
+        for raw in raws:
+            before = proxy.answers
+            result: ProcessResult = desk.process(raw)
+            counted.append((result.outcome, proxy.answers - before))
+    return counted
+
+
+def test_a_message_of_a_batch_costs_a_bounded_number_of_round_trips(desk: Desk, proxy: TcpProxy) -> None:
+    raws = [
+        make_mail("Printer broken", "ada@example.com", message_id="<k1@example.com>"),  # known sender
+        make_mail("Screen broken", "new1@example.com", message_id="<n1@example.com>"),  # new person
+        make_mail("RE: [CALL#100] still broken", "ada@example.com", message_id="<u1@example.com>"),
+        make_mail("Mouse broken", "ada@example.com", message_id="<k2@example.com>"),
+    ]
+    counted = round_trips_of_each(desk, proxy, raws)
+    assert [outcome for outcome, _ in counted] == ["logged", "logged", "updated", "logged"]
+    known, new = BOUND_NEW_CALL_KNOWN_SENDER, BOUND_NEW_CALL_NEW_SENDER
+    bounds = [known, new, BOUND_UPDATE, known]
+    for (outcome, trips), bound in zip(counted, bounds, strict=True):
+        assert trips <= bound, f"{outcome}: {trips} round trips, at most {bound} expected ({counted})"
+
+
+def test_a_duplicate_in_a_batch_costs_at_most_one_round_trip(desk: Desk, proxy: TcpProxy) -> None:
+    raw = make_mail("Printer broken", "ada@example.com", message_id="<d1@example.com>")
+    counted = round_trips_of_each(desk, proxy, [raw, raw])
+    assert [outcome for outcome, _ in counted] == ["logged", "duplicate"]
+    assert counted[1][1] <= 1, counted
+
+
+# the round trips of a message today (each read, and one wait for its writes at its end)
+BOUND_NEW_CALL_KNOWN_SENDER = 8
+BOUND_NEW_CALL_NEW_SENDER = 8
+BOUND_UPDATE = 8
