@@ -43,6 +43,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config.model import AccountConfig
+from engine.mail.message import IncomingMessage
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import log_event, log_event_with_traceback
@@ -53,6 +54,7 @@ from engine.service.stats import AccountStats
 from engine.storage.db import DatabaseError, batch_transaction
 from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.leases import LeaseLost
+from engine.storage.ledger import look_up_ahead
 from engine.storage.models import utcnow
 from engine.storage.status import (
     STATE_AUTH_FAILED,
@@ -306,6 +308,8 @@ class AccountWatcher:
         done: list[tuple[MessageRef, ProcessResult, float]] = []
         # one commit for the batch (group commit), fenced by the account's lease
         with batch_transaction(self.runtime.engine, self.fence):
+            if parsed:  # on PostgreSQL: the ledger asked for the whole batch in one round trip
+                look_up_ahead(self.account.name, [p.key for p in parsed if isinstance(p, IncomingMessage)])
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

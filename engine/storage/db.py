@@ -18,7 +18,14 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from engine.errors import MailgateError
 from engine.storage import leases, models, status  # noqa: F401  (their tables join the schema)
-from engine.storage.direct import pipelined, run_statement, run_statement_on, settle, settle_driver
+from engine.storage.direct import (
+    pipelined,
+    pipelined_batch,
+    run_statement,
+    run_statement_on,
+    settle,
+    settle_driver,
+)
 from engine.storage.models import NumberSequence
 from engine.storage.schema import SchemaVersionError, prepare_schema
 from engine.storage.token_keys import ensure_token_secret
@@ -271,6 +278,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
     else:
         held = None
         session = Session(engine, expire_on_commit=False)
+    batch = pipelined_batch() if held is not None else None
+    mark = batch.mark() if batch is not None else 0
     with session:
         try:
             yield session
@@ -279,6 +288,8 @@ def transaction(engine: Engine) -> Iterator[Session]:
                 settle(held)
             session.commit()
         except BaseException as exc:
+            if batch is not None:
+                batch.undo(mark)
             try:
                 session.rollback()
             except DBAPIError:  # the connection is gone (cut, or its server did not answer): say why

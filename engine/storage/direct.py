@@ -28,7 +28,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import insert
@@ -128,13 +128,65 @@ def _bound(entry: _Compiled, params: Mapping[str, Any]) -> tuple[str, Any]:
     return entry.sql, values
 
 
-# the driver connection in pipeline mode in this task (or thread), and its psycopg Pipeline
-_PIPELINE: ContextVar[tuple[Any, Any] | None] = ContextVar("mailgate_pipeline", default=None)
+IDS_RESERVED_AT_ONCE = 32  # new ids a batch takes from a table's sequence in one round trip
+
+
+@dataclass
+class Pipelined:
+    """A batch's connection in pipeline mode, and what the batch knows without asking again.
+
+    ``ids``: per table, ids taken from its sequence and not used yet (an INSERT given its id is
+    sent without waiting, where ``INSERT ... RETURNING id`` waits for the id). ``ledger``: per
+    (account, key), the fingerprint of a ledger entry the batch knows to exist (engine.storage.
+    ledger); ``ledger_asked`` the keys it knows the answer for, present or not. ``recorded``: the
+    entries written by the batch in order, so that a message's rollback forgets its own.
+    """
+
+    driver: Any
+    pipeline: Any
+    connection: Connection
+    ids: dict[str, list[int]] = field(default_factory=dict)
+    ledger: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    ledger_asked: set[tuple[str, str]] = field(default_factory=set)
+    recorded: list[tuple[str, str]] = field(default_factory=list)
+
+    def mark(self) -> int:
+        """Where a message's savepoint begins (see ``undo``)."""
+        return len(self.recorded)
+
+    def undo(self, mark: int) -> None:
+        """Forget what the batch learnt since ``mark``: that message's savepoint was rolled back."""
+        while len(self.recorded) > mark:
+            undone = self.recorded.pop()
+            self.ledger.pop(undone, None)
+            self.ledger_asked.discard(undone)  # asked again: another process may have written it
+
+    def take_id(self, table: str) -> int:
+        """A new id for a row of ``table``, from its sequence (a round trip per 32 ids)."""
+        free = self.ids.get(table)
+        if not free:
+            sql = f"SELECT nextval(pg_get_serial_sequence('\"{table}\"', 'id')) FROM generate_series(1, %s)"
+            try:
+                cursor = self.driver.cursor()
+                cursor.execute(sql, (IDS_RESERVED_AT_ONCE,))
+                free = self.ids[table] = [row[0] for row in reversed(cursor.fetchall())]
+            except self.connection.dialect.loaded_dbapi.Error as exc:
+                raise _driver_error(self.connection.dialect, sql, exc) from None
+        return int(free.pop())
+
+
+# the batch's connection in pipeline mode in this task (or thread)
+_PIPELINE: ContextVar[Pipelined | None] = ContextVar("mailgate_pipeline", default=None)
 _ON = 1  # libpq's PQ_PIPELINE_ON: in pipeline mode, not aborted by an error
 
 
 def _driver_error(dialect: Dialect, sql: str, exc: Exception) -> Exception:
     return DBAPIError.instance(sql, (), exc, dialect.loaded_dbapi.Error)
+
+
+def pipelined_batch() -> Pipelined | None:
+    """The batch in pipeline mode this task is in, if any (PostgreSQL only)."""
+    return _PIPELINE.get()
 
 
 @contextmanager
@@ -153,7 +205,7 @@ def pipelined(connection: Connection) -> Iterator[None]:
         held = pipeline.__enter__()
     except dialect.loaded_dbapi.Error as exc:
         raise _driver_error(dialect, "(pipeline)", exc) from None
-    token = _PIPELINE.set((driver, held))
+    token = _PIPELINE.set(Pipelined(driver, held, connection))
     try:
         yield
     except BaseException as exc:
@@ -171,9 +223,9 @@ def pipelined(connection: Connection) -> Iterator[None]:
 def settle_driver(dialect: Dialect, driver: Any) -> None:
     """Wait for every statement sent on this driver connection in pipeline mode; raise the first error."""
     found = _PIPELINE.get()
-    if found is None or found[0] is not driver:
+    if found is None or found.driver is not driver:
         return
-    pipeline = found[1]
+    pipeline = found.pipeline
     if not pipeline.command_queue and not pipeline.result_queue and driver.pgconn.pipeline_status == _ON:
         return  # every result is in (a read waited for them all), none failed: nothing to wait for
     try:
@@ -200,7 +252,7 @@ def run_statement_on(
     found = _PIPELINE.get()
     try:
         cursor = driver.cursor()
-        if found is not None and found[0] is driver and entry.row_type is None:
+        if found is not None and found.driver is driver and entry.row_type is None:
             cursor.execute(sql, values)  # sent; its outcome is known at the next read or settle
             return DirectResult([], -1)
         try:
@@ -228,25 +280,44 @@ def run_statement_on(
 _CONNECTION = "mailgate.direct.connection"
 
 
-def run_statement(session: Session, statement: Executable, params: Mapping[str, Any] = {}) -> DirectResult:
-    """Run a prebuilt statement in the session's transaction, straight on the driver."""
+def _connection_of(session: Session) -> Connection:
     # ``session.connection()`` walks the session's transaction machinery on every call; the
     # connection stays the same for as long as the session's (root) transaction does
     transaction = session.get_transaction()
     cached = session.info.get(_CONNECTION)
     if cached is not None and transaction is not None and cached[0] is transaction:
-        connection = cached[1]
+        connection: Connection = cached[1]
     else:
         connection = session.connection()
         session.info[_CONNECTION] = (session.get_transaction(), connection)
-    return run_statement_on(connection, statement, params)
+    return connection
+
+
+def run_statement(session: Session, statement: Executable, params: Mapping[str, Any] = {}) -> DirectResult:
+    """Run a prebuilt statement in the session's transaction, straight on the driver."""
+    return run_statement_on(_connection_of(session), statement, params)
 
 
 _INSERT_RETURNING_ID: dict[type[SQLModel], Executable] = {}
+_INSERT: dict[type[SQLModel], Executable] = {}
 
 
 def insert_row(session: Session, table: type[SQLModel], values: Mapping[str, Any]) -> int:
-    """INSERT one row of ``table`` with ``values`` (column name -> value) and return its new id."""
+    """INSERT one row of ``table`` with ``values`` (column name -> value) and return its new id.
+
+    In a batch in pipeline mode the id is taken ahead from the table's sequence, so that the
+    INSERT is sent without waiting for it.
+    """
+    batch = _PIPELINE.get()
+    if batch is not None:
+        connection = _connection_of(session)
+        if connection.connection.driver_connection is batch.driver:
+            plain = _INSERT.get(table)
+            if plain is None:
+                plain = _INSERT[table] = insert(table.__table__)  # type: ignore[attr-defined]
+            new_id = batch.take_id(str(table.__tablename__))
+            run_statement_on(connection, plain, {**values, "id": new_id})
+            return new_id
     statement = _INSERT_RETURNING_ID.get(table)
     if statement is None:
         table_clause = table.__table__  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, delete, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
-from engine.storage.direct import run_statement
+from engine.storage.direct import pipelined_batch, run_statement, run_statement_on
 from engine.storage.models import LedgerEntry, utcnow
 
 _LOOKUP = sa_select(col(LedgerEntry.id), col(LedgerEntry.fingerprint)).where(
@@ -25,6 +25,28 @@ _DELETE = delete(LedgerEntry).where(
 )
 
 _DETAIL_JSON = json.JSONEncoder(sort_keys=True)  # json.dumps(detail, sort_keys=True), without a new encoder
+
+
+_LOOKUP_MANY = sa_select(col(LedgerEntry.message_key), col(LedgerEntry.fingerprint)).where(
+    col(LedgerEntry.account) == bindparam("account"),
+    col(LedgerEntry.message_key).in_(bindparam("keys", expanding=True)),
+)
+
+
+def look_up_ahead(account: str, keys: list[str]) -> None:
+    """In a batch in pipeline mode (PostgreSQL), ask the ledger for all the batch's keys at once.
+
+    ``recordable_key`` then answers for these keys without a round trip each; an entry the batch
+    writes is remembered (and forgotten again if its message's savepoint is rolled back).
+    Elsewhere this does nothing.
+    """
+    batch = pipelined_batch()
+    if batch is None or not keys:
+        return
+    found = run_statement_on(batch.connection, _LOOKUP_MANY, {"account": account, "keys": sorted(set(keys))})
+    for key, fingerprint in found.rows:
+        batch.ledger[(account, key)] = fingerprint
+    batch.ledger_asked.update((account, key) for key in keys)
 
 
 def _ledger_has(session: Session, account: str, key: str) -> bool:
@@ -40,7 +62,12 @@ def recordable_key(session: Session, account: str, key: str, fingerprint: str | 
     a re-delivery of the same mail, even with Received headers added, stays a duplicate. An entry
     without a fingerprint (written before they were kept) counts as the same mail.
     """
-    found = run_statement(session, _LOOKUP, {"account": account, "key": key}).first()
+    batch = pipelined_batch()
+    if batch is not None and (account, key) in batch.ledger_asked:
+        known = batch.ledger.get((account, key), _ABSENT)
+        found = None if known is _ABSENT else (None, known)
+    else:
+        found = run_statement(session, _LOOKUP, {"account": account, "key": key}).first()
     if found is None:
         return key
     if found[1] is None or fingerprint is None or found[1] == fingerprint:
@@ -70,6 +97,11 @@ def record_outcome(
     ``sender``, ``subject`` and ``trace`` (the decision as ``explain`` reports it, compressed) are
     what the console's communication log shows; None for a mail that could not be read.
     """
+    batch = pipelined_batch()
+    if batch is not None:
+        batch.ledger[(account, key)] = fingerprint
+        batch.ledger_asked.add((account, key))
+        batch.recorded.append((account, key))
     run_statement(
         session,
         _INSERT,
@@ -91,6 +123,12 @@ def record_outcome(
     )
 
 
+_ABSENT: Any = object()
+
+
 def forget(session: Session, account: str, key: str) -> None:
     """Remove the mail's ledger entries (a quarantined mail about to be retried is processed anew)."""
+    batch = pipelined_batch()
+    if batch is not None:
+        batch.ledger.pop((account, key), None)
     run_statement(session, _DELETE, {"account": account, "key": key})
