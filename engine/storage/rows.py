@@ -105,13 +105,21 @@ def insert_persistent(session: Session, row: Row) -> Row:
     in the session's identity map) without the unit of work, which costs several times the INSERT.
     Every column's value is taken from the object as it is (``id`` aside).
     """
+    return _attach(session, insert_transient(session, row))
+
+
+def insert_transient(session: Session, row: Row) -> Row:
+    """INSERT a new row with one plain statement and set its id; its object stays out of the session.
+
+    For a row nothing changes later in the transaction: the same row is written as by
+    ``insert_persistent``, without attaching the object (which costs more than the INSERT).
+    """
     table = type(row)
     held = row.__dict__
     values = {name: held[name] if name in held else getattr(row, name) for name in _columns(table)}
     values.pop("id", None)
-    new_id = insert_row(session, table, values)
-    row.__dict__["id"] = new_id
-    return _attach(session, row)
+    row.__dict__["id"] = insert_row(session, table, values)
+    return row
 
 
 def load_persistent(session: Session, table: type[Row], row_id: int) -> Row | None:

@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from engine.storage.db import transaction
 from engine.storage.models import Call, OutboxMessage, Person
-from engine.storage.rows import build_row, insert_persistent, load_persistent
+from engine.storage.rows import build_row, insert_persistent, insert_transient, load_persistent
 
 _VOLATILE = {"id", "created_at", "updated_at"}
 
@@ -53,6 +53,22 @@ def test_an_inserted_row_is_persistent_with_its_id_and_reads_back_as_the_orm_rea
             True,
             False,
         )
+
+
+def test_a_row_inserted_transient_is_written_with_its_id_and_left_out_of_the_session(engine: Engine) -> None:
+    values = {"type": "reply", "to_address": "ada@example.com", "subject": "Logged", "body": "Thanks"}
+    values["message_id"] = "m1@mailgate.invalid"
+    with transaction(engine) as session:
+        row = insert_transient(session, build_row(OutboxMessage, **values))
+        assert row.id is not None
+        assert sa_inspect(row).transient and row not in session
+        new_id = row.id
+    with Session(engine) as session:
+        stored = session.get(OutboxMessage, new_id)
+        assert stored is not None
+        assert {k: v for k, v in _columns(stored).items() if k not in _VOLATILE} == {
+            k: v for k, v in _columns(row).items() if k not in _VOLATILE
+        }
 
 
 def test_a_change_made_through_an_inserted_row_is_flushed_on_commit(engine: Engine) -> None:
