@@ -11,6 +11,7 @@ import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,10 @@ class Config:
 
     def own_addresses(self) -> frozenset[str]:
         """Every address mailgate receives or sends as (lower-cased): mail from one is never answered."""
+        return self._own_addresses
+
+    @cached_property
+    def _own_addresses(self) -> frozenset[str]:  # asked for every message that may be answered
         found = [a.address for a in self.accounts] + [a.from_address for a in self.accounts]
         found += [s.from_address for s in self.outgoing.servers]
         return frozenset(a.strip().lower() for a in found if a and a.strip())

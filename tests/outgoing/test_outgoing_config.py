@@ -66,6 +66,7 @@ def test_an_outgoing_section_is_read_with_its_servers_and_policy(
         "noreply-finance@example.com",
         "desk@example.com",
     }
+    assert config.own_addresses() is config.own_addresses()  # made once, not for every message
     settings, mistakes = build_transport_settings(main.type, main.settings)
     assert mistakes == [] and isinstance(settings, SmtpSettings)
     assert (settings.security, settings.effective_port, settings.mechanism) == ("starttls", 587, "any")
