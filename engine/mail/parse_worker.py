@@ -19,7 +19,6 @@ code no signal interrupts) is the service's to notice: it stops the worker (engi
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pickle
 import signal
@@ -91,6 +90,8 @@ def _never_outlive(service_pid: int) -> None:
     """Leave Ctrl-C to the service, and end with it (the kernel's death signal, and a watchdog)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
+        import ctypes  # here: the service imports this module too (for the frames), and never needs it
+
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
