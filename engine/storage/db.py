@@ -369,8 +369,14 @@ def _reserve_apart(engine: Engine, name: str) -> int:
     once, the row is locked for one statement; the price is a gap in the numbers when the message
     that took one is rolled back (quarantined, or its batch lost with its connection).
     """
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as apart:
-        reserved = run_statement_on(apart, _RESERVE[name], {"seq_name": name}).scalar()
+    batch = pipelined_batch()
+    if batch is not None and batch.connection.engine is engine:  # one connection for the batch's numbers
+        if batch.apart is None:
+            batch.apart = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        reserved = run_statement_on(batch.apart, _RESERVE[name], {"seq_name": name}).scalar()
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as apart:
+            reserved = run_statement_on(apart, _RESERVE[name], {"seq_name": name}).scalar()
     if reserved is None:  # the row was deleted by hand: recreate it, in a transaction of its own
         with Session(engine) as session:
             number = _reserve_within(session, name)

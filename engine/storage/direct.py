@@ -149,6 +149,7 @@ class Pipelined:
     ledger: dict[tuple[str, str], str | None] = field(default_factory=dict)
     ledger_asked: set[tuple[str, str]] = field(default_factory=set)
     recorded: list[tuple[str, str]] = field(default_factory=list)
+    apart: Connection | None = None  # for what is committed at once (engine.storage.db.next_number)
 
     def mark(self) -> int:
         """Where a message's savepoint begins (see ``undo``)."""
@@ -205,15 +206,20 @@ def pipelined(connection: Connection) -> Iterator[None]:
         held = pipeline.__enter__()
     except dialect.loaded_dbapi.Error as exc:
         raise _driver_error(dialect, "(pipeline)", exc) from None
-    token = _PIPELINE.set(Pipelined(driver, held, connection))
+    batch = Pipelined(driver, held, connection)
+    token = _PIPELINE.set(batch)
     try:
         yield
     except BaseException as exc:
         _PIPELINE.reset(token)
+        if batch.apart is not None:
+            batch.apart.close()
         if not driver.closed:  # type: ignore[union-attr]
             pipeline.__exit__(type(exc), exc, exc.__traceback__)
         raise
     _PIPELINE.reset(token)
+    if batch.apart is not None:
+        batch.apart.close()
     try:
         pipeline.__exit__(None, None, None)
     except dialect.loaded_dbapi.Error as exc:
