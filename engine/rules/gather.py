@@ -29,6 +29,7 @@ from engine.rules.facts import FactValue
 from engine.rules.subject import Intent, ParsedSubject
 from engine.storage.direct import run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
+from engine.storage.queries import UNKNOWN, known_sender
 from engine.storage.rows import load_persistent
 from engine.storage.token_keys import token_secrets
 
@@ -105,7 +106,11 @@ _OUR_MESSAGE = (
 
 
 def _sender_row(session: Session, address: str) -> Any:
-    return run_statement(session, _SENDER_BY_ADDRESS, {"address": address.lower()}).first()
+    lowered = address.lower()
+    known = known_sender(lowered)  # read ahead for a PostgreSQL batch
+    if known is not UNKNOWN:
+        return known
+    return run_statement(session, _SENDER_BY_ADDRESS, {"address": lowered}).first()
 
 
 def _target_row(session: Session, entity: str, number: int) -> Any:

@@ -56,6 +56,7 @@ from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.leases import LeaseLost
 from engine.storage.ledger import look_up_ahead
 from engine.storage.models import utcnow
+from engine.storage.queries import look_up_senders
 from engine.storage.status import (
     STATE_AUTH_FAILED,
     STATE_OK,
@@ -308,8 +309,10 @@ class AccountWatcher:
         done: list[tuple[MessageRef, ProcessResult, float]] = []
         # one commit for the batch (group commit), fenced by the account's lease
         with batch_transaction(self.runtime.engine, self.fence):
-            if parsed:  # on PostgreSQL: the ledger asked for the whole batch in one round trip
-                look_up_ahead(self.account.name, [p.key for p in parsed if isinstance(p, IncomingMessage)])
+            if parsed:  # on PostgreSQL: the ledger and the senders read for the whole batch at once
+                messages = [p for p in parsed if isinstance(p, IncomingMessage)]
+                look_up_ahead(self.account.name, [m.key for m in messages])
+                look_up_senders(m.from_address for m in messages if m.sender_ambiguity is None)
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

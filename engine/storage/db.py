@@ -197,6 +197,9 @@ def _settle_sqlalchemy_statements(dialect: Any) -> None:
 
         def settled(cursor: Any, *args: Any, _run: Any = run, **kwargs: Any) -> None:
             _run(cursor, *args, **kwargs)
+            batch = pipelined_batch()
+            if batch is not None and batch.rows and not str(args[0]).startswith("SELECT"):
+                batch.forget_rows()  # the ORM wrote something: rows read ahead may be stale
             settle_driver(dialect, cursor.connection)
 
         setattr(dialect, name, settled)

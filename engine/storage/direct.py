@@ -150,6 +150,15 @@ class Pipelined:
     ledger_asked: set[tuple[str, str]] = field(default_factory=set)
     recorded: list[tuple[str, str]] = field(default_factory=list)
     apart: Connection | None = None  # for what is committed at once (engine.storage.db.next_number)
+    # rows read ahead for the whole batch: (table name, id) -> the row's values, in column order;
+    # and the senders' addresses (as looked up) -> the id of their person, or None for nobody
+    rows: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
+    senders: dict[str, int | None] = field(default_factory=dict)
+
+    def forget_rows(self) -> None:
+        """Forget the rows read ahead: one of them may have been written (read again if needed)."""
+        self.rows.clear()
+        self.senders.clear()
 
     def mark(self) -> int:
         """Where a message's savepoint begins (see ``undo``)."""
@@ -286,7 +295,8 @@ def run_statement_on(
 _CONNECTION = "mailgate.direct.connection"
 
 
-def _connection_of(session: Session) -> Connection:
+def connection_of(session: Session) -> Connection:
+    """The connection of the session's transaction (found once per transaction)."""
     # ``session.connection()`` walks the session's transaction machinery on every call; the
     # connection stays the same for as long as the session's (root) transaction does
     transaction = session.get_transaction()
@@ -301,7 +311,7 @@ def _connection_of(session: Session) -> Connection:
 
 def run_statement(session: Session, statement: Executable, params: Mapping[str, Any] = {}) -> DirectResult:
     """Run a prebuilt statement in the session's transaction, straight on the driver."""
-    return run_statement_on(_connection_of(session), statement, params)
+    return run_statement_on(connection_of(session), statement, params)
 
 
 _INSERT_RETURNING_ID: dict[type[SQLModel], Executable] = {}
@@ -316,12 +326,19 @@ def insert_row(session: Session, table: type[SQLModel], values: Mapping[str, Any
     """
     batch = _PIPELINE.get()
     if batch is not None:
-        connection = _connection_of(session)
+        connection = connection_of(session)
         if connection.connection.driver_connection is batch.driver:
             plain = _INSERT.get(table)
             if plain is None:
                 plain = _INSERT[table] = insert(table.__table__)  # type: ignore[attr-defined]
-            new_id = batch.take_id(str(table.__tablename__))
+            name = str(table.__tablename__)
+            if name == "person" and batch.senders:  # a new person: its address is looked up again
+                email = values.get("email")
+                if isinstance(email, str) and email.isascii():  # lower() as PostgreSQL's
+                    batch.senders.pop(email.lower(), None)
+                else:
+                    batch.forget_rows()
+            new_id = batch.take_id(name)
             run_statement_on(connection, plain, {**values, "id": new_id})
             return new_id
     statement = _INSERT_RETURNING_ID.get(table)

@@ -23,7 +23,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from engine.storage.blobs import insert_with_large_value
 from engine.storage.db import next_number
-from engine.storage.direct import run_statement
+from engine.storage.direct import pipelined_batch, run_statement
 from engine.storage.models import AttachedObject, Call, Group, HistoryEntry, Person, Request, Task
 from engine.storage.queries import find_group, group_id, person_id
 from engine.storage.rows import build_row, insert_persistent
@@ -68,6 +68,9 @@ class ItemStore:
             _SET_COLUMNS[key] = statement
         params = {f"new_{name}": value for name, value in changed.items()}
         run_statement(self.session, statement, {"item_id": item.id, **params})  # type: ignore[attr-defined]
+        batch = pipelined_batch()
+        if batch is not None and (str(table.__tablename__), item.id) in batch.rows:  # type: ignore[attr-defined]
+            batch.forget_rows()  # a person read ahead changed
         for name, value in changed.items():
             set_committed_value(item, name, value)
 

@@ -24,7 +24,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
-from engine.storage.direct import insert_row, run_statement
+from engine.storage.direct import connection_of, insert_row, pipelined_batch, run_statement
 
 Row = TypeVar("Row", bound=SQLModel)
 
@@ -125,11 +125,17 @@ def insert_transient(session: Session, row: Row) -> Row:
 def load_persistent(session: Session, table: type[Row], row_id: int) -> Row | None:
     """The row with this id as a persistent object of the session (one SELECT), or None.
 
-    An object the session holds already is returned as it is, as ``session.get`` would.
+    An object the session holds already is returned as it is, as ``session.get`` would; one its
+    PostgreSQL batch read ahead (``engine.storage.queries.look_up_senders``) is made without a SELECT.
     """
     held = session.identity_map.get((table, (row_id,), None))
     if held is not None:
         return held
+    batch = pipelined_batch()
+    if batch is not None and batch.rows:
+        ahead = batch.rows.get((str(table.__tablename__), row_id))
+        if ahead is not None and connection_of(session).connection.driver_connection is batch.driver:
+            return _attach(session, _instance(table, dict(zip(_columns(table), ahead, strict=True))))
     statement = _BY_ID.get(table)
     if statement is None:
         columns = sa_inspect(table).local_table.columns

@@ -1,0 +1,71 @@
+"""What a service batch reads ahead (its ledger keys, its senders) answers as the database would.
+
+On PostgreSQL the batch asks for all its keys and senders at once (engine.storage.ledger.
+look_up_ahead, engine.storage.queries.look_up_senders); on SQLite those calls do nothing. Either
+way, a sender first seen in the batch is known to its next message, and a message whose writes are
+rolled back leaves nothing the next one believes in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from db_faults import POISON, install_failing_triggers
+from pipeline_desk import Desk, build_desk, make_mail
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from engine.mail.message import parse_message
+from engine.pipeline import ProcessResult
+from engine.storage.db import batch_transaction, transaction
+from engine.storage.ledger import look_up_ahead
+from engine.storage.models import Person
+from engine.storage.queries import look_up_senders
+
+
+@pytest.fixture
+def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
+    """The default pack on a fresh database (SQLite, then PostgreSQL) with the failing triggers."""
+    built = build_desk(tmp_path, database=db_url)
+    install_failing_triggers(built.runtime.engine)
+    yield built
+    built.runtime.close()
+
+
+def process_batch_as_the_service(desk: Desk, raws: list[bytes]) -> list[ProcessResult]:
+    """One batch, its keys and senders read ahead first, as the service does."""
+    with batch_transaction(desk.runtime.engine):
+        messages = [parse_message(raw) for raw in raws]
+        look_up_ahead("helpdesk", [message.key for message in messages])
+        look_up_senders(message.from_address for message in messages)
+        return [desk.process(raw) for raw in raws]
+
+
+def people_named(desk: Desk, email: str) -> list[int]:
+    """The ids of the people with this address, in any case."""
+    with transaction(desk.runtime.engine) as session:
+        return list(session.exec(select(Person.id).where(func.lower(col(Person.email)) == email.lower())))
+
+
+def test_a_sender_first_seen_in_a_batch_is_known_to_its_next_message(desk: Desk) -> None:
+    raws = [
+        make_mail("Printer broken", "Newcomer@example.com", message_id="<a1@example.com>"),
+        make_mail("Screen broken", "newcomer@example.com", message_id="<a2@example.com>"),
+    ]
+    results = process_batch_as_the_service(desk, raws)
+    assert [r.outcome for r in results] == ["logged", "logged"]
+    assert len(people_named(desk, "newcomer@example.com")) == 1  # the second found the first's person
+
+
+def test_a_rolled_back_message_leaves_no_sender_or_ledger_key_the_next_one_believes_in(desk: Desk) -> None:
+    raws = [
+        make_mail(f"Scanner {POISON}", "stranger@example.com", message_id="<p1@example.com>"),
+        make_mail("Scanner broken", "stranger@example.com", message_id="<p2@example.com>"),
+        make_mail(f"Scanner {POISON}", "stranger@example.com", message_id="<p1@example.com>"),
+    ]
+    results = process_batch_as_the_service(desk, raws)
+    assert [r.outcome for r in results] == ["quarantined", "logged", "duplicate"]
+    assert len(people_named(desk, "stranger@example.com")) == 1  # made by the second message
+    assert [entry["message_id"] for entry in desk.ledger()] == ["p1@example.com", "p2@example.com"]
