@@ -17,19 +17,33 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from engine.config import yaml_cache
 from engine.config.yaml_bounds import too_deep, too_long_number
 from engine.errors import ConfigError, Problem, Span
 
 
 def load_yaml_file(path: Path) -> Any:
     """Parse a YAML file, keeping positions; a syntax error becomes a ConfigError at its line."""
+    return load_yaml_text(_read_text(path), str(path))
+
+
+def load_pack_yaml_file(path: Path) -> Any:
+    """``load_yaml_file`` for a rule pack: the same tree, read back from ``yaml_cache`` if parsed before."""
+    text = _read_text(path)
+    found, tree = yaml_cache.read_entry(text)
+    if not found:
+        tree = load_yaml_text(text, str(path))
+        yaml_cache.write_entry(text, tree)
+    return tree
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(str(path), 1, 1, f"cannot read file: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([Problem(str(path), 1, 1, f"not UTF-8 text: {exc.reason}")]) from None
-    return load_yaml_text(text, str(path))
 
 
 def load_yaml_text(text: str, filename: str) -> Any:

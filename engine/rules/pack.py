@@ -20,7 +20,7 @@ from typing import Any
 
 from engine.actions.base import Action
 from engine.actions.registry import UnknownAction, action_class, action_names, build_action
-from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file, position
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_pack_yaml_file, position
 from engine.errors import ConfigError, Problem, Span, did_you_mean
 from engine.resources import bundled_pack_names, rules_dir
 from engine.rules.conditions import ALWAYS, Condition, Facts, facts_read, failing_part, parse_condition
@@ -232,7 +232,7 @@ def load_pack(ref: str, base_dir: Path, *, where: Span | None = None) -> RulePac
 
 
 def _load_pack_file(path: Path, chain: tuple[Path, ...]) -> RulePack:
-    data = load_yaml_file(path)
+    data = load_pack_yaml_file(path)
     problems = Problems(str(path))
     if not is_mapping(data):
         problems.at(data, None, "a rule pack must be a mapping with keys " + ", ".join(_PACK_KEYS))

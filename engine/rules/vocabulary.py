@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_yaml_file
+from engine.config.yaml_source import Problems, is_mapping, is_sequence, load_pack_yaml_file
 from engine.errors import MailgateError, did_you_mean
 from engine.resources import rules_dir
 
@@ -253,7 +253,7 @@ def default_pack_path() -> Path:
 def default_keywords() -> Keywords:
     """The keywords of the bundled pack ``rules/default.yaml``, read once: the only copy of the defaults."""
     path = default_pack_path()
-    return keywords_of_default_pack(load_yaml_file(path), path)
+    return keywords_of_default_pack(load_pack_yaml_file(path), path)
 
 
 def keywords_of_default_pack(data: Any, path: Path) -> Keywords:

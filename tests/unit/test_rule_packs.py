@@ -566,8 +566,8 @@ def test_loading_the_default_pack_parses_its_file_once_and_keeps_the_default_key
         parsed.append(path)
         return load_yaml_text(path.read_text(encoding="utf-8"), str(path))
 
-    monkeypatch.setattr(pack_module, "load_yaml_file", counting_load)
-    monkeypatch.setattr(vocabulary, "load_yaml_file", counting_load)
+    monkeypatch.setattr(pack_module, "load_pack_yaml_file", counting_load)
+    monkeypatch.setattr(vocabulary, "load_pack_yaml_file", counting_load)
     vocabulary.default_keywords.cache_clear()
     monkeypatch.setattr(pack_module, "_CACHE", {})
     try:
