@@ -16,7 +16,7 @@ from engine.errors import MailError
 from engine.mail.authentication import SenderAuthentication, authenticate_sender
 from engine.mail.message import parse_message
 from engine.rules.decision import Decision, decide
-from engine.rules.pack import CHOICES_KEPT, RulePack, RuleTried
+from engine.rules.pack import RulePack, RuleTried
 from engine.rules.subject import ParsedSubject
 from engine.rules.vocabulary import Intent
 from engine.runtime import Runtime
@@ -199,8 +199,10 @@ def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
     return f'{head[:-1]}, "rules_tried": {tried}, {tail[1:]}'
 
 
-# the JSON of the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity
+# the JSON of the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity:
+# as many as a pack has distinct traces (a few dozen for the default pack), at most this many kept
 _TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], str]] = {}
+_TRIED_LISTS_KEPT = 256
 
 
 def _rules_tried_json(tried: tuple[RuleTried, ...]) -> str:
@@ -209,7 +211,7 @@ def _rules_tried_json(tried: tuple[RuleTried, ...]) -> str:
     if found is not None and found[0] is tried:
         return found[1]
     text = "[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]"
-    if len(_TRIED_LISTS) >= CHOICES_KEPT:
+    if len(_TRIED_LISTS) >= _TRIED_LISTS_KEPT:
         _TRIED_LISTS.clear()
     _TRIED_LISTS[id(tried)] = (tried, text)
     return text

@@ -94,7 +94,7 @@ class Choice:
     tried: tuple[RuleTried, ...]
 
 
-CHOICES_KEPT = 4096  # a pack keeps the choices for this many sets of fact values, then starts afresh
+CHOICES_KEPT = 1024  # a pack keeps the choices for this many sets of fact values, then starts afresh
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,9 @@ class RulePack:
     )
     # the choice for each set of values of the facts the pack reads (see ``choose``)
     _choices: dict[tuple[FactValue, ...], Choice] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _tried_lists: dict[tuple[RuleTried, ...], tuple[RuleTried, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -141,7 +144,10 @@ class RulePack:
             steps = tuple((step, step.when.holds(facts)) for step in rule.steps) if rule else ()
             if len(self._choices) >= CHOICES_KEPT:
                 self._choices.clear()
-            found = self._choices[key] = Choice(rule, steps, tuple(tried))
+                self._tried_lists.clear()
+            # choices that tried the same rules with the same outcome share one list (one encoding)
+            shared = self._tried_lists.setdefault(tuple(tried), tuple(tried))
+            found = self._choices[key] = Choice(rule, steps, shared)
         return found
 
     def decide(self, facts: Facts, tried: list[RuleTried] | None = None) -> Rule | None:

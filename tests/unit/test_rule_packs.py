@@ -634,3 +634,15 @@ def test_a_pack_chooses_once_for_each_set_of_values_of_the_facts_it_reads() -> N
         make_facts(intent="close_call", number=17)
     )
     assert pack.choose(make_facts(intent="close_call", number=17)) is not choice
+
+
+def test_choices_that_tried_the_same_rules_alike_share_one_list_of_rules_tried() -> None:
+    pack = load_pack("default", rules_dir())
+    updating = make_facts(intent="update_call", target__exists=True)
+    # read only by the close_call rules, which fail on their intent first
+    other = {**updating, "flags.close_calls_anonymously": not updating["flags.close_calls_anonymously"]}
+
+    first, second = pack.choose(updating), pack.choose(other)
+
+    assert first is not second and first.rule is second.rule
+    assert first.tried is second.tried
