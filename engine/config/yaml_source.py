@@ -14,12 +14,31 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml import __version__ as ruamel_version
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from engine.config import yaml_cache
+from engine.config import kept
 from engine.config.yaml_bounds import too_deep, too_long_number
 from engine.errors import ConfigError, Problem, Span
+
+PACK_YAML = "pack-yaml"  # the kind of a kept pack tree
+# the modules of the classes a parsed tree is made of: anything else in a kept tree makes it a miss
+_TREE_MODULES = frozenset(
+    f"ruamel.yaml.{name}"
+    for name in (
+        "anchor",
+        "comments",
+        "error",
+        "scalarbool",
+        "scalarfloat",
+        "scalarint",
+        "scalarstring",
+        "tag",
+        "timestamp",
+        "tokens",
+    )
+)
 
 
 def load_yaml_file(path: Path) -> Any:
@@ -28,12 +47,13 @@ def load_yaml_file(path: Path) -> Any:
 
 
 def load_pack_yaml_file(path: Path) -> Any:
-    """``load_yaml_file`` for a rule pack: the same tree, read back from ``yaml_cache`` if parsed before."""
+    """``load_yaml_file`` for a rule pack: the same tree, kept (``engine.config.kept``) once parsed."""
     text = _read_text(path)
-    found, tree = yaml_cache.read_entry(text)
+    sources = (ruamel_version, text)  # round trip, duplicate keys refused: as load_yaml_text
+    found, tree = kept.read_entry(PACK_YAML, sources, _TREE_MODULES)
     if not found:
         tree = load_yaml_text(text, str(path))
-        yaml_cache.write_entry(text, tree)
+        kept.write_entry(PACK_YAML, sources, tree)
     return tree
 
 

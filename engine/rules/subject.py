@@ -2,7 +2,8 @@
 
 The structure lives in ``grammars/subject.lark``; what each command means lives in the table of
 elements (``engine.rules.vocabulary.ELEMENTS``); the words come from the rule pack as a
-:class:`Keywords` value. Each keyword set gets one compiled LALR parser, cached.
+:class:`Keywords` value. Each keyword set gets one compiled LALR parser, cached (and kept between
+processes by ``engine.config.kept``).
 
 Decisions: a number is a positive whole number of at most 18 significant digits (``0`` is not a
 number, so ``[CLOSE#0]`` is ordinary text; leading zeros are dropped). A mention's number must
@@ -13,14 +14,18 @@ count only at the very start. The first bracketed element wins, else the first m
 from __future__ import annotations
 
 import functools
+import io
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lark import Lark, Token, Transformer
+from lark import __version__ as lark_version
 from lark.exceptions import LarkError
 from lark.lexer import PatternRE, TerminalDef
 
+from engine.config import kept
 from engine.resources import grammars_dir
 from engine.rules.vocabulary import (
     ELEMENTS,
@@ -158,9 +163,38 @@ def _grammar_text() -> str:
     return (grammars_dir() / GRAMMAR_FILE).read_text(encoding="utf-8")
 
 
+# the kind of a kept parser; its entry is plain data (Lark.save's), read back with Lark's own loader
+SUBJECT_PARSER = "subject-parser"
+
+
 @functools.lru_cache(maxsize=32)
 def _parser_for(keywords: Keywords) -> Lark:
     replacements = _fillings(keywords)
+    # everything the parser is made of: Lark, the grammar, the words, the table it is checked against
+    sources = (lark_version, _grammar_text(), repr(sorted(replacements.items())), repr(ELEMENTS))
+    found, data = kept.read_entry(SUBJECT_PARSER, sources)
+    if found:
+        try:
+            return Lark.__new__(Lark)._load(data, transformer=_SubjectTransformer())  # as Lark's cache=
+        except Exception:  # an entry of another Lark: build it afresh
+            pass
+    parser = _build_parser(replacements)
+    buffer = io.BytesIO()
+    try:
+        parser.save(buffer, exclude_options=_NOT_SAVED)
+        saved = pickle.loads(buffer.getvalue())
+    except Exception:  # a Lark that cannot save it: the next process builds it again
+        return parser
+    kept.write_entry(SUBJECT_PARSER, sources, saved)
+    return parser
+
+
+# the options Lark.save cannot keep (callables); the transformer is given again when loading
+_NOT_SAVED = ("transformer", "postlex", "lexer_callbacks", "edit_terminals", "_plugins")
+
+
+def _build_parser(replacements: dict[str, str]) -> Lark:
+    """The parser of the grammar with each placeholder filled, checked against the table of elements."""
     unused = set(replacements)
 
     def keyword_alternation(placeholder: re.Match[str]) -> str:

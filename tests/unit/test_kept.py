@@ -1,22 +1,28 @@
-"""Rule-pack YAML kept between processes (engine.config.yaml_cache): same trees, never in the way."""
+"""What start-up makes, kept between processes (engine.config.kept): the same pack trees and subject
+parsers as made afresh, and never in the way."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from ruamel.yaml import __version__ as ruamel_version
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from engine.config import yaml_cache, yaml_source
-from engine.config.yaml_source import load_pack_yaml_file, load_yaml_file
+from engine.config import kept, yaml_source
+from engine.config.yaml_source import PACK_YAML, load_pack_yaml_file, load_yaml_file
 from engine.errors import ConfigError
 from engine.resources import rules_dir
 from engine.rules import pack as pack_module
+from engine.rules import subject as subject_module
 from engine.rules.pack import load_pack
+from engine.rules.subject import Intent, KeywordError, Keywords, _parser_for, default_keywords, parse_subject
 
 
 @pytest.fixture
@@ -55,6 +61,10 @@ def _same_tree(a: Any, b: Any) -> None:
         for index, (x, y) in enumerate(zip(a, b, strict=True)):
             assert a.lc.item(index) == b.lc.item(index)
             _same_tree(x, y)
+
+
+def _entry(cache: Path, text: str) -> Path:
+    return cache / kept.entry_name(PACK_YAML, (ruamel_version, text))
 
 
 def _pack(tmp_path: Path, body: str = "") -> Path:
@@ -117,10 +127,10 @@ def test_a_pack_with_a_mistake_is_reported_each_time_and_never_kept(
     "entry",
     [
         b"",
-        b"mailgate-yaml-rt-1\n",
-        b"mailgate-yaml-rt-1\nnot a pickle",
+        b"mailgate-kept-1\n",
+        b"mailgate-kept-1\nnot a pickle",
         b"something else entirely",
-        b"mailgate-yaml-rt-1\n" + pickle.dumps(os.system),  # foreign: not a parsed tree's class
+        b"mailgate-kept-1\n" + pickle.dumps(os.system),  # foreign: not a parsed tree's class
     ],
     ids=["empty", "header only", "corrupt", "foreign header", "foreign class"],
 )
@@ -129,7 +139,7 @@ def test_a_corrupt_or_foreign_cache_entry_does_not_stop_loading(
 ) -> None:
     path = rules_dir() / "default.yaml"
     cache.mkdir(parents=True, mode=0o700)
-    (cache / yaml_cache.entry_name(path.read_text(encoding="utf-8"))).write_bytes(entry)
+    _entry(cache, path.read_text(encoding="utf-8")).write_bytes(entry)
     tree = load_pack_yaml_file(path)
     assert parses == [str(path)]
     _same_tree(tree, load_yaml_file(path))
@@ -153,18 +163,122 @@ def test_a_cache_folder_that_cannot_be_made_does_not_stop_loading(
     blocker.write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     monkeypatch.setattr(pack_module, "_CACHE", {})
-    assert yaml_cache.cache_dir() is None
+    assert kept.cache_dir() is None
     assert load_pack("default", rules_dir()).rules
 
 
 def test_the_cache_keeps_only_the_entries_written_last(
     monkeypatch: pytest.MonkeyPatch, cache: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(yaml_cache, "ENTRIES_KEPT", 3)
+    monkeypatch.setattr(kept, "ENTRIES_KEPT", 3)
     path = tmp_path / "small.yaml"
     for number in range(5):
         path.write_text(f"name: n{number}\n", encoding="utf-8")
         load_pack_yaml_file(path)
-        os.utime(cache / yaml_cache.entry_name(path.read_text(encoding="utf-8")), ns=(number, number))
-    kept = {entry.name for entry in cache.glob("pack-yaml-*.pickle")}
-    assert kept == {yaml_cache.entry_name(f"name: n{number}\n") for number in (2, 3, 4)}
+        os.utime(_entry(cache, path.read_text(encoding="utf-8")), ns=(number, number))
+    names = {entry.name for entry in cache.glob("pack-yaml-*.pickle")}
+    assert names == {_entry(cache, f"name: n{number}\n").name for number in (2, 3, 4)}
+
+
+# ---- the subject parser --------------------------------------------------------------------------
+
+SUBJECTS = [
+    "Re: AW: [CLOSE#12] printer",
+    "[ close # 0012 ] done",
+    "call 12 please",
+    "Call No. 5, request 7",
+    "[MYCALLS]",
+    "[APPROVE#3] and [REJECT#4]",
+    "Task 10:30",
+    "nothing at all",
+    "[SCHLIESSEN#9] erledigt",
+    "Ticket 44",
+    " ",
+]
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch, cache: Path) -> Iterator[list[dict[str, str]]]:
+    """The keyword sets whose parser was really built (not read back) while the test runs."""
+    built: list[dict[str, str]] = []
+    real = subject_module._build_parser
+
+    def counting(replacements: dict[str, str]) -> Any:
+        built.append(replacements)
+        return real(replacements)
+
+    monkeypatch.setattr(subject_module, "_build_parser", counting)
+    _parser_for.cache_clear()
+    yield built
+    _parser_for.cache_clear()
+
+
+def _custom() -> Keywords:
+    return default_keywords().replaced(close_call=("SCHLIESSEN",), call_word=("Ticket",))
+
+
+def test_a_kept_subject_parser_reads_every_subject_as_a_built_one(builds: list[dict[str, str]]) -> None:
+    built = _parser_for(default_keywords())
+    _parser_for.cache_clear()  # as a new process would
+    again = _parser_for(default_keywords())
+    assert len(builds) == 1 and again is not built
+    generator = random.Random(7)
+    fragments = ["[", "]", "#", ":", " ", "12", "0", "Re", "CLOSE", "Call", "No.", "Task", "ä", "\x00"]
+    randoms = [
+        "".join(generator.choice(fragments) for _ in range(generator.randint(0, 30))) for _ in range(500)
+    ]
+    for subject in filter(None, SUBJECTS + randoms):
+        assert again.parse(subject) == built.parse(subject) == parse_subject(subject)
+
+
+def test_custom_keywords_get_a_kept_parser_of_their_own(builds: list[dict[str, str]]) -> None:
+    assert parse_subject("[SCHLIESSEN#9] erledigt").intent is Intent.UNRECOGNISED
+    assert parse_subject("[SCHLIESSEN#9] erledigt", _custom()).intent is Intent.CLOSE_CALL
+    _parser_for.cache_clear()
+    assert parse_subject("[SCHLIESSEN#9] erledigt").intent is Intent.UNRECOGNISED
+    assert parse_subject("Ticket 44", _custom()).number == 44
+    assert parse_subject("[CLOSE#9]", _custom()).intent is Intent.UNRECOGNISED
+    assert len(builds) == 2  # each set once, then read back
+    assert len(list(_kept_parsers())) == 2
+
+
+def test_two_accounts_sharing_a_pack_build_its_subject_parser_once(builds: list[dict[str, str]]) -> None:
+    first = load_pack("default", rules_dir())
+    pack_module._CACHE.clear()  # a second account naming the same pack by another path
+    second = load_pack(str(rules_dir() / "default.yaml"), rules_dir())
+    assert first.keywords == second.keywords
+    assert len(builds) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"memo": {}, "data": {}}, {"unexpected": 1}, "a string"],
+    ids=["empty", "foreign", "not a mapping"],
+)
+def test_a_corrupt_kept_subject_parser_is_built_afresh(builds: list[dict[str, str]], data: Any) -> None:
+    _parser_for(default_keywords())
+    (entry,) = _kept_parsers()
+    entry.write_bytes(b"mailgate-kept-1\n" + pickle.dumps(data))
+    _parser_for.cache_clear()
+    assert parse_subject("Re: [CLOSE#12] x").number == 12
+    assert len(builds) == 2
+
+
+def test_a_subject_parser_whose_grammar_is_refused_is_never_kept(
+    monkeypatch: pytest.MonkeyPatch, builds: list[dict[str, str]]
+) -> None:
+    grammar = subject_module._grammar_text()
+    with_orphan = grammar.replace("| _TEXT", "| ORPHAN\n        | _TEXT") + 'ORPHAN.3: "[ORPHAN]"\n'
+    monkeypatch.setattr(subject_module, "_grammar_text", lambda: with_orphan)
+    for _ in range(2):
+        _parser_for.cache_clear()
+        with pytest.raises(KeywordError, match="ORPHAN"):
+            _parser_for(default_keywords())
+    assert len(builds) == 2
+    assert not list(_kept_parsers())
+
+
+def _kept_parsers() -> Iterator[Path]:
+    folder = kept.cache_dir()
+    assert folder is not None
+    return folder.glob(f"{subject_module.SUBJECT_PARSER}-*.pickle")
