@@ -43,6 +43,7 @@ class _Pair:
         self.server: socket.socket | None = None
         self.lock = threading.Lock()
         self.closed = False
+        self.asked = False  # the client sent something the server has not answered yet
 
     def reset(self) -> None:
         """Close both sides with RST (linger 0); the pumps see the end and stop."""
