@@ -10,7 +10,6 @@ not answered is still processed; its ledger entry's detail lists why it was not 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import or_
@@ -18,7 +17,7 @@ from sqlmodel import col, select
 
 from engine.actions.base import Action, ActionContext
 from engine.mail.sender import mailbox_key
-from engine.outgoing.outbox import entity_tag, queue_message, recent_replies_to
+from engine.outgoing.outbox import REPLY_WINDOW, entity_tag, queue_message, recent_replies_to
 from engine.rules.gather import named_entity
 from engine.rules.templates import SAMPLE_VARIABLES
 from engine.storage.models import Call, Forward, Person, Request, Task
@@ -96,7 +95,7 @@ def refusal_to_answer(ctx: ActionContext, to: str) -> str | None:
         if address in own:
             return f"{address} is one of our own addresses"
     limit = ctx.config.outgoing.replies_per_sender_per_hour
-    sent = recent_replies_to(ctx.session, to, ctx.now - timedelta(hours=1))
+    sent = recent_replies_to(ctx.session, to, ctx.now - REPLY_WINDOW)
     if sent >= limit:
         mailbox = mailbox_key(to)
         return f"rate limit: {sent} automatic replies to {mailbox} in the last hour (at most {limit})"

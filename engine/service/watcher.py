@@ -44,6 +44,7 @@ from sqlalchemy.exc import DBAPIError
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config.model import AccountConfig
 from engine.mail.message import IncomingMessage
+from engine.outgoing.outbox import look_up_recent_replies
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import log_event, log_event_with_traceback
@@ -312,7 +313,9 @@ class AccountWatcher:
             if parsed:  # on PostgreSQL: the ledger and the senders read for the whole batch at once
                 messages = [p for p in parsed if isinstance(p, IncomingMessage)]
                 look_up_ahead(self.account.name, [m.key for m in messages])
-                look_up_senders(m.from_address for m in messages if m.sender_ambiguity is None)
+                senders = [m.from_address for m in messages if m.sender_ambiguity is None]
+                look_up_senders(senders)
+                look_up_recent_replies(senders, utcnow())
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

@@ -282,7 +282,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
         held = None
         session = Session(engine, expire_on_commit=False)
     batch = pipelined_batch() if held is not None else None
-    mark = batch.mark() if batch is not None else 0
+    mark = batch.mark() if batch is not None else (0, 0)
     with session:
         try:
             yield session

@@ -160,16 +160,24 @@ class Pipelined:
         self.rows.clear()
         self.senders.clear()
 
-    def mark(self) -> int:
-        """Where a message's savepoint begins (see ``undo``)."""
-        return len(self.recorded)
+    # automatic replies: per mailbox, when those queued since ``replies_since`` were (the batch's
+    # own included), and the mailboxes of those the batch queued, in order (for ``undo``)
+    replies: dict[str, list[Any]] = field(default_factory=dict)
+    replies_since: Any = None
+    replies_queued: list[str] = field(default_factory=list)
 
-    def undo(self, mark: int) -> None:
+    def mark(self) -> tuple[int, int]:
+        """Where a message's savepoint begins (see ``undo``)."""
+        return len(self.recorded), len(self.replies_queued)
+
+    def undo(self, mark: tuple[int, int]) -> None:
         """Forget what the batch learnt since ``mark``: that message's savepoint was rolled back."""
-        while len(self.recorded) > mark:
+        while len(self.recorded) > mark[0]:
             undone = self.recorded.pop()
             self.ledger.pop(undone, None)
             self.ledger_asked.discard(undone)  # asked again: another process may have written it
+        while len(self.replies_queued) > mark[1]:
+            self.replies[self.replies_queued.pop()].pop()
 
     def take_id(self, table: str) -> int:
         """A new id for a row of ``table``, from its sequence (a round trip per 32 ids)."""

@@ -1,9 +1,10 @@
 """What a service batch reads ahead (its ledger keys, its senders) answers as the database would.
 
-On PostgreSQL the batch asks for all its keys and senders at once (engine.storage.ledger.
-look_up_ahead, engine.storage.queries.look_up_senders); on SQLite those calls do nothing. Either
-way, a sender first seen in the batch is known to its next message, and a message whose writes are
-rolled back leaves nothing the next one believes in.
+On PostgreSQL the batch asks for all its keys, senders and their recent automatic replies at once
+(engine.storage.ledger.look_up_ahead, engine.storage.queries.look_up_senders, engine.outgoing.
+outbox.look_up_recent_replies); on SQLite those calls do nothing. Either way, a sender first seen
+in the batch is known to its next message, the replies the batch queues count against the rate
+limit, and a message whose writes are rolled back leaves nothing the next one believes in.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.mail.message import parse_message
+from engine.outgoing.outbox import look_up_recent_replies
 from engine.pipeline import ProcessResult
 from engine.storage.db import batch_transaction, transaction
 from engine.storage.ledger import look_up_ahead
-from engine.storage.models import Person
+from engine.storage.models import Person, utcnow
 from engine.storage.queries import look_up_senders
 
 
@@ -40,6 +42,7 @@ def process_batch_as_the_service(desk: Desk, raws: list[bytes]) -> list[ProcessR
         messages = [parse_message(raw) for raw in raws]
         look_up_ahead("helpdesk", [message.key for message in messages])
         look_up_senders(message.from_address for message in messages)
+        look_up_recent_replies([message.from_address for message in messages], utcnow())
         return [desk.process(raw) for raw in raws]
 
 
@@ -69,3 +72,17 @@ def test_a_rolled_back_message_leaves_no_sender_or_ledger_key_the_next_one_belie
     assert [r.outcome for r in results] == ["quarantined", "logged", "duplicate"]
     assert len(people_named(desk, "stranger@example.com")) == 1  # made by the second message
     assert [entry["message_id"] for entry in desk.ledger()] == ["p1@example.com", "p2@example.com"]
+
+
+def test_the_replies_a_batch_queues_count_against_the_rate_limit_and_a_rolled_back_one_does_not(
+    desk: Desk,
+) -> None:
+    raws = [
+        make_mail(f"Printer {n}", f"ann+{n}@example.com", message_id=f"<r{n}@example.com>") for n in range(9)
+    ]
+    raws.append(make_mail(f"Scanner {POISON}", "ann@example.com", message_id="<poison@example.com>"))
+    raws += [make_mail(f"Mouse {n}", "Ann@example.com", message_id=f"<s{n}@example.com>") for n in range(2)]
+    results = process_batch_as_the_service(desk, raws)
+    assert [r.outcome for r in results] == ["logged"] * 9 + ["quarantined"] + ["logged"] * 2
+    assert [len(r.replies) for r in results] == [1] * 9 + [0] + [1, 0]  # at most 10 an hour
+    assert len(desk.outbox()) == 10  # the quarantined mail's reply was rolled back with it
