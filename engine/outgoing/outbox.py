@@ -124,6 +124,35 @@ def look_up_recent_replies(addresses: Iterable[str], now: datetime) -> None:
     batch.replies, batch.replies_since, batch.replies_queued = replies, _aware(since), []
 
 
+_OURS_AMONG = sa_select(col(OutboxMessage.message_id)).where(
+    col(OutboxMessage.message_id).in_(bindparam("ids", expanding=True))
+)
+
+
+def look_up_our_messages(ids: Iterable[str]) -> None:
+    """In a batch in pipeline mode (PostgreSQL), ask at once which of these Message-IDs (those
+    the batch's mails answer or refer to) are of outgoing messages of ours (``known_ours``).
+    Elsewhere this does nothing."""
+    batch = pipelined_batch()
+    wanted = sorted(set(ids))
+    if batch is None or not wanted:
+        return
+    found = {row[0] for row in run_statement_on(batch.connection, _OURS_AMONG, {"ids": wanted}).rows}
+    batch.ours = {message_id: message_id in found for message_id in wanted}
+
+
+def known_ours(ids: list[str]) -> bool | None:
+    """Whether one of these Message-IDs is of an outgoing message of ours, if the batch read all
+    of them ahead; None when it did not (ask the database)."""
+    batch = pipelined_batch()
+    if batch is None or not batch.ours:
+        return None
+    ours = batch.ours
+    if not all(message_id in ours for message_id in ids):
+        return None
+    return any(ours[message_id] for message_id in ids)
+
+
 def recent_replies_to(session: Session, address: str, since: datetime) -> int:
     """How many automatic replies were queued to ``address``'s mailbox since then (plus tags ignored).
 
@@ -150,6 +179,8 @@ def write_queued_messages(session: Session) -> None:
     for row in [row for row in session.new if isinstance(row, OutboxMessage)]:
         session.expunge(row)  # pending -> transient: written below instead of by the flush
         insert_transient(session, row)
+        if batch is not None and batch.ours:  # a Message-ID of ours now: asked again if referred to
+            batch.ours.pop(row.message_id, None)
         if batch is not None and row.answered_address in batch.replies:  # counted by the next messages
             batch.replies[row.answered_address].append(_aware(row.created_at))
             batch.replies_queued.append(row.answered_address)

@@ -25,9 +25,10 @@ from engine.identity.reply_tokens import (
 )
 from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
 from engine.mail.message import IncomingMessage
+from engine.outgoing.outbox import known_ours
 from engine.rules.facts import FactValue
 from engine.rules.subject import Intent, ParsedSubject
-from engine.storage.direct import run_statement
+from engine.storage.direct import pipelined_batch, run_statement
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.storage.queries import UNKNOWN, known_sender
 from engine.storage.rows import load_persistent
@@ -113,8 +114,21 @@ def _sender_row(session: Session, address: str) -> Any:
     return run_statement(session, _SENDER_BY_ADDRESS, {"address": lowered}).first()
 
 
+_TARGET_ROW_BY_NUMBER: dict[str, Any] = {
+    name: select(*table.__table__.columns).where(col(table.number) == bindparam("number"))  # type: ignore[union-attr]
+    for name, table in (("call", Call), ("request", Request), ("task", Task))
+}
+
+
 def _target_row(session: Session, entity: str, number: int) -> Any:
-    return run_statement(session, _TARGET_BY_NUMBER[entity], {"number": number}).first()
+    batch = pipelined_batch()
+    if batch is None:
+        return run_statement(session, _TARGET_BY_NUMBER[entity], {"number": number}).first()
+    # a PostgreSQL batch: the whole row, so that load_rows makes it without a round trip of its own
+    row = run_statement(session, _TARGET_ROW_BY_NUMBER[entity], {"number": number}).first()
+    if row is not None:
+        batch.rows[(entity, row.id)] = tuple(row)
+    return row
 
 
 def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
@@ -122,6 +136,9 @@ def is_reply_to_us(session: Session, message: IncomingMessage) -> bool:
     ids = [*message.in_reply_to, *message.references]
     if not ids:
         return False
+    known = known_ours(ids)  # read ahead for a PostgreSQL batch
+    if known is not None:
+        return known
     return run_statement(session, _OUR_MESSAGE, {"ids": ids}).first() is not None
 
 

@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError
 from connectors.base import AuthenticationError, Connector, ConnectorError, MessageRef
 from engine.config.model import AccountConfig
 from engine.mail.message import IncomingMessage
-from engine.outgoing.outbox import look_up_recent_replies
+from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult, process_message
 from engine.runtime import Runtime
 from engine.service.events import log_event, log_event_with_traceback
@@ -316,6 +316,7 @@ class AccountWatcher:
                 senders = [m.from_address for m in messages if m.sender_ambiguity is None]
                 look_up_senders(senders)
                 look_up_recent_replies(senders, utcnow())
+                look_up_our_messages(i for m in messages for i in (*m.in_reply_to, *m.references))
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

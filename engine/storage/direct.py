@@ -155,10 +155,17 @@ class Pipelined:
     rows: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
     senders: dict[str, int | None] = field(default_factory=dict)
 
+    # Message-IDs asked about ahead: whether an outgoing message of ours has it
+    ours: dict[str, bool] = field(default_factory=dict)
+
     def forget_rows(self) -> None:
         """Forget the rows read ahead: one of them may have been written (read again if needed)."""
         self.rows.clear()
         self.senders.clear()
+
+    def forget_row(self, table: str, row_id: int) -> None:
+        """Forget one row read ahead, written since (its person's address is looked up again)."""
+        self.rows.pop((table, row_id), None)
 
     # automatic replies: per mailbox, when those queued since ``replies_since`` were (the batch's
     # own included), and the mailboxes of those the batch queued, in order (for ``undo``)

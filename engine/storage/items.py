@@ -69,8 +69,8 @@ class ItemStore:
         params = {f"new_{name}": value for name, value in changed.items()}
         run_statement(self.session, statement, {"item_id": item.id, **params})  # type: ignore[attr-defined]
         batch = pipelined_batch()
-        if batch is not None and (str(table.__tablename__), item.id) in batch.rows:  # type: ignore[attr-defined]
-            batch.forget_rows()  # a person read ahead changed
+        if batch is not None and batch.rows:
+            batch.forget_row(str(table.__tablename__), item.id)  # type: ignore[attr-defined]
         for name, value in changed.items():
             set_committed_value(item, name, value)
 

@@ -77,7 +77,9 @@ def known_sender(address: str) -> Any:
     person = batch.senders.get(address, UNKNOWN)
     if person is None or person is UNKNOWN:
         return person
-    values = batch.rows[("person", person)]
+    values = batch.rows.get(("person", person))
+    if values is None:  # written since it was read
+        return UNKNOWN
     row = dict(zip(_PERSON_COLUMNS, values, strict=True))
     return SenderFacts(row["id"], row["is_user"], row["is_analyst"], row["take_over"])
 

@@ -19,8 +19,9 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from engine.mail.message import parse_message
-from engine.outgoing.outbox import look_up_recent_replies
+from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult
+from engine.rules.gather import is_reply_to_us
 from engine.storage.db import batch_transaction, transaction
 from engine.storage.ledger import look_up_ahead
 from engine.storage.models import Person, utcnow
@@ -86,3 +87,17 @@ def test_the_replies_a_batch_queues_count_against_the_rate_limit_and_a_rolled_ba
     assert [r.outcome for r in results] == ["logged"] * 9 + ["quarantined"] + ["logged"] * 2
     assert [len(r.replies) for r in results] == [1] * 9 + [0] + [1, 0]  # at most 10 an hour
     assert len(desk.outbox()) == 10  # the quarantined mail's reply was rolled back with it
+
+
+def test_a_mail_answering_one_of_our_messages_is_known_as_a_reply_to_us_in_a_batch(desk: Desk) -> None:
+    process_batch_as_the_service(desk, [make_mail("Printer broken", message_id="<q1@example.com>")])
+    [ours] = [entry["message_id"] for entry in desk.outbox()]
+    answers = [
+        f"In-Reply-To: <{ours}>\n".encode() + make_mail("Thanks", message_id="<q2@example.com>"),
+        b"In-Reply-To: <elsewhere@example.com>\n" + make_mail("Thanks", message_id="<q3@example.com>"),
+    ]
+    with batch_transaction(desk.runtime.engine):
+        messages = [parse_message(raw) for raw in answers]
+        look_up_our_messages(i for m in messages for i in (*m.in_reply_to, *m.references))
+        with transaction(desk.runtime.engine) as session:
+            assert [is_reply_to_us(session, m) for m in messages] == [True, False]
