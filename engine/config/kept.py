@@ -1,4 +1,4 @@
-"""What start-up makes from files (a pack's parsed YAML, its subject parser), kept between processes.
+"""What start-up makes from a pack (its parsed YAML, subject parser, templates' code), kept between runs.
 
 An entry is named by its kind and the SHA-256 of everything it was made from (the file's text,
 the versions of the libraries that made it), so a changed input makes a new entry; only what
@@ -7,8 +7,8 @@ folder is ``$XDG_CACHE_HOME/mailgate`` (else ``~/.cache/mailgate``), made privat
 one that is another's or that others may write to is not used. Reading back builds only the
 classes its kind names (none: plain data only), and any failure (a missing, short, corrupt or
 foreign entry, a folder that cannot be written) is a miss: the caller makes the thing as if
-there were no cache. At most ``ENTRIES_KEPT`` entries of each kind are kept, the oldest written
-going first.
+there were no cache. At most ``ENTRIES_KEPT`` entries of each kind are kept (a kind may say how
+many), the oldest written going first.
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ def read_entry(kind: str, sources: Iterable[str], modules: frozenset[str] = froz
         return False, None
 
 
-def write_entry(kind: str, sources: Iterable[str], value: Any) -> None:
-    """Keep ``value``, made from ``sources``; a failure to write is ignored (the next run makes it again)."""
+def write_entry(kind: str, sources: Iterable[str], value: Any, *, entries_kept: int | None = None) -> None:
+    """Keep ``value``, made from ``sources``; a failure to write is ignored (the next run makes it again).
+
+    Of ``kind``, the ``entries_kept`` (default ``ENTRIES_KEPT``) written last are kept.
+    """
     folder = cache_dir()
     if folder is None:
         return
@@ -99,14 +102,14 @@ def write_entry(kind: str, sources: Iterable[str], value: Any) -> None:
             raise
     except Exception:  # a full disk, a read-only home, a value that does not pickle
         return
-    _forget_oldest(folder, kind)
+    _forget_oldest(folder, kind, ENTRIES_KEPT if entries_kept is None else entries_kept)
 
 
-def _forget_oldest(folder: Path, kind: str) -> None:
-    """Remove the entries of ``kind`` written longest ago beyond ``ENTRIES_KEPT``."""
+def _forget_oldest(folder: Path, kind: str, entries_kept: int) -> None:
+    """Remove the entries of ``kind`` written longest ago beyond ``entries_kept``."""
     try:
         entries = [(entry.stat().st_mtime_ns, entry) for entry in folder.glob(f"{kind}-*.pickle")]
-        for _, entry in sorted(entries)[:-ENTRIES_KEPT]:
+        for _, entry in sorted(entries)[:-entries_kept]:
             entry.unlink(missing_ok=True)
     except OSError:  # another process removed one first
         return

@@ -1,22 +1,27 @@
 """Message templates (Jinja2): a subject, a text body and an optional HTML body per message type.
 
-Templates are compiled once at load with ``StrictUndefined``, so a variable a template needs but
-is not given is an error, never an empty string in a customer's inbox. The HTML body is rendered
-with autoescaping (a summary line with ``<`` in it stays text); a type without one gets HTML made
-from its text: each paragraph a ``<p>``, each line break a ``<br>``.
+Templates are compiled once at load (their code kept between runs by ``engine.config.kept``) with
+``StrictUndefined``, so a variable a template needs but is not given is an error, never an empty
+string in a customer's inbox. The HTML body is rendered with autoescaping (a summary line with
+``<`` in it stays text); a type without one gets HTML made from its text: each paragraph a
+``<p>``, each line break a ``<br>``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html as html_lib
+import marshal
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from engine.config import kept
 from engine.config.yaml_source import Problems, is_mapping, position
 from engine.errors import MailgateError
 
@@ -192,7 +197,7 @@ def compile_templates(
                 )
                 continue
             try:
-                parsed[part] = (_HTML_ENV if part == "html" else _ENV).from_string(text)
+                parsed[part] = _template(_HTML_ENV if part == "html" else _ENV, text)
                 sources[part] = text
             except jinja2.TemplateSyntaxError as exc:
                 problems.at(
@@ -216,6 +221,64 @@ def compile_templates(
                 parsed.get("html"),
             )
     return compiled
+
+
+TEMPLATE_CODE = "template-code"  # the kind of a kept template's compiled code
+TEMPLATES_KEPT = 1024  # a pack has about 50 texts
+
+
+def _template(env: SandboxedEnvironment, source: str) -> jinja2.Template:
+    """``env.from_string(source)``, its compiled code kept between processes (``engine.config.kept``).
+
+    TemplateSyntaxError as ``from_string`` raises it: only code that compiled is kept. The code
+    is marshal's form, checked against its SHA-256 before it is read back.
+    """
+    sources = (jinja2.__version__, _settings(env), source)
+    found, entry = kept.read_entry(TEMPLATE_CODE, sources)
+    code = _code_of(entry) if found else None
+    if code is None:
+        code = env.compile(source)
+        data = marshal.dumps(code)
+        entry = (hashlib.sha256(data).digest(), data)
+        kept.write_entry(TEMPLATE_CODE, sources, entry, entries_kept=TEMPLATES_KEPT)
+    return env.template_class.from_code(env, code, env.make_globals(None), None)
+
+
+def _settings(env: SandboxedEnvironment) -> str:
+    """Everything of ``env`` that the code it compiles depends on."""
+    names = [
+        "block_start_string",
+        "block_end_string",
+        "variable_start_string",
+        "variable_end_string",
+        "comment_start_string",
+        "comment_end_string",
+        "line_statement_prefix",
+        "line_comment_prefix",
+        "trim_blocks",
+        "lstrip_blocks",
+        "newline_sequence",
+        "keep_trailing_newline",
+        "optimized",
+        "is_async",
+        "autoescape",
+        "undefined",
+        "finalize",
+    ]
+    values = [getattr(env, name) for name in names]
+    return repr((type(env), values, sorted(env.extensions), sorted(env.filters), sorted(env.tests)))
+
+
+def _code_of(entry: Any) -> CodeType | None:
+    """The code in a kept ``(sha256, marshal data)`` entry; None if it is anything else."""
+    try:
+        digest, data = entry
+        if hashlib.sha256(data).digest() != digest:
+            return None
+        code = marshal.loads(data)
+    except Exception:
+        return None
+    return code if isinstance(code, CodeType) else None
 
 
 def _sample_failure(template: jinja2.Template, sample: Mapping[str, Any] | None) -> str | None:

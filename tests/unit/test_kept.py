@@ -3,6 +3,7 @@ parsers as made afresh, and never in the way."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import pickle
 import random
@@ -12,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2.sandbox import SandboxedEnvironment
 from ruamel.yaml import __version__ as ruamel_version
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from engine.config import kept, yaml_source
-from engine.config.yaml_source import PACK_YAML, load_pack_yaml_file, load_yaml_file
+from engine.config.yaml_source import PACK_YAML, Problems, load_pack_yaml_file, load_yaml_file, load_yaml_text
 from engine.errors import ConfigError
 from engine.resources import rules_dir
 from engine.rules import pack as pack_module
 from engine.rules import subject as subject_module
 from engine.rules.pack import load_pack
 from engine.rules.subject import Intent, KeywordError, Keywords, _parser_for, default_keywords, parse_subject
+from engine.rules.templates import SAMPLE_VARIABLES, TEMPLATE_CODE, compile_templates, sample_variables
 
 
 @pytest.fixture
@@ -282,3 +285,69 @@ def _kept_parsers() -> Iterator[Path]:
     folder = kept.cache_dir()
     assert folder is not None
     return folder.glob(f"{subject_module.SUBJECT_PARSER}-*.pickle")
+
+
+# ---- template code -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def compiles(monkeypatch: pytest.MonkeyPatch, cache: Path) -> list[str]:
+    """The template texts really compiled (not read back) while the test runs."""
+    seen: list[str] = []
+    real = SandboxedEnvironment.compile
+
+    def counting(self: SandboxedEnvironment, source: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(source)
+        return real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(SandboxedEnvironment, "compile", counting)
+    return seen
+
+
+def _default_templates() -> Any:
+    return load_pack_yaml_file(rules_dir() / "default.yaml")["templates"]
+
+
+def test_kept_template_code_renders_every_template_as_compiled_code_does(compiles: list[str]) -> None:
+    first = compile_templates(_default_templates(), Problems("default.yaml"), SAMPLE_VARIABLES)
+    compiled = len(compiles)
+    again = compile_templates(_default_templates(), Problems("default.yaml"), SAMPLE_VARIABLES)
+    assert compiled > 30 and len(compiles) == compiled  # the second time, none was compiled
+    assert again.keys() == first.keys()
+    for name, template in again.items():
+        variables = sample_variables(name)
+        assert template.render_message(variables) == first[name].render_message(variables)
+        assert template.where == first[name].where
+
+
+def test_a_template_with_a_mistake_is_reported_each_time_and_never_kept(
+    compiles: list[str], tmp_path: Path
+) -> None:
+    node = load_yaml_text("bad:\n  subject: '{{ oops'\n  body: 'x {{ nofilter | nosuch }}'\n", "t.yaml")
+    for _ in range(2):
+        problems = Problems("t.yaml")
+        assert compile_templates(node, problems, SAMPLE_VARIABLES) == {}
+        assert [str(p) for p in problems] == [
+            "t.yaml:2:12: template 'bad' subject: unexpected end of template, expected 'end of print"
+            " statement'. (template line 1)",
+            "t.yaml:3:9: template 'bad' body: No filter named 'nosuch'. (template line 1)",
+        ]
+    assert len(compiles) == 4
+    assert not list((kept.cache_dir() or tmp_path).glob(f"{TEMPLATE_CODE}-*"))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [(b"\0" * 32, marshal.dumps(compile("import os", "<x>", "exec"))), "not a pair", (b"", b"")],
+    ids=["changed code", "not a pair", "empty"],
+)
+def test_corrupt_kept_template_code_is_compiled_afresh(compiles: list[str], entry: Any) -> None:
+    node = load_yaml_text("ok:\n  subject: 'Call {{ number }}'\n  body: 'x'\n", "t.yaml")
+    compile_templates(node, Problems("t.yaml"), SAMPLE_VARIABLES)
+    folder = kept.cache_dir()
+    assert folder is not None
+    for path in folder.glob(f"{TEMPLATE_CODE}-*.pickle"):
+        path.write_bytes(b"mailgate-kept-1\n" + pickle.dumps(entry))
+    again = compile_templates(node, Problems("t.yaml"), SAMPLE_VARIABLES)
+    assert again["ok"].render(SAMPLE_VARIABLES) == ("Call 12", "x")
+    assert len(compiles) == 4
