@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -138,6 +138,27 @@ def test_on_postgresql_a_transaction_holding_a_new_number_does_not_make_another_
                 second = next_number(other, "call")
                 other.commit()
         assert (first, second) == (1, 2)
+    finally:
+        engine.dispose()
+
+
+def test_on_postgresql_taking_a_number_does_not_wait_for_the_disk(pg_url: str) -> None:
+    """Each number is committed on its own; a flush of the log per new call would pace every process.
+
+    Right after a number was taken, its commit is still in the log's buffer (the server's log
+    writer flushes it within ``wal_writer_delay``), unless the commit waited for the flush.
+    """
+    engine = open_database(pg_url)
+    unflushed = text("SELECT pg_current_wal_insert_lsn() > pg_current_wal_flush_lsn()")
+    try:
+        with engine.connect() as watcher:
+            seen = []
+            for _ in range(10):
+                with transaction(engine) as session:
+                    next_number(session, "call")
+                seen.append(watcher.execute(unflushed).scalar_one())
+                watcher.rollback()
+        assert any(seen), "every number's commit had waited for the log to reach the disk"
     finally:
         engine.dispose()
 
