@@ -9,12 +9,9 @@ limit, and a message whose writes are rolled back leaves nothing the next one be
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from db_faults import POISON, install_failing_triggers
-from pipeline_desk import Desk, build_desk, make_mail
+from db_faults import POISON
+from pipeline_desk import Desk, make_mail
 from sqlalchemy import func
 from sqlmodel import col, select
 
@@ -29,12 +26,9 @@ from engine.storage.queries import look_up_senders
 
 
 @pytest.fixture
-def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
+def desk(faulty_desk: Desk) -> Desk:
     """The default pack on a fresh database (SQLite, then PostgreSQL) with the failing triggers."""
-    built = build_desk(tmp_path, database=db_url)
-    install_failing_triggers(built.runtime.engine)
-    yield built
-    built.runtime.close()
+    return faulty_desk
 
 
 def process_batch_as_the_service(desk: Desk, raws: list[bytes]) -> list[ProcessResult]:

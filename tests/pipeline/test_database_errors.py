@@ -11,12 +11,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import string
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from db_faults import CONSTRAINT, POISON, SEVER, install_failing_triggers
-from pipeline_desk import Desk, build_desk
+from db_faults import CONSTRAINT, POISON, SEVER
+from pipeline_desk import Desk
 from sqlalchemy import event
 
 from engine.pipeline import ProcessResult
@@ -36,12 +35,9 @@ def raw_mail(subject: str, message_id: str, sender: str = "ada@example.com") -> 
 
 
 @pytest.fixture
-def desk(tmp_path: Path, db_url: str) -> Iterator[Desk]:
+def desk(faulty_desk: Desk) -> Desk:
     """The default pack on a fresh database (SQLite, then PostgreSQL) with the failing triggers."""
-    built = build_desk(tmp_path, database=db_url)
-    install_failing_triggers(built.runtime.engine)
-    yield built
-    built.runtime.close()
+    return faulty_desk
 
 
 def process_batch(desk: Desk, raws: list[bytes]) -> list[ProcessResult]:
