@@ -149,7 +149,7 @@ class Pipelined:
     ledger: dict[tuple[str, str], str | None] = field(default_factory=dict)
     ledger_asked: set[tuple[str, str]] = field(default_factory=set)
     recorded: list[tuple[str, str]] = field(default_factory=list)
-    apart: Connection | None = None  # for what is committed at once (engine.storage.db.next_number)
+    apart: Connection | None = None  # for what is committed at once (engine.storage.numbers.next_number)
     # rows read ahead for the whole batch: (table name, id) -> the row's values, in column order;
     # and the senders' addresses (as looked up) -> the id of their person, or None for nobody
     rows: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)

@@ -22,9 +22,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
 from engine.storage.blobs import insert_with_large_value
-from engine.storage.db import next_number
 from engine.storage.direct import pipelined_batch, run_statement
 from engine.storage.models import AttachedObject, Call, Group, HistoryEntry, Person, Request, Task
+from engine.storage.numbers import next_number
 from engine.storage.queries import find_group, group_id, person_id
 from engine.storage.rows import build_row, insert_persistent
 

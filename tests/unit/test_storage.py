@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from engine.storage.db import DatabaseError, next_number, open_database, transaction
+from engine.storage.db import DatabaseError, open_database, transaction
 from engine.storage.models import (
     AttachedObject,
     Call,
@@ -22,6 +22,7 @@ from engine.storage.models import (
     QuarantineEntry,
     Request,
 )
+from engine.storage.numbers import next_number
 from engine.storage.views import iso, ledger_view, outbox_view, quarantine_view
 
 ALL_TABLES = {
