@@ -170,6 +170,16 @@ class Connector(ABC):
         return False
 
 
+def check_server_address(host: str, port: int | None, timeout: float) -> None:
+    """Refuse (``ValueError``) an empty host, a port outside 1-65535 or a timeout that is not positive."""
+    if not host.strip():
+        raise ValueError("host must not be empty")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"port must be between 1 and 65535, not {port}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout}")
+
+
 def settings_mapping(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A plain dict of a ``connector:`` mapping (YAML nodes become plain values)."""
     return {str(k): v for k, v in raw.items()}

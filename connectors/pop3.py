@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
 
-from connectors.base import AuthenticationError, Connector, ConnectorError, ConnectorSettings, MessageRef
+from connectors.base import (
+    AuthenticationError,
+    Connector,
+    ConnectorError,
+    ConnectorSettings,
+    MessageRef,
+    check_server_address,
+)
 from connectors.credentials import check_credentials, check_plain_login
 from connectors.pop3_wire import base64_text, command, drop, is_continuation, reply_text, retrieve
 from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
@@ -59,12 +66,7 @@ class Pop3Settings(ConnectorSettings):
     allow_plain_login: bool = False
 
     def __post_init__(self) -> None:
-        if not self.host.strip():
-            raise ValueError("host must not be empty")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
+        check_server_address(self.host, self.port, self.timeout)
         if self.max_messages_per_session is not None and self.max_messages_per_session < 1:
             raise ValueError(
                 f"max_messages_per_session must be at least 1, not {self.max_messages_per_session}"

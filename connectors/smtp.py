@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from connectors.base import Envelope, SendError, Transport, TransportSettings
+from connectors.base import Envelope, SendError, Transport, TransportSettings, check_server_address
 from connectors.port_mismatch import foreign_greeting, not_tls, silent_greeting
 
 if TYPE_CHECKING:
@@ -38,12 +38,7 @@ class SmtpSettings(TransportSettings):
     helo_name: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.host.strip():
-            raise ValueError("host must not be empty")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
-        if self.timeout <= 0:
-            raise ValueError("timeout must be positive")
+        check_server_address(self.host, self.port, self.timeout)
         tokens = [k for k in ("oauth_token", "oauth_token_command") if getattr(self, k) is not None]
         if len(tokens) > 1:
             raise ValueError("give oauth_token or oauth_token_command, not both")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, check_server_address
 from connectors.credentials import check_credentials, check_plain_login
 
 DEFAULT_PORTS = {"plain": 143, "starttls": 143, "tls": 993}
@@ -42,12 +42,7 @@ class ImapSettings(ConnectorSettings):
     allow_plain_login: bool = False
 
     def __post_init__(self) -> None:
-        if not self.host.strip():
-            raise ValueError("host must not be empty")
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"port must be between 1 and 65535, not {self.port}")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, not {self.timeout}")
+        check_server_address(self.host, self.port, self.timeout)
         if not self.folder.strip():
             raise ValueError("folder must not be empty")
         if self.processed_folder is not None and self.processed_folder in ("", self.folder):
