@@ -26,8 +26,7 @@ def build_from_params(cls: type[T], params: Mapping[str, Any], what: str) -> tup
     A ValueError raised by the class's ``__post_init__`` becomes a mistake too.
     """
     mistakes: list[Mistake] = []
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    hints, known = _parameters(cls)
     values: dict[str, Any] = {}
     for key, value in params.items():
         if key not in known:
@@ -48,6 +47,23 @@ def build_from_params(cls: type[T], params: Mapping[str, Any], what: str) -> tup
         return cls(**values), []
     except (TypeError, ValueError) as exc:
         return None, [(None, f"{what}: {exc}")]
+
+
+_Parameters = tuple[dict[str, Any], dict[str, "dataclasses.Field[Any]"]]
+_PARAMETERS: dict[type, _Parameters] = {}
+
+
+def _parameters(cls: type) -> _Parameters:
+    """``cls``'s resolved field annotations and its ``__init__`` fields by name (not to be changed).
+
+    Once per class: a pack builds the same action many times, and resolving the annotations
+    (``typing.get_type_hints``) is most of what checking its parameters costs at every start-up.
+    """
+    found = _PARAMETERS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        found = _PARAMETERS[cls] = (hints, {f.name: f for f in dataclasses.fields(cls) if f.init})
+    return found
 
 
 def type_error(hint: Any, value: Any) -> str | None:
