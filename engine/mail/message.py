@@ -21,7 +21,6 @@ from engine.mail.big_base64 import set_aside
 from engine.mail.header_bounds import address_elements, check_header_block, check_part_headers, ledger_key
 from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
-from engine.mail.reply_text import new_text_of_reply
 from engine.mail.sender import sender_ambiguity
 from engine.mail.text import (
     clean_line,
@@ -299,4 +298,9 @@ def _header_block_size(data: bytes) -> int:
 
 def reply_portion(body: str) -> str:
     """The new text of a reply, without the quoted earlier mail; the body unchanged if none is found."""
+    # imported here, at the first reply to one of our mails (append_history trims it): its
+    # patterns take longer to compile than most modules take to import, and a start-up, or a
+    # run without such a reply, needs none of them
+    from engine.mail.reply_text import new_text_of_reply
+
     return new_text_of_reply(body)

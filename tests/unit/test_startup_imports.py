@@ -1,4 +1,4 @@
-"""What ``mailgate run`` imports on SQLite: nothing that only PostgreSQL, upgrades or the console need.
+"""What ``mailgate run`` imports on SQLite: nothing only PostgreSQL, upgrades, the console or some mails need.
 
 Every module imported is start-up time that each ``mailgate run --once`` (and every ``deliver``)
 pays; these are imported where they are used instead (see each one's import).
@@ -25,6 +25,7 @@ NOT_NEEDED_ON_SQLITE = (
     "dns",
     "authres",
     "charset_normalizer",
+    "engine.mail.reply_text",  # engine.mail.message.reply_portion imports it at the first reply it trims
     "exchangelib",
     "msal",
     "httpx",
