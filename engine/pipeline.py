@@ -134,13 +134,14 @@ def process_message(
     *,
     retry_of: int | None = None,
     parsed: IncomingMessage | MailError | None = None,
-    compressed_original: bytes | None = None,
+    compressed_original: bytes | bool | None = None,
 ) -> ProcessResult:
     """Run one raw message through the account's pack; never raises for a bad message.
 
     ``parsed``: ``read_message(raw, runtime.our_addresses)`` if the caller has it already (the
     service parses ahead, in another process); else the message is parsed here. Likewise
-    ``compressed_original``: ``compress_original(raw)``, the original as it is kept.
+    ``compressed_original``: ``compress_original(raw)``, the original as it is kept; or True when
+    the parse worker has kept it already (in the originals' file, engine.storage.original_file).
 
     The time limit (``processing.time_limit_seconds``) covers reading the message too.
 
@@ -170,7 +171,7 @@ def _process(
     origin: str,
     retry_of: int | None,
     parsed: IncomingMessage | MailError | None,
-    compressed_original: bytes | None = None,
+    compressed_original: bytes | bool | None = None,
 ) -> ProcessResult:
     limit = runtime.config.time_limit_seconds
     started = time.monotonic()
@@ -268,14 +269,15 @@ def _decide_and_act(
     origin: str,
     raw: bytes,
     seconds: float,
-    compressed_original: bytes | None = None,
+    compressed_original: bytes | bool | None = None,
 ) -> ProcessResult:
     pack = runtime.pack_for(account)
     started = time.monotonic()
     authentication = _authenticate(runtime, account, message, raw, seconds)
     seconds = max(seconds - (time.monotonic() - started), 0.001)
     with transaction(runtime.engine) as session:
-        key = recordable_key(session, account.name, message.key, message.fingerprint)
+        read_key = message.key
+        key = recordable_key(session, account.name, read_key, message.fingerprint)
         if key is None:
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
         if key != message.key:  # another mail holds its Message-ID: this one gets a key of its own
@@ -326,7 +328,7 @@ def _decide_and_act(
             }
             _record(session, result, message.fingerprint, _logged(message, trace), **detail)
             write_queued_messages(session)
-            if runtime.config.keep_originals_days > 0:
+            if runtime.config.keep_originals_days > 0 and compressed_original is not True:
                 keep_original(
                     session,
                     account=account.name,
@@ -334,7 +336,9 @@ def _decide_and_act(
                     message_id=message.message_id,
                     raw=raw,
                     now=ctx.now,
-                    compressed=compressed_original,
+                    compressed=compressed_original if isinstance(compressed_original, bytes) else None,
+                    parsed_key=read_key,
+                    fingerprint=message.fingerprint,
                 )
             session.flush()
     return result

@@ -8,9 +8,13 @@ Contract (the wire): each frame is an 8-byte big-endian length and that many byt
 A request is ``(our_addresses, time_limit_seconds, keep_originals, [raw, ...])``; it is answered by
 one frame per raw, in order, each written as soon as that message is read: a pair of what reading
 gave, an ``IncomingMessage`` or a str (the ``MailError`` reason; reading longer than the time limit
-gives a reason saying so), and, when ``keep_originals`` is true and the message was read, its
-original as it is stored (``engine.mail.original_form.compress_original``), else None: compressing
-here spares the service's process, which is the busier one. End of stdin
+gives a reason saying so), and, for a message that was read, its original: with
+``keep_originals`` a pair of paths ``(originals_file, account)``, the original is kept in that
+originals' file (engine.storage.original_file) and committed before the answer is written, which
+says True; with ``keep_originals`` True, the original as it is stored
+(``engine.mail.original_form.compress_original``) for the service to keep (also when the file
+could not be written); else None. Either way the work is done here, off the service's process,
+which is the busier one. End of stdin
 ends the worker. It ignores SIGINT (Ctrl-C reaches the whole process group; the service stops it)
 and never outlives the service. A message that holds the worker past its time limit anyway (in
 code no signal interrupts) is the service's to notice: it stops the worker (engine/service/parsing.py).
@@ -26,11 +30,14 @@ import struct
 import sys
 import threading
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, cast
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage, parse_message
-from engine.mail.original_form import compress_original
+from engine.mail.original_form import COMPRESSION, compress_original
+from engine.storage.original_file import OriginalsFile
 from engine.timelimit import ProcessingTimeout, time_limit
 
 WATCHDOG_SECONDS = 0.5
@@ -39,7 +46,9 @@ MAX_FRAME_BYTES = 1 << 30  # far above any batch (the service sends at most 4 MB
 _PR_SET_PDEATHSIG = 1
 
 
-Answer = tuple[IncomingMessage | str, bytes | None]  # what was read, and the original compressed
+# what was read, and its original: compressed, or True once kept in the originals' file, or None
+Answer = tuple[IncomingMessage | str, bytes | bool | None]
+Keep = bool | tuple[str, str]  # keep no original, return it compressed, or (originals' file, account)
 
 
 def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> IncomingMessage | str:
@@ -53,12 +62,38 @@ def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> Inco
         return f"{exc} while reading the message"
 
 
-def answer_one(raw: bytes, our_addresses: frozenset[str], seconds: float, keep_originals: bool) -> Answer:
-    """The answer for one message (see the module): what reading gave, and its original compressed."""
+_FILES: dict[str, OriginalsFile] = {}  # the originals' files written to, each opened once
+_FAILED: set[str] = set()  # those that could not be written: the service keeps their originals
+
+
+def answer_one(raw: bytes, our_addresses: frozenset[str], seconds: float, keep_originals: Keep) -> Answer:
+    """The answer for one message (see the module): what reading gave, and its original."""
     parsed = parse_one(raw, our_addresses, seconds)
-    if keep_originals and not isinstance(parsed, str):  # a quarantined mail is kept whole instead
-        return parsed, compress_original(raw)
-    return parsed, None
+    if not keep_originals or isinstance(parsed, str):  # a quarantined mail is kept whole instead
+        return parsed, None
+    compressed = compress_original(raw)
+    if not isinstance(keep_originals, tuple) or keep_originals[0] in _FAILED:
+        return parsed, compressed
+    path, account = keep_originals
+    try:
+        kept = _FILES.get(path)
+        if kept is None:
+            kept = _FILES[path] = OriginalsFile(Path(path))
+        kept.keep(
+            account=account,
+            key=parsed.key,
+            fingerprint=parsed.fingerprint,
+            message_id=parsed.message_id,
+            received_at=datetime.now(UTC).replace(tzinfo=None),
+            size=len(raw),
+            compression=COMPRESSION,
+            data=compressed,
+        )
+    except Exception as exc:  # a full disk, a broken file: the service keeps the originals instead
+        _FAILED.add(path)
+        print(f"mailgate parse worker: originals left to the service: {path}: {exc}", file=sys.stderr)
+        return parsed, compressed
+    return parsed, True
 
 
 def write_frame(stream: IO[bytes], value: object) -> None:
@@ -112,7 +147,7 @@ def main() -> None:
             request = read_frame(requests)
             if request is None:
                 return
-            ours, seconds, keep, raws = cast(tuple[frozenset[str], float, bool, list[bytes]], request)
+            ours, seconds, keep, raws = cast(tuple[frozenset[str], float, Keep, list[bytes]], request)
             for raw in raws:
                 write_frame(answers, answer_one(raw, ours, seconds, keep))
     except Exception as exc:  # the service parses in its own process from now on, and says so

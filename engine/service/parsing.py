@@ -39,10 +39,11 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
+from pathlib import Path
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
-from engine.mail.parse_worker import Answer, read_frame, write_frame
+from engine.mail.parse_worker import Answer, Keep, read_frame, write_frame
 
 log = logging.getLogger("mailgate.service")
 
@@ -63,8 +64,9 @@ class Parsing:
         self.answers: list[Future[Answer]] = [Future() for _ in range(count)]
         self.state = "queued"  # queued -> written | skipped (cancelled before it was written)
         self.received = 0  # answers set so far (by the reader thread)
-        # each message's original as stored, when the worker compressed it (set by ``results``)
-        self.originals: list[bytes | None] = [None] * count
+        # each message's original as stored when the worker compressed it, True when it kept it
+        # in the originals' file (set by ``results``)
+        self.originals: list[bytes | bool | None] = [None] * count
 
     def done(self) -> bool:
         """Whether every message of the batch has its answer (or the worker failed)."""
@@ -104,7 +106,7 @@ class _Worker:
         self.writer.start()
         self.reader.start()
 
-    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float, keep: bool) -> Parsing:
+    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float, keep: Keep) -> Parsing:
         parsing = Parsing(self, len(raws))
         with self.lock:
             if self._gone:
@@ -180,10 +182,16 @@ class ParseAhead:
     """One worker process that parses batches of raw messages for the service (see the module)."""
 
     def __init__(
-        self, our_addresses: frozenset[str], time_limit_seconds: float = 30.0, *, keep_originals: bool = False
+        self,
+        our_addresses: frozenset[str],
+        time_limit_seconds: float = 30.0,
+        *,
+        keep_originals: bool = False,
+        originals_file: Path | None = None,
     ) -> None:
         self.our_addresses = our_addresses
         self.keep_originals = keep_originals  # the worker also compresses each original (Parsing.originals)
+        self.originals_file = originals_file  # where the worker keeps them itself (a SQLite database's)
         self.time_limit_seconds = time_limit_seconds
         self._worker: _Worker | None = None
         self._given_up = False
@@ -203,15 +211,21 @@ class ParseAhead:
             if self._backlogs == 0:
                 self.close()
 
-    def submit(self, raws: list[bytes]) -> Parsing | None:
-        """Start parsing ``raws`` in the worker (started now if need be); None to parse them here."""
+    def submit(self, raws: list[bytes], account: str | None = None) -> Parsing | None:
+        """Start parsing ``raws`` in the worker (started now if need be); None to parse them here.
+
+        With an ``account`` and an originals' file, the worker keeps the originals itself.
+        """
         if self._given_up or sum(len(raw) for raw in raws) > MAX_BATCH_BYTES:
             return None
         try:
             if self._worker is None:
                 self._worker = _Worker()
                 self.starts += 1
-            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds, self.keep_originals)
+            keep: Keep = self.keep_originals
+            if keep and account is not None and self.originals_file is not None:
+                keep = (str(self.originals_file), account)
+            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds, keep)
         except Exception as exc:
             self._give_up(exc)
             return None

@@ -52,7 +52,7 @@ from engine.service.watcher import AccountWatcher, PassReport, database_away, de
 from engine.stop_signal import held_stop_signal
 from engine.storage.db import DatabaseError
 from engine.storage.models import utcnow
-from engine.storage.originals import purge_expired_originals
+from engine.storage.originals import originals_file_of, purge_expired_originals
 from engine.storage.pg_guard import lift_wait_limit, limit_waits
 from engine.storage.retention import purge_sent_outbox
 from engine.storage.status import (
@@ -146,6 +146,7 @@ class Service:
             runtime.our_addresses,
             runtime.config.time_limit_seconds,
             keep_originals=runtime.config.keep_originals_days > 0,
+            originals_file=originals_file_of(runtime.engine),
         )
         self._stop_requested = False
         self._outbox_wanted = asyncio.Event()

@@ -81,8 +81,8 @@ class _Fetched:
     parsing: Parsing | None
 
 
-def _original(fetched: _Fetched, index: int) -> bytes | None:
-    """The message's original as stored, if the parse worker compressed it (see ParseAhead)."""
+def _original(fetched: _Fetched, index: int) -> bytes | bool | None:
+    """The message's original as stored if the parse worker compressed it, True if it kept it."""
     return fetched.parsing.originals[index] if fetched.parsing is not None else None
 
 
@@ -265,7 +265,7 @@ class AccountWatcher:
             ready: list[_Fetched] = []
             while len(ready) < 2 and start < len(refs) and not self.stop.is_set():
                 raws = await self._fetch(refs, start)
-                ready.append(_Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws)))
+                ready.append(self._fetched(refs, start, raws, ahead))
                 start += len(raws)
             while ready:
                 asked: asyncio.Future[list[bytes]] | None = None
@@ -277,7 +277,7 @@ class AccountWatcher:
                     await self._process_batch(ready.pop(0))  # begins nothing if a stop was requested
                     if asked is not None and not self.stop.is_set():
                         raws = await asked
-                        ready.append(_Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws)))
+                        ready.append(self._fetched(refs, start, raws, ahead))
                         start += len(raws)
                 finally:
                     if asked is not None and not asked.done():
@@ -294,6 +294,12 @@ class AccountWatcher:
         if not raws or len(raws) > len(wanted):
             raise ConnectorError(f"{type(connector).__name__}.fetch_many returned {len(raws)} messages")
         return raws
+
+    def _fetched(
+        self, refs: Sequence[MessageRef], start: int, raws: list[bytes], ahead: ParseAhead
+    ) -> _Fetched:
+        """A batch just fetched, handed to the parse worker."""
+        return _Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws, self.account.name))
 
     async def _process_batch(self, fetched: _Fetched) -> None:
         """Process each message, commit the batch at once, then acknowledge those committed, together.

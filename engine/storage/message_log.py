@@ -18,7 +18,8 @@ from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from engine.storage.models import LedgerEntry, OriginalMessage, OutboxMessage
+from engine.storage.models import LedgerEntry, OutboxMessage
+from engine.storage.originals import original_of
 
 PAGE_SIZE = 50
 SUBJECT_WINDOW = 50_000  # ledger entries a subject-only search reads per page, at most
@@ -149,10 +150,7 @@ def replies_of(session: Session, entry: LedgerEntry) -> list[OutboxMessage]:
 
 def has_original(session: Session, entry: LedgerEntry) -> bool:
     """Whether the mail's original is still kept."""
-    statement = sa_select(col(OriginalMessage.id)).where(
-        col(OriginalMessage.account) == entry.account, col(OriginalMessage.message_key) == entry.message_key
-    )
-    return session.execute(statement).first() is not None
+    return original_of(session, entry.account, entry.message_key) is not None
 
 
 def outcomes_since(session: Session, since: datetime) -> dict[str, Counter[str]]:

@@ -15,7 +15,7 @@ from engine.rules.pack import OUTCOMES
 from engine.storage import views
 from engine.storage.db import transaction
 from engine.storage.message_log import LogSearch, has_original, log_entry, replies_of, search_log
-from engine.storage.originals import find_originals
+from engine.storage.originals import original_of
 from engine.web.console import Ask, Console, NotFound
 
 EXTRA_OUTCOMES = ("quarantined", "duplicate")
@@ -92,9 +92,9 @@ def _original(console: Console, entry_id: int) -> tuple[Any, bytes]:
         entry = log_entry(session, entry_id)
         if entry is None:
             raise NotFound(f"no message {entry_id} in the log")
-        for original in find_originals(session, entry.message_key):
-            if original.account == entry.account:
-                return entry, original.raw
+        original = original_of(session, entry.account, entry.message_key)
+        if original is not None:
+            return entry, original.raw
     raise NotFound(f"the original of message {entry_id} is not kept (processing.keep_originals_days)")
 
 

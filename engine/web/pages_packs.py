@@ -22,7 +22,7 @@ from engine.rules.pack import load_pack
 from engine.storage.db import transaction
 from engine.storage.message_log import log_entry
 from engine.storage.models import QuarantineEntry
-from engine.storage.originals import find_originals
+from engine.storage.originals import original_of
 from engine.web.console import Ask, Console, NotFound
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -83,12 +83,12 @@ def _chosen_mail(console: Console, ask: Ask) -> tuple[bytes, str, Happened | Non
         entry = log_entry(session, int(ident))
         if entry is None:
             raise NotFound(f"no message {ident} in the log")
-        originals = [o for o in find_originals(session, entry.message_key) if o.account == entry.account]
-    if not originals:
+        original = original_of(session, entry.account, entry.message_key)
+    if original is None:
         raise NotFound(f"the original of message {ident} is no longer kept: upload it as an .eml")
     trace = read_trace(entry.trace)
     text = trace["text"] if trace else f"outcome {entry.outcome} (no trace was kept)"
-    return originals[-1].raw, entry.account, Happened(f"message {ident}", entry.outcome, entry.rule, text)
+    return original.raw, entry.account, Happened(f"message {ident}", entry.outcome, entry.rule, text)
 
 
 def try_pack(console: Console, ask: Ask) -> Response:

@@ -3,21 +3,25 @@
 Every processed mail's raw bytes are kept compressed for ``processing.keep_originals_days`` (90 by
 default), linked from its ledger entry and from the history entries it wrote. The ledger tells
 two mails sharing a Message-ID apart by a fingerprint of From, Date and Subject; a re-delivery of
-the same mail (even with Received headers added) stays a duplicate. Both databases.
+the same mail (even with Received headers added) stays a duplicate. Both databases: on SQLite the
+originals are kept in a file of their own beside the database (engine.storage.original_file).
 """
 
 from __future__ import annotations
 
 import base64
 import random
+import sqlite3
 import zlib
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlmodel import select
 
 from engine.storage.models import LedgerEntry, OriginalMessage, utcnow
-from engine.storage.originals import find_originals, purge_expired_originals
+from engine.storage.original_file import OriginalsFile, StoredOriginal, timestamp
+from engine.storage.originals import find_originals, originals_file_of, purge_expired_originals
 
 if TYPE_CHECKING:
     from conftest import Desk, MakeDesk
@@ -38,6 +42,40 @@ def _mail(subject: str, body: str, *, message_id: str = "reused@mail.example", r
         f"Date: Mon, 02 Mar 2026 09:30:00 +0000\r\nMessage-ID: <{message_id}>\r\n"
         f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
     ).encode()
+
+
+def _stored(desk: Desk) -> list[StoredOriginal]:
+    """Every original as stored, wherever the database keeps them (its table, or its originals' file)."""
+    path = originals_file_of(desk.runtime.engine)
+    if path is not None:
+        kept = OriginalsFile(path)
+        try:
+            return kept.rows()
+        finally:
+            kept.close()
+    with desk.session() as session:
+        rows = session.exec(select(OriginalMessage).order_by(OriginalMessage.id)).all()
+    return [
+        StoredOriginal(
+            r.account, r.message_key, "", r.message_id, r.received_at, r.size, r.compression, r.data
+        )
+        for r in rows
+    ]
+
+
+def _age(desk: Desk, key: str, days: int) -> None:
+    """Make the original kept under ``key`` look ``days`` days old."""
+    then = utcnow() - timedelta(days=days)
+    path = originals_file_of(desk.runtime.engine)
+    if path is not None:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE original SET received_at = ? WHERE message_key = ?", (timestamp(then), key))
+        return
+    with desk.session() as session:
+        old = session.exec(select(OriginalMessage).where(OriginalMessage.message_key == key)).one()
+        old.received_at = then
+        session.add(old)
+        session.commit()
 
 
 def _ledger(desk: Desk) -> list[LedgerEntry]:
@@ -96,7 +134,7 @@ def test_every_processed_message_keeps_its_original_linked_from_ledger_and_histo
     assert entry["message_id"] == "update@mail.example"
     with desk.session() as session:
         [original] = find_originals(session, entry["message_id"])
-        [row] = session.exec(select(OriginalMessage))
+    [row] = _stored(desk)
     assert original.raw == raw
     assert (original.account, original.message_key) == (result.account, result.key)
     assert len(row.data) < len(raw)  # kept compressed
@@ -111,8 +149,7 @@ def test_an_original_is_stored_in_the_zlib_format_that_plain_zlib_reads(make_des
 
     desk.deliver_raw(raw)
 
-    with desk.session() as session:
-        [row] = session.exec(select(OriginalMessage))
+    [row] = _stored(desk)
     assert row.compression == "zlib" and row.size == len(raw)
     assert zlib.decompress(row.data) == raw  # the standard library's zlib, as any reader has it
     assert len(row.data) < len(raw) * 0.8  # base64 shrinks to about three quarters
@@ -123,8 +160,7 @@ def test_keep_originals_days_zero_keeps_no_original(make_desk: MakeDesk) -> None
 
     desk.deliver_raw(_mail("Printer jams", "The printer jams."))
 
-    with desk.session() as session:
-        assert session.exec(select(OriginalMessage)).all() == []
+    assert _stored(desk) == []
 
 
 def test_originals_older_than_the_retention_are_purged_and_newer_ones_kept(
@@ -133,19 +169,12 @@ def test_originals_older_than_the_retention_are_purged_and_newer_ones_kept(
     desk = make_desk(CALLS, database=db_url, keep_originals_days=30)
     desk.deliver_raw(_mail("Printer jams", "The printer jams.", message_id="old@mail.example"))
     desk.deliver_raw(_mail("Scanner offline", "Offline.", message_id="new@mail.example"))
-    with desk.session() as session:
-        old = session.exec(
-            select(OriginalMessage).where(OriginalMessage.message_key == "old@mail.example")
-        ).one()
-        old.received_at = utcnow() - timedelta(days=31)
-        session.add(old)
-        session.commit()
+    _age(desk, "old@mail.example", 31)
 
     dropped = purge_expired_originals(desk.runtime.engine, 30, utcnow())
 
     assert dropped == 1
-    with desk.session() as session:
-        assert [o.message_key for o in session.exec(select(OriginalMessage))] == ["new@mail.example"]
+    assert [o.message_key for o in _stored(desk)] == ["new@mail.example"]
 
 
 def test_a_3000_character_message_id_keeps_its_original_found_by_that_id(
@@ -161,3 +190,59 @@ def test_a_3000_character_message_id_keeps_its_original_found_by_that_id(
     with desk.session() as session:
         found = find_originals(session, f"<{long_id}>")
     assert len(found) == 2 and found[0].raw == raw
+
+
+def test_on_sqlite_originals_are_kept_in_a_file_of_their_own_beside_the_database(
+    make_desk: MakeDesk, sqlite_url: str
+) -> None:
+    desk = make_desk(CALLS, database=sqlite_url)
+    raw = _mail("Printer jams", "The printer jams.", message_id="own@mail.example")
+
+    desk.deliver_raw(raw)
+
+    path = originals_file_of(desk.runtime.engine)
+    assert path is not None and path.name.endswith(".originals.sqlite") and path.exists()
+    assert path.parent == Path(desk.runtime.engine.url.database or "").absolute().parent
+    with desk.session() as session:
+        assert session.exec(select(OriginalMessage)).all() == []  # nothing bulky in the desk's file
+        [original] = find_originals(session, "<own@mail.example>")
+    assert original.raw == raw
+
+
+def test_a_reused_message_ids_original_in_the_originals_file_is_found_under_its_own_key(
+    make_desk: MakeDesk, db_url: str
+) -> None:
+    desk = make_desk(CALLS, database=db_url)
+    first_raw, second_raw = _mail("Printer jams", "Jams."), _mail("Scanner offline", "Offline.")
+    first, second = desk.deliver_raw(first_raw), desk.deliver_raw(second_raw)
+
+    with desk.session() as session:
+        both = find_originals(session, "reused@mail.example")
+        [own] = find_originals(session, second.key)
+
+    assert [(o.message_key, o.raw) for o in both] == [(first.key, first_raw), (second.key, second_raw)]
+    assert (own.message_key, own.raw) == (second.key, second_raw)
+
+
+def test_originals_written_to_the_table_by_an_earlier_version_are_still_found_and_purged(
+    make_desk: MakeDesk, sqlite_url: str
+) -> None:
+    desk = make_desk(CALLS, database=sqlite_url)
+    raw = _mail("Printer jams", "Jams.", message_id="older@mail.example")
+    with desk.session() as session:
+        session.add(
+            OriginalMessage(
+                account="helpdesk",
+                message_key="older@mail.example",
+                received_at=utcnow() - timedelta(days=100),
+                size=len(raw),
+                data=zlib.compress(raw),
+            )
+        )
+        session.commit()
+        [found] = find_originals(session, "older@mail.example")
+    assert found.raw == raw
+
+    assert purge_expired_originals(desk.runtime.engine, 90, utcnow()) == 1
+    with desk.session() as session:
+        assert find_originals(session, "older@mail.example") == []

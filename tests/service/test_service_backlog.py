@@ -25,12 +25,14 @@ from service_desk import ServiceDesk, account_yaml, build_service_desk, make_mai
 
 from connectors.base import MessageRef
 from engine.errors import MailError
+from engine.mail.message import IncomingMessage
 from engine.pipeline import read_message
 from engine.service import Service
 from engine.service.parsing import ParseAhead
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 from engine.service.watcher import BATCH_BYTES, BATCH_MESSAGES, next_batch
 from engine.storage.db import transaction
+from engine.storage.original_file import OriginalsFile
 from engine.storage.originals import find_originals
 
 User = tuple[str, str]
@@ -123,7 +125,7 @@ def test_the_parse_worker_compresses_the_originals_of_the_mail_it_reads_when_the
     raws = [make_mail(1), unreadable(2)]
     ahead = ParseAhead(frozenset({"helpdesk@example.com"}), keep_originals=True)
 
-    async def scenario() -> tuple[list[object], list[bytes | None]]:
+    async def scenario() -> tuple[list[object], list[bytes | bool | None]]:
         parsing = ahead.submit(raws)
         assert parsing is not None
         parsing.result(timeout=120)  # the worker is up and has answered
@@ -135,8 +137,59 @@ def test_the_parse_worker_compresses_the_originals_of_the_mail_it_reads_when_the
         ahead.close()
 
     assert getattr(found[0], "message_id", None) == "m1@example.com" and isinstance(found[1], MailError)
-    assert originals[0] is not None and zlib.decompress(originals[0]) == raws[0]
+    assert isinstance(originals[0], bytes) and zlib.decompress(originals[0]) == raws[0]
     assert originals[1] is None  # an unreadable mail is quarantined whole, not kept as an original
+
+
+def _worker_keeping_originals_in(
+    path: Path, raws: list[bytes]
+) -> tuple[list[object], list[bytes | bool | None]]:
+    """What a parse worker answers for ``raws`` when asked to keep their originals in ``path``."""
+    ahead = ParseAhead(frozenset({"helpdesk@example.com"}), keep_originals=True, originals_file=path)
+
+    async def scenario() -> tuple[list[object], list[bytes | bool | None]]:
+        parsing = ahead.submit(raws, "helpdesk")
+        assert parsing is not None
+        parsing.result(timeout=120)
+        return list(await ahead.results(parsing, raws)), parsing.originals
+
+    try:
+        return run_async(scenario())
+    finally:
+        ahead.close()
+
+
+def test_the_parse_worker_keeps_the_originals_in_the_databases_originals_file_before_it_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "desk.originals.sqlite"
+    raws = [make_mail(1), unreadable(2), make_mail(3)]
+
+    found, originals = _worker_keeping_originals_in(path, raws)
+
+    assert originals == [True, None, True]  # kept (committed) by the worker; the unreadable one is not
+    kept = OriginalsFile(path, create=False)
+    try:
+        rows = kept.rows()
+    finally:
+        kept.close()
+    assert [(r.account, r.message_key, r.fingerprint) for r in rows] == [
+        ("helpdesk", m.key, m.fingerprint) for m in (found[0], found[2]) if isinstance(m, IncomingMessage)
+    ]
+    assert [zlib.decompress(r.data) for r in rows] == [raws[0], raws[2]]
+
+
+def test_when_the_originals_file_cannot_be_written_the_worker_hands_the_originals_to_the_service(
+    tmp_path: Path,
+) -> None:
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the originals' folder should be")
+    raws = [make_mail(1), make_mail(2)]
+
+    found, originals = _worker_keeping_originals_in(blocked / "desk.originals.sqlite", raws)
+
+    assert all(isinstance(m, IncomingMessage) for m in found)
+    assert [zlib.decompress(o) for o in originals if isinstance(o, bytes)] == raws  # the service keeps them
 
 
 def test_a_stop_in_a_backlog_begins_no_further_message_and_loses_none(

@@ -102,6 +102,12 @@ def test_a_message_page_lists_its_replies_and_links_its_item(client: TestClient,
     assert "toner everywhere" in item and "email_update" in item
 
 
+def test_a_message_page_links_its_kept_original(client: TestClient, desk: ConsoleDesk) -> None:
+    sign_in(client, "vic")
+    page = client.get("/messages/1").text
+    assert '<a href="/messages/1/original">view</a>' in page and "not kept" not in page
+
+
 def test_the_original_is_shown_as_text_and_downloads_byte_for_byte(
     client: TestClient, desk: ConsoleDesk
 ) -> None:
