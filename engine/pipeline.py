@@ -33,6 +33,7 @@ from engine.outgoing.outbox import write_queued_messages
 from engine.rules.decision import decide
 from engine.rules.explain import decision_trace
 from engine.rules.gather import load_rows
+from engine.rules.subject import ParsedSubject
 from engine.runtime import Runtime
 from engine.storage.db import DatabaseError, transaction
 from engine.storage.failures import describe_database_error, is_outage
@@ -135,6 +136,7 @@ def process_message(
     retry_of: int | None = None,
     parsed: IncomingMessage | MailError | None = None,
     compressed_original: bytes | bool | None = None,
+    subject: ParsedSubject | None = None,
 ) -> ProcessResult:
     """Run one raw message through the account's pack; never raises for a bad message.
 
@@ -142,6 +144,8 @@ def process_message(
     service parses ahead, in another process); else the message is parsed here. Likewise
     ``compressed_original``: ``compress_original(raw)``, the original as it is kept; or True when
     the parse worker has kept it already (in the originals' file, engine.storage.original_file).
+    And ``subject``: ``parse_subject(message.subject, pack.keywords)`` with the account's pack's
+    keywords, if the caller has it (the parse worker reads it too).
 
     The time limit (``processing.time_limit_seconds``) covers reading the message too.
 
@@ -150,7 +154,7 @@ def process_message(
     stay where it is until the database is back. Any other database error quarantines the message.
     """
     try:
-        return _process(runtime, account, raw, origin, retry_of, parsed, compressed_original)
+        return _process(runtime, account, raw, origin, retry_of, parsed, compressed_original, subject)
     except DBAPIError as exc:
         # the database is unreachable or locked: not the message's fault, so it is not quarantined;
         # the caller leaves it in its mailbox and tries again later (the MTA, for `deliver`)
@@ -172,6 +176,7 @@ def _process(
     retry_of: int | None,
     parsed: IncomingMessage | MailError | None,
     compressed_original: bytes | bool | None = None,
+    subject: ParsedSubject | None = None,
 ) -> ProcessResult:
     limit = runtime.config.time_limit_seconds
     started = time.monotonic()
@@ -190,7 +195,9 @@ def _process(
     trace: bytes | None = None
     try:
         remaining = max(limit - (time.monotonic() - started), 0.001)  # one limit for reading and deciding
-        result = _decide_and_act(runtime, account, message, origin, raw, remaining, compressed_original)
+        result = _decide_and_act(
+            runtime, account, message, origin, raw, remaining, compressed_original, subject
+        )
     except IntegrityError as exc:
         if _recorded(runtime, account.name, message.key, message.fingerprint):  # recorded meanwhile
             return ProcessResult(account.name, origin, message.message_id, message.key, "duplicate")
@@ -270,6 +277,7 @@ def _decide_and_act(
     raw: bytes,
     seconds: float,
     compressed_original: bytes | bool | None = None,
+    subject: ParsedSubject | None = None,
 ) -> ProcessResult:
     pack = runtime.pack_for(account)
     started = time.monotonic()
@@ -284,7 +292,14 @@ def _decide_and_act(
             message = replace(message, key=key)
         with time_limit(seconds, limit=runtime.config.time_limit_seconds):
             decision = decide(
-                session, runtime.config, account, pack, message, trace=True, authentication=authentication
+                session,
+                runtime.config,
+                account,
+                pack,
+                message,
+                trace=True,
+                authentication=authentication,
+                subject=subject,
             )
             trace = decision_trace(decision, account.name, pack.name, message.subject)
             rule = decision.rule

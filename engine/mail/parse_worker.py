@@ -5,10 +5,13 @@ it only turns bytes into ``IncomingMessage`` values. The service (``engine.servi
 writes it frames on stdin and reads the answers, in the same order, on stdout.
 
 Contract (the wire): each frame is an 8-byte big-endian length and that many bytes of pickle.
-A request is ``(our_addresses, time_limit_seconds, keep_originals, [raw, ...])``; it is answered by
-one frame per raw, in order, each written as soon as that message is read: a pair of what reading
-gave, an ``IncomingMessage`` or a str (the ``MailError`` reason; reading longer than the time limit
-gives a reason saying so), and, for a message that was read, its original: with
+A request is ``(our_addresses, time_limit_seconds, keep_originals, [raw, ...], keywords)`` (the
+last may be left out); it is answered by one frame per raw, in order, each written as soon as that
+message is read: a triple of what reading gave, an ``IncomingMessage`` or a str (the ``MailError``
+reason; reading longer than the time limit gives a reason saying so); its subject read with
+``keywords`` (the account's pack's, engine.rules.subject.parse_subject), or None when none were
+given or it could not be read in time (the service reads it then); and, for a message that was
+read, its original: with
 ``keep_originals`` a pair of paths ``(originals_file, account)``, the original is kept in that
 originals' file (engine.storage.original_file) and committed before the answer is written, which
 says True; with ``keep_originals`` True, the original as it is stored
@@ -32,7 +35,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage, parse_message
@@ -40,14 +43,19 @@ from engine.mail.original_form import COMPRESSION, compress_original
 from engine.storage.original_file import OriginalsFile
 from engine.timelimit import ProcessingTimeout, time_limit
 
+if TYPE_CHECKING:
+    from engine.rules.subject import ParsedSubject
+    from engine.rules.vocabulary import Keywords
+
 WATCHDOG_SECONDS = 0.5
 FRAME_HEADER = struct.Struct(">Q")
 MAX_FRAME_BYTES = 1 << 30  # far above any batch (the service sends at most 4 MB of mail at once)
 _PR_SET_PDEATHSIG = 1
 
 
-# what was read, and its original: compressed, or True once kept in the originals' file, or None
-Answer = tuple[IncomingMessage | str, bytes | bool | None]
+# what was read, its subject as the pack reads it (or None), and its original: compressed, or True
+# once kept in the originals' file, or None
+Answer = tuple[IncomingMessage | str, "ParsedSubject | None", bytes | bool | None]
 Keep = bool | tuple[str, str]  # keep no original, return it compressed, or (originals' file, account)
 
 
@@ -66,14 +74,37 @@ _FILES: dict[str, OriginalsFile] = {}  # the originals' files written to, each o
 _FAILED: set[str] = set()  # those that could not be written: the service keeps their originals
 
 
-def answer_one(raw: bytes, our_addresses: frozenset[str], seconds: float, keep_originals: Keep) -> Answer:
-    """The answer for one message (see the module): what reading gave, and its original."""
+def read_subject(subject: str, keywords: Keywords, seconds: float) -> ParsedSubject | None:
+    """The subject as the pack's ``keywords`` read it, within ``seconds``; None if it cannot be."""
+    from engine.rules.subject import parse_subject  # here: only a worker given keywords needs the parser
+
+    try:
+        with time_limit(seconds):
+            return parse_subject(subject, keywords)
+    except Exception:  # the service reads it again, and meets what went wrong there
+        return None
+
+
+def answer_one(
+    raw: bytes,
+    our_addresses: frozenset[str],
+    seconds: float,
+    keep_originals: Keep,
+    keywords: Keywords | None = None,
+) -> Answer:
+    """The answer for one message (see the module): what reading gave, its subject, its original."""
+    started = time.monotonic()
     parsed = parse_one(raw, our_addresses, seconds)
-    if not keep_originals or isinstance(parsed, str):  # a quarantined mail is kept whole instead
-        return parsed, None
+    if isinstance(parsed, str):  # a quarantined mail is kept whole instead of as an original
+        return parsed, None, None
+    subject = None
+    if keywords is not None:
+        subject = read_subject(parsed.subject, keywords, max(seconds - (time.monotonic() - started), 0.001))
+    if not keep_originals:
+        return parsed, subject, None
     compressed = compress_original(raw)
     if not isinstance(keep_originals, tuple) or keep_originals[0] in _FAILED:
-        return parsed, compressed
+        return parsed, subject, compressed
     path, account = keep_originals
     try:
         kept = _FILES.get(path)
@@ -92,8 +123,8 @@ def answer_one(raw: bytes, our_addresses: frozenset[str], seconds: float, keep_o
     except Exception as exc:  # a full disk, a broken file: the service keeps the originals instead
         _FAILED.add(path)
         print(f"mailgate parse worker: originals left to the service: {path}: {exc}", file=sys.stderr)
-        return parsed, compressed
-    return parsed, True
+        return parsed, subject, compressed
+    return parsed, subject, True
 
 
 def write_frame(stream: IO[bytes], value: object) -> None:
@@ -147,9 +178,10 @@ def main() -> None:
             request = read_frame(requests)
             if request is None:
                 return
-            ours, seconds, keep, raws = cast(tuple[frozenset[str], float, Keep, list[bytes]], request)
-            for raw in raws:
-                write_frame(answers, answer_one(raw, ours, seconds, keep))
+            ours, seconds, keep, raws, *rest = cast(tuple[Any, ...], request)
+            keywords = cast("Keywords | None", rest[0] if rest else None)
+            for raw in cast(list[bytes], raws):
+                write_frame(answers, answer_one(raw, ours, seconds, keep, keywords))
     except Exception as exc:  # the service parses in its own process from now on, and says so
         print(f"mailgate parse worker: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -54,14 +54,16 @@ def decide(
     *,
     trace: bool = False,
     authentication: SenderAuthentication = NOT_CHECKED,
+    subject: ParsedSubject | None = None,
 ) -> Decision:
     """Parse the subject, gather the facts and choose the rule; ``trace`` also records each rule tried.
 
     ``authentication``: ``authenticate_sender``'s verdict on the sender (the sender.* facts).
+    ``subject``: the subject as ``pack.keywords`` read it, if the caller has it already.
 
     Reads through ``session`` and writes nothing.
     """
-    parsed = parse_subject(message.subject, pack.keywords)
+    parsed = subject if subject is not None else parse_subject(message.subject, pack.keywords)
     situation = gather_facts(session, config, account, message, parsed, authentication)
     subject = situation.subject or parsed  # a reply token may thread a subject that names no item
     choice = pack.choose(situation.facts)

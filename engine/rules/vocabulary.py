@@ -198,6 +198,10 @@ class Keywords(Mapping[str, tuple[str, ...]]):
     def __repr__(self) -> str:
         return f"Keywords({self._aliases!r})"
 
+    def __reduce__(self) -> tuple[type[Keywords], tuple[dict[str, tuple[str, ...]]]]:
+        # checked and hashed again where it is unpickled (the parse worker): str hashes differ there
+        return (Keywords, (dict(self._aliases),))
+
 
 def read_keywords(node: Any, parent_node: Any, base: Keywords | None, problems: Problems) -> Keywords | None:
     """The keywords a pack's ``keywords:`` node makes over ``base`` (every slot when ``base`` is None).

@@ -44,6 +44,8 @@ from pathlib import Path
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
 from engine.mail.parse_worker import Answer, Keep, read_frame, write_frame
+from engine.rules.subject import ParsedSubject
+from engine.rules.vocabulary import Keywords
 
 log = logging.getLogger("mailgate.service")
 
@@ -59,14 +61,17 @@ class WorkerGone(Exception):
 class Parsing:
     """One batch handed to the worker: a future per message, answered in order."""
 
-    def __init__(self, worker: _Worker, count: int) -> None:
+    def __init__(self, worker: _Worker, count: int, keywords: Keywords | None = None) -> None:
         self.worker = worker
+        self.keywords = keywords  # those the worker read the subjects with (Parsing.subjects)
         self.answers: list[Future[Answer]] = [Future() for _ in range(count)]
         self.state = "queued"  # queued -> written | skipped (cancelled before it was written)
         self.received = 0  # answers set so far (by the reader thread)
         # each message's original as stored when the worker compressed it, True when it kept it
         # in the originals' file (set by ``results``)
         self.originals: list[bytes | bool | None] = [None] * count
+        # each message's subject as ``keywords`` read it, when the worker could (set by ``results``)
+        self.subjects: list[ParsedSubject | None] = [None] * count
 
     def done(self) -> bool:
         """Whether every message of the batch has its answer (or the worker failed)."""
@@ -106,13 +111,20 @@ class _Worker:
         self.writer.start()
         self.reader.start()
 
-    def submit(self, raws: list[bytes], our_addresses: frozenset[str], seconds: float, keep: Keep) -> Parsing:
-        parsing = Parsing(self, len(raws))
+    def submit(
+        self,
+        raws: list[bytes],
+        our_addresses: frozenset[str],
+        seconds: float,
+        keep: Keep,
+        keywords: Keywords | None = None,
+    ) -> Parsing:
+        parsing = Parsing(self, len(raws), keywords)
         with self.lock:
             if self._gone:
                 raise WorkerGone("the parse worker has ended")
             self._waiting.append(parsing)
-        self._requests.put((parsing, (our_addresses, seconds, keep, raws)))
+        self._requests.put((parsing, (our_addresses, seconds, keep, raws, keywords)))
         return parsing
 
     def _write(self) -> None:
@@ -211,10 +223,13 @@ class ParseAhead:
             if self._backlogs == 0:
                 self.close()
 
-    def submit(self, raws: list[bytes], account: str | None = None) -> Parsing | None:
+    def submit(
+        self, raws: list[bytes], account: str | None = None, keywords: Keywords | None = None
+    ) -> Parsing | None:
         """Start parsing ``raws`` in the worker (started now if need be); None to parse them here.
 
-        With an ``account`` and an originals' file, the worker keeps the originals itself.
+        With an ``account`` and an originals' file, the worker keeps the originals itself; with
+        ``keywords`` (the account's pack's) it reads the subjects too (``Parsing.subjects``).
         """
         if self._given_up or sum(len(raw) for raw in raws) > MAX_BATCH_BYTES:
             return None
@@ -225,7 +240,7 @@ class ParseAhead:
             keep: Keep = self.keep_originals
             if keep and account is not None and self.originals_file is not None:
                 keep = (str(self.originals_file), account)
-            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds, keep)
+            return self._worker.submit(raws, self.our_addresses, self.time_limit_seconds, keep, keywords)
         except Exception as exc:
             self._give_up(exc)
             return None
@@ -258,7 +273,7 @@ class ParseAhead:
         waiting_since = time.monotonic()
         for answer in parsing.answers:
             try:
-                value, original = await self._answer(worker, answer, waiting_since)
+                value, subject, original = await self._answer(worker, answer, waiting_since)
             except TimeoutError:
                 limit = self.time_limit_seconds
                 log.warning("the parse worker was stopped: a message held it past the time limit")
@@ -271,6 +286,7 @@ class ParseAhead:
                     self._give_up(exc)
                 break
             parsing.originals[len(found)] = original
+            parsing.subjects[len(found)] = subject
             found.append(MailError(value) if isinstance(value, str) else value)
         return found + unparsed[len(found) :]
 

@@ -46,6 +46,8 @@ from engine.config.model import AccountConfig
 from engine.mail.message import IncomingMessage
 from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult, process_message
+from engine.rules.subject import ParsedSubject
+from engine.rules.vocabulary import Keywords
 from engine.runtime import Runtime
 from engine.service.events import log_event, log_event_with_traceback
 from engine.service.leftovers import HalfAcknowledged
@@ -79,6 +81,12 @@ class _Fetched:
     refs: Sequence[MessageRef]
     raws: list[bytes]
     parsing: Parsing | None
+
+
+def _subject(fetched: _Fetched, index: int, keywords: Keywords) -> ParsedSubject | None:
+    """The message's subject as the worker read it, if it read it with the pack's ``keywords``."""
+    parsing = fetched.parsing
+    return parsing.subjects[index] if parsing is not None and parsing.keywords is keywords else None
 
 
 def _original(fetched: _Fetched, index: int) -> bytes | bool | None:
@@ -299,7 +307,10 @@ class AccountWatcher:
         self, refs: Sequence[MessageRef], start: int, raws: list[bytes], ahead: ParseAhead
     ) -> _Fetched:
         """A batch just fetched, handed to the parse worker."""
-        return _Fetched(refs[start : start + len(raws)], raws, ahead.submit(raws, self.account.name))
+        keywords = self.runtime.pack_for(self.account).keywords
+        return _Fetched(
+            refs[start : start + len(raws)], raws, ahead.submit(raws, self.account.name, keywords)
+        )
 
     async def _process_batch(self, fetched: _Fetched) -> None:
         """Process each message, commit the batch at once, then acknowledge those committed, together.
@@ -314,6 +325,7 @@ class AccountWatcher:
             bound = self.parser.longest_wait(len(raws)) + self.options.operation_timeout
             parsed = await self._guarded(work, bound)
         done: list[tuple[MessageRef, ProcessResult, float]] = []
+        keywords = self.runtime.pack_for(self.account).keywords  # read with these ahead, or read again
         # one commit for the batch (group commit), fenced by the account's lease
         with batch_transaction(self.runtime.engine, self.fence):
             if parsed:  # on PostgreSQL: the ledger and the senders read for the whole batch at once
@@ -336,6 +348,7 @@ class AccountWatcher:
                     origin,
                     parsed=parsed[index] if parsed else None,
                     compressed_original=_original(fetched, index) if parsed else None,
+                    subject=_subject(fetched, index, keywords) if parsed else None,
                 )
                 done.append((ref, result, time.perf_counter() - started))
                 self.after_message()

@@ -27,8 +27,9 @@ from connectors.base import MessageRef
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
 from engine.pipeline import read_message
+from engine.rules.subject import Intent, default_keywords
 from engine.service import Service
-from engine.service.parsing import ParseAhead
+from engine.service.parsing import ParseAhead, Parsing
 from engine.service.runner import TEST_SIGNAL_AFTER_COMMIT_ENV, TEST_SIGNAL_AFTER_MESSAGE_ENV
 from engine.service.watcher import BATCH_BYTES, BATCH_MESSAGES, next_batch
 from engine.storage.db import transaction
@@ -381,3 +382,26 @@ def test_a_batch_failed_before_the_worker_was_sent_it_ends_the_writer_without_an
         worker.stop()
         threading.excepthook = previous_hook
     assert errors == []
+
+
+def test_the_parse_worker_reads_the_subjects_with_the_keywords_of_the_accounts_pack() -> None:
+    keywords = default_keywords().replaced(close_call=("SHUT",))
+    raws = [make_mail(1).replace(b"Subject: ", b"Subject: [SHUT#7] ", 1), unreadable(2)]
+    ahead = ParseAhead(frozenset({"helpdesk@example.com"}))
+
+    async def scenario() -> Parsing:
+        parsing = ahead.submit(raws, "helpdesk", keywords)
+        assert parsing is not None
+        parsing.result(timeout=120)
+        await ahead.results(parsing, raws)
+        return parsing
+
+    try:
+        parsing = run_async(scenario())
+    finally:
+        ahead.close()
+
+    assert parsing.keywords is keywords  # the service uses them only while the pack's are these
+    first = parsing.subjects[0]
+    assert first is not None and first.intent is Intent.CLOSE_CALL and first.number == 7
+    assert parsing.subjects[1] is None  # unreadable: quarantined, no subject read

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import pickle
 import subprocess
 import sys
 import zlib
 
-from engine.mail.message import parse_message
+from engine.mail.message import IncomingMessage, parse_message
 from engine.mail.parse_worker import read_frame, write_frame
+from engine.rules.subject import Intent, default_keywords, parse_subject
 
 GOOD = b"From: Ann <ann@example.com>\r\nSubject: printer\r\nMessage-ID: <w1@example.com>\r\n\r\nHelp\r\n"
 NO_SENDER = b"Subject: who?\r\n\r\nbody\r\n"
@@ -35,9 +37,9 @@ def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gi
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
     assert [read_frame(answers) for _ in range(3)] == [
-        (parse_message(GOOD), None),
-        ("no sender: From header missing", None),
-        (parse_message(GOOD), None),
+        (parse_message(GOOD), None, None),
+        ("no sender: From header missing", None, None),
+        (parse_message(GOOD), None, None),
     ]
     assert read_frame(answers) is None
 
@@ -54,8 +56,8 @@ def test_the_worker_answers_a_message_over_its_time_limit_as_such_and_reads_the_
     )
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
-    assert read_frame(answers) == ("time limit of 0.05 s exceeded while reading the message", None)
-    assert read_frame(answers) == (parse_message(GOOD), None)
+    assert read_frame(answers) == ("time limit of 0.05 s exceeded while reading the message", None, None)
+    assert read_frame(answers) == (parse_message(GOOD), None, None)
 
 
 def test_the_worker_compresses_each_original_it_read_when_originals_are_kept() -> None:
@@ -69,10 +71,35 @@ def test_the_worker_compresses_each_original_it_read_when_originals_are_kept() -
     )
     assert done.returncode == 0, done.stderr
     answers = io.BytesIO(done.stdout)
-    (parsed, original), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
+    (parsed, _, original), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
     assert parsed == parse_message(GOOD)
     assert zlib.decompress(original) == GOOD  # the zlib format, as the originals are kept
-    assert unreadable == ("no sender: From header missing", None)  # quarantined whole instead
+    assert unreadable == ("no sender: From header missing", None, None)  # quarantined whole instead
+
+
+def test_the_worker_reads_each_subject_with_the_packs_keywords_it_is_given() -> None:
+    keywords = default_keywords().replaced(close_call=("SHUT",))
+    tagged = GOOD.replace(b"Subject: ", b"Subject: [SHUT#12] ", 1)
+    requests = io.BytesIO()
+    write_frame(requests, (frozenset(), 30.0, False, [tagged, NO_SENDER], keywords))
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.mail.parse_worker"],
+        input=requests.getvalue(),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = io.BytesIO(done.stdout)
+    (parsed, subject, _), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
+    assert isinstance(parsed, IncomingMessage)
+    assert subject == parse_subject(parsed.subject, keywords) and subject.intent is Intent.CLOSE_CALL
+    assert unreadable == ("no sender: From header missing", None, None)
+
+
+def test_keywords_sent_to_the_worker_are_checked_and_hashed_again_there() -> None:
+    keywords = default_keywords().replaced(close_call=("SHUT",))
+    again = pickle.loads(pickle.dumps(keywords))
+    assert again == keywords and hash(again) == hash(keywords) and again is not keywords
 
 
 def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> None:
