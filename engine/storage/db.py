@@ -85,8 +85,7 @@ def create_database_engine(
             engine, "do_connect", lambda _d, _r, cargs, cparams: connection_class.connect(*cargs, **cparams)
         )
     _use_driver_savepoints(engine.dialect)
-    if postgres:
-        _settle_sqlalchemy_statements(engine.dialect)
+    _settle_sqlalchemy_statements(engine.dialect)
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(foreign_keys))
         # take the write lock at the start, so two writers never read the same next number
@@ -178,7 +177,8 @@ def _use_driver_savepoints(dialect: Any) -> None:
 
 
 def _settle_sqlalchemy_statements(dialect: Any) -> None:
-    """A statement SQLAlchemy runs (the ORM's) gets its result at once, even in pipeline mode.
+    """A statement SQLAlchemy runs (the ORM's) gets its result at once, even in pipeline mode,
+    and one that writes makes the batch forget the rows it read ahead (on either database).
 
     SQLAlchemy reads a cursor's description and row count right after executing, which a
     pipelined statement has only once the pipeline is synced; these are its hooks for executing.

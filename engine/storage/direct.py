@@ -133,7 +133,11 @@ IDS_RESERVED_AT_ONCE = 32  # new ids a batch takes from a table's sequence in on
 
 @dataclass
 class Pipelined:
-    """A batch's connection in pipeline mode, and what the batch knows without asking again.
+    """A batch's connection (in pipeline mode on PostgreSQL), and what it knows without asking again.
+
+    ``pipeline``: psycopg's pipeline on PostgreSQL; None on SQLite, where only what is read
+    ahead is kept (a statement there costs no round trip, but one SELECT for the batch's 50
+    senders costs far less than 50).
 
     ``ids``: per table, ids taken from its sequence and not used yet (an INSERT given its id is
     sent without waiting, where ``INSERT ... RETURNING id`` waits for the id). ``ledger``: per
@@ -210,20 +214,26 @@ def _driver_error(dialect: Dialect, sql: str, exc: Exception) -> Exception:
 
 
 def pipelined_batch() -> Pipelined | None:
-    """The batch in pipeline mode this task is in, if any (PostgreSQL only)."""
+    """The batch this task is in, if any (in pipeline mode on PostgreSQL: ``pipeline`` is set)."""
     return _PIPELINE.get()
 
 
 @contextmanager
 def pipelined(connection: Connection) -> Iterator[None]:
-    """On PostgreSQL (psycopg), the block's statements on this connection run in pipeline mode.
+    """The block is one batch (``pipelined_batch``): what it reads ahead is kept for its messages.
 
-    Leaving the block waits for everything sent; elsewhere nothing changes.
+    On PostgreSQL (psycopg) the block's statements on this connection also run in pipeline mode;
+    leaving the block waits for everything sent. On SQLite statements run as ever, one at a time.
     """
     driver = connection.connection.driver_connection
     dialect = connection.dialect
     if dialect.name != "postgresql" or not hasattr(driver, "pipeline"):
-        yield
+        plain = Pipelined(driver, None, connection)
+        plain_token = _PIPELINE.set(plain)
+        try:
+            yield
+        finally:
+            _PIPELINE.reset(plain_token)
         return
     try:
         pipeline = driver.pipeline()  # type: ignore[union-attr]
@@ -253,7 +263,7 @@ def pipelined(connection: Connection) -> Iterator[None]:
 def settle_driver(dialect: Dialect, driver: Any) -> None:
     """Wait for every statement sent on this driver connection in pipeline mode; raise the first error."""
     found = _PIPELINE.get()
-    if found is None or found.driver is not driver:
+    if found is None or found.driver is not driver or found.pipeline is None:
         return
     pipeline = found.pipeline
     if not pipeline.command_queue and not pipeline.result_queue and driver.pgconn.pipeline_status == _ON:
@@ -282,7 +292,12 @@ def run_statement_on(
     found = _PIPELINE.get()
     try:
         cursor = driver.cursor()
-        if found is not None and found.driver is driver and entry.row_type is None:
+        if (
+            found is not None
+            and found.driver is driver
+            and found.pipeline is not None
+            and entry.row_type is None
+        ):
             cursor.execute(sql, values)  # sent; its outcome is known at the next read or settle
             return DirectResult([], -1)
         try:
@@ -343,19 +358,20 @@ def insert_row(session: Session, table: type[SQLModel], values: Mapping[str, Any
     if batch is not None:
         connection = connection_of(session)
         if connection.connection.driver_connection is batch.driver:
-            plain = _INSERT.get(table)
-            if plain is None:
-                plain = _INSERT[table] = insert(table.__table__)  # type: ignore[attr-defined]
             name = str(table.__tablename__)
             if name == "person" and batch.senders:  # a new person: its address is looked up again
                 email = values.get("email")
-                if isinstance(email, str) and email.isascii():  # lower() as PostgreSQL's
+                if isinstance(email, str) and email.isascii():  # lower() as the database's
                     batch.senders.pop(email.lower(), None)
                 else:
                     batch.forget_rows()
-            new_id = batch.take_id(name)
-            run_statement_on(connection, plain, {**values, "id": new_id})
-            return new_id
+            if batch.pipeline is not None:
+                plain = _INSERT.get(table)
+                if plain is None:
+                    plain = _INSERT[table] = insert(table.__table__)  # type: ignore[attr-defined]
+                new_id = batch.take_id(name)
+                run_statement_on(connection, plain, {**values, "id": new_id})
+                return new_id
     statement = _INSERT_RETURNING_ID.get(table)
     if statement is None:
         table_clause = table.__table__  # type: ignore[attr-defined]

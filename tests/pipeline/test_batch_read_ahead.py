@@ -1,18 +1,22 @@
 """What a service batch reads ahead (its ledger keys, its senders) answers as the database would.
 
-On PostgreSQL the batch asks for all its keys, senders and their recent automatic replies at once
-(engine.storage.ledger.look_up_ahead, engine.storage.queries.look_up_senders, engine.outgoing.
-outbox.look_up_recent_replies); on SQLite those calls do nothing. Either way, a sender first seen
+On both databases the batch asks for all its keys, senders and their recent automatic replies at
+once (engine.storage.ledger.look_up_ahead, engine.storage.queries.look_up_senders, engine.outgoing.
+outbox.look_up_recent_replies): on PostgreSQL that saves round trips, on SQLite a statement per
+message each. Either way, a sender first seen
 in the batch is known to its next message, the replies the batch queues count against the rate
 limit, and a message whose writes are rolled back leaves nothing the next one believes in.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from db_faults import POISON
-from pipeline_desk import Desk, make_mail
-from sqlalchemy import func
+from pipeline_desk import Desk, build_desk, make_mail
+from sqlalchemy import event, func
 from sqlmodel import col, select
 
 from engine.mail.message import parse_message
@@ -95,3 +99,27 @@ def test_a_mail_answering_one_of_our_messages_is_known_as_a_reply_to_us_in_a_bat
         look_up_our_messages(i for m in messages for i in (*m.in_reply_to, *m.references))
         with transaction(desk.runtime.engine) as session:
             assert [is_reply_to_us(session, m) for m in messages] == [True, False]
+
+
+def test_on_sqlite_a_batch_reads_its_senders_ledger_keys_and_replies_once_not_per_message(
+    tmp_path: Path,
+) -> None:
+    built = build_desk(tmp_path)
+    statements: list[str] = []
+
+    @event.listens_for(built.runtime.engine, "connect")
+    def trace(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.set_trace_callback(statements.append)
+
+    built.runtime.engine.dispose()  # new connections, traced
+    raws = [make_mail(f"Printer {n}", "ada@example.com", message_id=f"<b{n}@example.com>") for n in range(5)]
+    try:
+        results = process_batch_as_the_service(built, raws)
+    finally:
+        built.runtime.close()
+
+    assert [r.outcome for r in results] == ["logged"] * 5
+    people = [s for s in statements if s.startswith("SELECT person.id") and "lower(person.email)" in s]
+    ledger = [s for s in statements if s.startswith("SELECT ledgerentry.") and "message_key" in s]
+    replies = [s for s in statements if "FROM outboxmessage" in s and "answered_address" in s]
+    assert (len(people), len(ledger), len(replies)) == (1, 1, 1), statements
