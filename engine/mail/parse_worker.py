@@ -180,8 +180,13 @@ def main() -> None:
                 return
             ours, seconds, keep, raws, *rest = cast(tuple[Any, ...], request)
             keywords = cast("Keywords | None", rest[0] if rest else None)
+            # the first batch is answered before the subject parser is loaded (a few dozen ms):
+            # until the worker has answered once, the service does not wait for it
+            ready = "engine.rules.subject" in sys.modules
             for raw in cast(list[bytes], raws):
-                write_frame(answers, answer_one(raw, ours, seconds, keep, keywords))
+                write_frame(answers, answer_one(raw, ours, seconds, keep, keywords if ready else None))
+            if keywords is not None and not ready:
+                read_subject("", keywords, seconds)  # loads the parser for the next batches
     except Exception as exc:  # the service parses in its own process from now on, and says so
         print(f"mailgate parse worker: stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
         sys.exit(1)

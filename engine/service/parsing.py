@@ -214,8 +214,12 @@ class ParseAhead:
 
     @contextlib.contextmanager
     def backlog(self) -> Iterator[ParseAhead]:
-        """Use the worker for one pass over a backlog; it is stopped when no backlog is left."""
+        """Use the worker for one pass over a backlog; it is stopped when no backlog is left.
+
+        The worker is started here, so that it starts up while the backlog's first batch is fetched.
+        """
         self._backlogs += 1
+        self._start()
         try:
             yield self
         finally:
@@ -233,10 +237,10 @@ class ParseAhead:
         """
         if self._given_up or sum(len(raw) for raw in raws) > MAX_BATCH_BYTES:
             return None
+        if not self._start():
+            return None
+        assert self._worker is not None
         try:
-            if self._worker is None:
-                self._worker = _Worker()
-                self.starts += 1
             keep: Keep = self.keep_originals
             if keep and account is not None and self.originals_file is not None:
                 keep = (str(self.originals_file), account)
@@ -244,6 +248,19 @@ class ParseAhead:
         except Exception as exc:
             self._give_up(exc)
             return None
+
+    def _start(self) -> bool:
+        """Start the worker if none runs; whether one does (False once it could not be started)."""
+        if self._given_up:
+            return False
+        if self._worker is None:
+            try:
+                self._worker = _Worker()
+            except Exception as exc:
+                self._give_up(exc)
+                return False
+            self.starts += 1
+        return True
 
     @property
     def worker_pid(self) -> int | None:
