@@ -8,7 +8,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from isal import isal_zlib
 from sqlmodel import Session
 
 from engine.config.model import AccountConfig
@@ -18,6 +17,7 @@ from engine.mail.message import parse_message
 from engine.rules.decision import Decision, decide
 from engine.rules.pack import RulePack, RuleTried
 from engine.rules.subject import ParsedSubject
+from engine.rules.trace_form import deflated_segment, spliced_zlib
 from engine.rules.vocabulary import Intent
 from engine.runtime import Runtime
 
@@ -166,12 +166,51 @@ def explanation_of(
 def decision_trace(decision: Decision, account: str, pack: str, subject: str) -> bytes:
     """The decision as ``explain --json`` reports it, compressed, for the ledger entry.
 
-    Only the JSON is kept; ``read_trace`` draws the text from it when someone looks.
+    Only the JSON is kept; ``read_trace`` draws the text from it when someone looks. The text is
+    ``json.dumps(explanation_of(...).to_json(), default=str)``, written in parts: what is the
+    message's own, and what its pack's shared choice holds (the rules tried, the chosen rule and
+    its steps), which is encoded once per choice.
     """
-    data = explanation_of(decision, account, pack, subject, tried=False).to_json()
-    text = _around_rules_tried(data, _rules_tried_json(decision.tried))
-    # ISA-L writes the zlib format (read back by zlib.decompress) at a third of zlib's cost
-    return isal_zlib.compress(text.encode(), 1)
+    parsed = decision.subject
+    before = _TRACE_JSON.encode(
+        {
+            "account": account,
+            "pack": pack,
+            "subject": subject,
+            "parsed": {"intent": parsed.intent.value, "number": parsed.number, "matched": parsed.matched},
+            "facts": dict(decision.facts),
+            "notes": list(decision.situation.notes),
+        }
+    )
+    authentication = decision.situation.authentication
+    after = (
+        f"{_chosen_json(decision)}, "
+        f'"authentication": {_TRACE_JSON.encode(authentication.to_json() if authentication else None)}}}'
+    )
+    tried, segment = _rules_tried_segment(decision.tried)
+    return spliced_zlib(f'{before[:-1]}, "rules_tried": '.encode(), tried, segment, after.encode())
+
+
+# the JSON of a choice's rule, outcome and steps (what follows the rules tried), by the steps' identity
+_CHOSEN: dict[int, tuple[Any, str]] = {}
+
+
+def _chosen_json(decision: Decision) -> str:
+    """``, "rule": ..., "outcome": ..., "actions": [...], "error": null`` of a decision, once per choice."""
+    steps = decision.steps
+    found = _CHOSEN.get(id(steps))
+    if found is not None and found[0] is steps and decision.rule is not None:
+        return found[1]
+    chosen = explanation_of(decision, "", "", "", tried=False)
+    data = chosen.to_json()
+    text = (
+        ", " + _TRACE_JSON.encode({key: data[key] for key in ("rule", "outcome", "actions", "error")})[1:-1]
+    )
+    if decision.rule is not None:  # a choice's steps are shared; the empty tuple of no rule is not
+        if len(_CHOSEN) >= _TRIED_LISTS_KEPT:
+            _CHOSEN.clear()
+        _CHOSEN[id(steps)] = (steps, text)
+    return text
 
 
 def trace_json(data: dict[str, Any]) -> str:
@@ -190,31 +229,50 @@ def trace_json(data: dict[str, Any]) -> str:
 _TRACE_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str) builds one per call
 
 
-def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
-    """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
+def _around_rules_tried_parts(data: dict[str, Any]) -> tuple[str, str]:
+    """The JSON text of ``data`` (``json.dumps(data, default=str)``) before and after the list of
+    its (inner) ``rules_tried``."""
     keys = list(data)
     at = keys.index("rules_tried")
     head = _TRACE_JSON.encode({key: data[key] for key in keys[:at]})
     tail = _TRACE_JSON.encode({key: data[key] for key in keys[at + 1 :]})
-    return f'{head[:-1]}, "rules_tried": {tried}, {tail[1:]}'
+    return f'{head[:-1]}, "rules_tried": ', f", {tail[1:]}"
+
+
+def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
+    """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
+    before, after = _around_rules_tried_parts(data)
+    return f"{before}{tried}{after}"
 
 
 # the JSON of the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity:
 # as many as a pack has distinct traces (a few dozen for the default pack), at most this many kept
-_TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], str]] = {}
+# and the same, encoded and deflated as a segment for a stored trace (engine.rules.trace_form)
+_TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], str, bytes, bytes]] = {}
 _TRIED_LISTS_KEPT = 256
+
+
+def _rules_tried_entry(tried: tuple[RuleTried, ...]) -> tuple[tuple[RuleTried, ...], str, bytes, bytes]:
+    found = _TRIED_LISTS.get(id(tried))
+    if found is not None and found[0] is tried:
+        return found
+    text = "[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]"
+    encoded = text.encode()
+    if len(_TRIED_LISTS) >= _TRIED_LISTS_KEPT:
+        _TRIED_LISTS.clear()
+    entry = _TRIED_LISTS[id(tried)] = (tried, text, encoded, deflated_segment(encoded))
+    return entry
 
 
 def _rules_tried_json(tried: tuple[RuleTried, ...]) -> str:
     """The JSON list of the rules tried, as ``Explanation.to_json`` gives them, made once per choice."""
-    found = _TRIED_LISTS.get(id(tried))
-    if found is not None and found[0] is tried:
-        return found[1]
-    text = "[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]"
-    if len(_TRIED_LISTS) >= _TRIED_LISTS_KEPT:
-        _TRIED_LISTS.clear()
-    _TRIED_LISTS[id(tried)] = (tried, text)
-    return text
+    return _rules_tried_entry(tried)[1]
+
+
+def _rules_tried_segment(tried: tuple[RuleTried, ...]) -> tuple[bytes, bytes]:
+    """That JSON encoded, and deflated as a segment to splice into a stored trace; once per choice."""
+    _, _, encoded, segment = _rules_tried_entry(tried)
+    return encoded, segment
 
 
 @functools.lru_cache(maxsize=4096)

@@ -69,3 +69,21 @@ def test_a_stored_trace_is_what_json_dumps_writes_for_the_decisions_explanation(
         stored = decision_trace(decision, "helpdesk", "default", HOSTILE)
 
         assert zlib.decompress(stored).decode() == json.dumps(data, default=str)
+
+
+def test_a_stored_trace_of_a_decision_with_no_rule_is_what_json_dumps_writes() -> None:
+    import zlib
+
+    from engine.rules.decision import Decision
+    from engine.rules.explain import decision_trace, explanation_of
+    from engine.rules.gather import Situation
+    from engine.rules.subject import Intent, ParsedSubject
+
+    for notes in ((), (HOSTILE,)):
+        situation = Situation({"intent": "unrecognised"}, None, None, None, None, notes=notes)  # type: ignore[arg-type]
+        decision = Decision(
+            ParsedSubject(Intent.UNRECOGNISED, None, False, "", (), ()), situation, None, (), ()
+        )
+        data = explanation_of(decision, "helpdesk", "default", HOSTILE).to_json()
+        stored = decision_trace(decision, "helpdesk", "default", HOSTILE)
+        assert zlib.decompress(stored).decode() == json.dumps(data, default=str)
