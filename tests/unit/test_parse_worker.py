@@ -24,18 +24,23 @@ def test_a_frame_reads_back_as_written_and_a_clean_end_reads_as_none() -> None:
     assert read_frame(stream) is None
 
 
-def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gives() -> None:
-    requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 30.0, False, [GOOD, NO_SENDER]))
-    write_frame(requests, (frozenset(), 30.0, False, [GOOD]))
+def _run_worker(*requests: object, timeout: float = 60) -> io.BytesIO:
+    """The answers of a worker process given these requests (then the end of its input)."""
+    written = io.BytesIO()
+    for request in requests:
+        write_frame(written, request)
     done = subprocess.run(
         [sys.executable, "-m", "engine.mail.parse_worker"],
-        input=requests.getvalue(),
+        input=written.getvalue(),
         capture_output=True,
-        timeout=60,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr
-    answers = io.BytesIO(done.stdout)
+    return io.BytesIO(done.stdout)
+
+
+def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gives() -> None:
+    answers = _run_worker((frozenset(), 30.0, False, [GOOD, NO_SENDER]), (frozenset(), 30.0, False, [GOOD]))
     assert [read_frame(answers) for _ in range(3)] == [
         (parse_message(GOOD), None, None),
         ("no sender: From header missing", None, None),
@@ -46,31 +51,13 @@ def test_the_worker_answers_each_message_of_each_batch_with_what_parsing_here_gi
 
 def test_the_worker_answers_a_message_over_its_time_limit_as_such_and_reads_the_next() -> None:
     slow = b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n" + b"--B\n\nx\n" * 200_000
-    requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 0.05, False, [slow, GOOD]))
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.mail.parse_worker"],
-        input=requests.getvalue(),
-        capture_output=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    answers = io.BytesIO(done.stdout)
+    answers = _run_worker((frozenset(), 0.05, False, [slow, GOOD]), timeout=120)
     assert read_frame(answers) == ("time limit of 0.05 s exceeded while reading the message", None, None)
     assert read_frame(answers) == (parse_message(GOOD), None, None)
 
 
 def test_the_worker_compresses_each_original_it_read_when_originals_are_kept() -> None:
-    requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 30.0, True, [GOOD, NO_SENDER]))
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.mail.parse_worker"],
-        input=requests.getvalue(),
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    answers = io.BytesIO(done.stdout)
+    answers = _run_worker((frozenset(), 30.0, True, [GOOD, NO_SENDER]))
     (parsed, _, original), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
     assert parsed == parse_message(GOOD)
     assert zlib.decompress(original) == GOOD  # the zlib format, as the originals are kept
@@ -80,17 +67,10 @@ def test_the_worker_compresses_each_original_it_read_when_originals_are_kept() -
 def test_the_worker_reads_each_subject_with_the_packs_keywords_from_its_second_batch_on() -> None:
     keywords = default_keywords().replaced(close_call=("SHUT",))
     tagged = GOOD.replace(b"Subject: ", b"Subject: [SHUT#12] ", 1)
-    requests = io.BytesIO()
-    write_frame(requests, (frozenset(), 30.0, False, [tagged], keywords))
-    write_frame(requests, (frozenset(), 30.0, False, [tagged, NO_SENDER], keywords))
-    done = subprocess.run(
-        [sys.executable, "-m", "engine.mail.parse_worker"],
-        input=requests.getvalue(),
-        capture_output=True,
-        timeout=60,
+    answers = _run_worker(
+        (frozenset(), 30.0, False, [tagged], keywords),
+        (frozenset(), 30.0, False, [tagged, NO_SENDER], keywords),
     )
-    assert done.returncode == 0, done.stderr
-    answers = io.BytesIO(done.stdout)
     (_, first_subject, _) = read_frame(answers)  # type: ignore[misc]
     assert first_subject is None  # answered before the parser is loaded: the service reads it
     (parsed, subject, _), unreadable = read_frame(answers), read_frame(answers)  # type: ignore[misc]
