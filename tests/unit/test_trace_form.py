@@ -1,4 +1,4 @@
-"""A stored trace is spliced from a shared list deflated once and the message's own JSON (engine.rules.trace_form)."""
+"""A stored trace is spliced: a shared list deflated once, the message's own JSON stored as it is."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ def _text(rng: random.Random, size: int) -> bytes:
 
 def test_a_spliced_trace_is_a_zlib_stream_that_plain_zlib_reads_back_whole() -> None:
     rng = random.Random(7)
-    for before_size, shared_size, after_size in [(0, 0, 0), (1, 1, 1), (40, 900, 12), (30_000, 50_000, 70_000)]:
+    for before_size, shared_size, after_size in [
+        (0, 0, 0),
+        (1, 1, 1),
+        (40, 900, 12),
+        (30_000, 50_000, 70_000),
+    ]:
         before, shared, after = (_text(rng, n) for n in (before_size, shared_size, after_size))
         stored = spliced_zlib(before, shared, deflated_segment(shared), after)
         assert zlib.decompress(stored) == before + shared + after
