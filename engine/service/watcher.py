@@ -54,7 +54,7 @@ from engine.service.leftovers import HalfAcknowledged
 from engine.service.options import ServiceOptions
 from engine.service.parsing import ParseAhead, Parsed, Parsing
 from engine.service.stats import AccountStats
-from engine.storage.db import DatabaseError, batch_transaction
+from engine.storage.db import BatchNotSettled, DatabaseError, batch_transaction
 from engine.storage.failures import describe_database_error, is_outage
 from engine.storage.leases import LeaseLost
 from engine.storage.ledger import look_up_ahead
@@ -318,17 +318,39 @@ class AccountWatcher:
         The batch runs without giving way to the event loop (it holds the database's write lock);
         a stop request ends it after the message in hand, and what was done is committed.
         """
-        refs, raws = fetched.refs, fetched.raws
+        raws = fetched.raws
         parsed: list[Parsed | None] | None = None  # None: read in process_message
         if self.parser is not None and fetched.parsing is not None and not self.stop.is_set():
             work = self.parser.results(fetched.parsing, raws)
             bound = self.parser.longest_wait(len(raws)) + self.options.operation_timeout
             parsed = await self._guarded(work, bound)
+        # on PostgreSQL a batch first runs without waiting for each message's writes; if one of
+        # them fails, it is rolled back whole and run again, each message's errors its own
+        optimistic = self.runtime.engine.dialect.name == "postgresql"
+        try:
+            done = self._run_batch(fetched, parsed, optimistic=optimistic)
+        except BatchNotSettled as exc:
+            log_event(logging.DEBUG, "batch_run_again", account=self.account.name, error=str(exc.cause))
+            self.stats.batch_retried()
+            done = self._run_batch(fetched, parsed, optimistic=False)
+        # committed: only now is any of it reported, and acknowledged
+        for ref, result, seconds in done:
+            self._report(ref, result, seconds)
+        if done:
+            self.stats.batch_committed()
+            self.after_commit(len(done))
+        await self._acknowledge([ref for ref, _, _ in done])
+
+    def _run_batch(
+        self, fetched: _Fetched, parsed: list[Parsed | None] | None, *, optimistic: bool
+    ) -> list[tuple[MessageRef, ProcessResult, float]]:
+        """Process the batch's messages in one transaction, committed when it returns (see above)."""
+        refs, raws = fetched.refs, fetched.raws
         done: list[tuple[MessageRef, ProcessResult, float]] = []
         keywords = self.runtime.pack_for(self.account).keywords  # read with these ahead, or read again
         # one commit for the batch (group commit), fenced by the account's lease
-        with batch_transaction(self.runtime.engine, self.fence):
-            if parsed:  # on PostgreSQL: the ledger and the senders read for the whole batch at once
+        with batch_transaction(self.runtime.engine, self.fence, optimistic=optimistic):
+            if parsed:  # the ledger, the senders and their replies read for the whole batch at once
                 messages = [p for p in parsed if isinstance(p, IncomingMessage)]
                 look_up_ahead(self.account.name, [m.key for m in messages])
                 senders = [m.from_address for m in messages if m.sender_ambiguity is None]
@@ -338,7 +360,9 @@ class AccountWatcher:
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break
-                raw, raws[index] = raws[index], b""  # the batch keeps no message once processed
+                raw = raws[index]
+                if not optimistic:  # the batch keeps no message once processed (it may run again)
+                    raws[index] = b""
                 origin = f"{self.account.connector_type}:{ref.id}"
                 started = time.perf_counter()
                 result = process_message(
@@ -352,13 +376,7 @@ class AccountWatcher:
                 )
                 done.append((ref, result, time.perf_counter() - started))
                 self.after_message()
-        # committed: only now is any of it reported, and acknowledged
-        for ref, result, seconds in done:
-            self._report(ref, result, seconds)
-        if done:
-            self.stats.batch_committed()
-            self.after_commit(len(done))
-        await self._acknowledge([ref for ref, _, _ in done])
+        return done
 
     def _report(self, ref: MessageRef, result: ProcessResult, seconds: float) -> None:
         """One log line per message: INFO, or WARNING for a message quarantined."""

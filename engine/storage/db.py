@@ -23,6 +23,7 @@ from engine.storage.direct import (
     settle,
     settle_driver,
 )
+from engine.storage.failures import is_outage
 from engine.storage.models import NumberSequence
 from engine.storage.numbers import NUMBERED
 from engine.storage.schema import SchemaVersionError, prepare_schema
@@ -34,6 +35,19 @@ READ_ONLY: dict[str, Any] = {"mailgate_read_only": True}
 
 class DatabaseError(MailgateError):
     """The database could not be opened or its schema created."""
+
+
+class BatchNotSettled(BaseException):
+    """A database error in a batch whose messages were not waited for one by one.
+
+    ``batch_transaction(optimistic=True)`` does not know which message caused it: the batch is
+    rolled back whole, for the caller to run again with ``optimistic=False``, where each message's
+    error is its own. A BaseException, so that no handler of one message's errors takes it.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"a batch not settled message by message failed: {cause}")
+        self.cause = cause
 
 
 def _sqlite_pragmas(foreign_keys: bool) -> Callable[[Any, Any], None]:
@@ -220,7 +234,9 @@ _HELD: ContextVar[Connection | None] = ContextVar("mailgate_batch_connection", d
 
 
 @contextmanager
-def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None = None) -> Iterator[None]:
+def batch_transaction(
+    engine: Engine, check: Callable[[Connection], None] | None = None, *, optimistic: bool = False
+) -> Iterator[None]:
     """Within this block, each ``transaction(engine)`` of this task is a savepoint of one transaction.
 
     ``check`` runs first in that transaction (the service's lease fence); what it raises ends the
@@ -232,7 +248,11 @@ def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None
     The caller must not acknowledge any message of the batch before the block has ended.
 
     On PostgreSQL the block runs in pipeline mode (engine.storage.direct.pipelined): a message's
-    writes are sent without waiting, and waited for once, when its savepoint ends.
+    writes are sent without waiting, and waited for once, when its savepoint ends. With
+    ``optimistic`` they are not waited for there either, only where something reads and at the
+    commit, so that the server works on one message while this process works on the next; a
+    database error (not an outage) then raises ``BatchNotSettled`` with nothing kept, and the
+    caller runs the batch again without ``optimistic``.
     """
     try:
         connection = engine.connect()
@@ -245,12 +265,18 @@ def batch_transaction(engine: Engine, check: Callable[[Connection], None] | None
             if check is not None:
                 check(connection)
             try:
-                with pipelined(connection):
+                with pipelined(connection, optimistic=optimistic):
                     yield
             except BaseException as exc:
                 failure = exc
                 raise
-    except OperationalError as exc:  # the commit (or the rollback) failed: nothing of the batch was kept
+    except BatchNotSettled:
+        raise
+    except DBAPIError as exc:
+        if optimistic and not is_outage(exc):  # at the commit: one of the messages' writes failed
+            raise BatchNotSettled(exc) from None
+        if not isinstance(exc, OperationalError):
+            raise
         if failure is not None:  # a rollback on a lost connection: the block's own failure says why
             raise failure from None
         raise DatabaseError(f"database unavailable: {getattr(exc, 'orig', None) or exc}") from None
@@ -274,16 +300,22 @@ def transaction(engine: Engine) -> Iterator[Session]:
         session = Session(engine, expire_on_commit=False)
     batch = pipelined_batch() if held is not None else None
     mark = batch.mark() if batch is not None else (0, 0)
+    optimistic = batch is not None and batch.optimistic
     with session:
         try:
             yield session
             if held is not None:  # a savepoint: what it sent must have worked before it is done
                 session.flush()
-                settle(held)
+                if not optimistic:  # else at the next read or the commit (batch_transaction)
+                    settle(held)
             session.commit()
         except BaseException as exc:
             if batch is not None:
                 batch.undo(mark)
+            if optimistic and isinstance(exc, DBAPIError) and not is_outage(exc):
+                with suppress(DBAPIError):  # the batch is rolled back whole anyway
+                    session.rollback()
+                raise BatchNotSettled(exc) from None  # whose error it is is not known here
             try:
                 session.rollback()
             except DBAPIError:  # the connection is gone (cut, or its server did not answer): say why

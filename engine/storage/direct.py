@@ -161,6 +161,8 @@ class Pipelined:
 
     # Message-IDs asked about ahead: whether an outgoing message of ours has it
     ours: dict[str, bool] = field(default_factory=dict)
+    # each message's writes are not waited for when its savepoint ends (``batch_transaction``)
+    optimistic: bool = False
 
     def forget_rows(self) -> None:
         """Forget the rows read ahead: one of them may have been written (read again if needed)."""
@@ -219,7 +221,7 @@ def pipelined_batch() -> Pipelined | None:
 
 
 @contextmanager
-def pipelined(connection: Connection) -> Iterator[None]:
+def pipelined(connection: Connection, *, optimistic: bool = False) -> Iterator[None]:
     """The block is one batch (``pipelined_batch``): what it reads ahead is kept for its messages.
 
     On PostgreSQL (psycopg) the block's statements on this connection also run in pipeline mode;
@@ -240,7 +242,7 @@ def pipelined(connection: Connection) -> Iterator[None]:
         held = pipeline.__enter__()
     except dialect.loaded_dbapi.Error as exc:
         raise _driver_error(dialect, "(pipeline)", exc) from None
-    batch = Pipelined(driver, held, connection)
+    batch = Pipelined(driver, held, connection, optimistic=optimistic)
     token = _PIPELINE.set(batch)
     try:
         yield

@@ -47,10 +47,12 @@ def desk(tmp_path: Path, pg_url: str, proxy: TcpProxy) -> Iterator[Desk]:
     built.runtime.close()
 
 
-def round_trips_of_each(desk: Desk, proxy: TcpProxy, raws: list[bytes]) -> list[tuple[str, int]]:
+def round_trips_of_each(
+    desk: Desk, proxy: TcpProxy, raws: list[bytes], *, optimistic: bool = False
+) -> list[tuple[str, int]]:
     """Process the messages in one batch, as the service does: (outcome, round trips) of each."""
     counted: list[tuple[str, int]] = []
-    with batch_transaction(desk.runtime.engine):
+    with batch_transaction(desk.runtime.engine, optimistic=optimistic):
         desk.process(make_mail("Warm up", message_id="<w0@example.com>"))  # secrets, first reads
         keys = [parse_message(raw).key for raw in raws]
         before = proxy.answers
@@ -88,6 +90,21 @@ def test_a_duplicate_in_a_batch_costs_no_round_trip(desk: Desk, proxy: TcpProxy)
     counted = round_trips_of_each(desk, proxy, [raw, raw])
     assert [outcome for outcome, _ in counted] == ["logged", "duplicate"]
     assert counted[1][1] == 0, counted  # the ledger, asked ahead, knows it was just written
+
+
+def test_in_a_batch_not_settled_per_message_a_message_waits_only_for_what_it_reads(
+    desk: Desk, proxy: TcpProxy
+) -> None:
+    raws = [
+        make_mail("Printer broken", "ada@example.com", message_id="<k1@example.com>"),  # known sender
+        b"In-Reply-To: <earlier@example.com>\n"
+        + make_mail("RE: [CALL#100] still broken", "ada@example.com", message_id="<u1@example.com>"),
+        make_mail("Mouse broken", "ada@example.com", message_id="<k2@example.com>"),
+    ]
+    counted = round_trips_of_each(desk, proxy, raws, optimistic=True)
+    assert [outcome for outcome, _ in counted] == ["logged", "updated", "logged"]
+    # a new call: its number, taken apart; an update: its call, read (after the writes before it)
+    assert [trips for _, trips in counted] == [1, 1, 1], counted
 
 
 # the round trips of a message today (each read, and one wait for its writes at its end)
