@@ -163,6 +163,18 @@ class Pipelined:
     ours: dict[str, bool] = field(default_factory=dict)
     # each message's writes are not waited for when its savepoint ends (``batch_transaction``)
     optimistic: bool = False
+    _writes: Any = None  # the one cursor the batch's writes are sent on (their results never read)
+
+    def write_cursor(self) -> Any:
+        """The cursor for the batch's writes whose results nobody reads: one for the whole batch.
+
+        In pipeline mode a cursor holds only the result of its last statement; these are never read
+        (their errors are raised where the pipeline is synced), so one cursor serves them all,
+        sparing a cursor's making and closing per statement (about 4 % of the service's CPU).
+        """
+        if self._writes is None:
+            self._writes = self.driver.cursor()
+        return self._writes
 
     def forget_rows(self) -> None:
         """Forget the rows read ahead: one of them may have been written (read again if needed)."""
@@ -293,15 +305,15 @@ def run_statement_on(
     assert driver is not None
     found = _PIPELINE.get()
     try:
-        cursor = driver.cursor()
         if (
             found is not None
             and found.driver is driver
             and found.pipeline is not None
             and entry.row_type is None
         ):
-            cursor.execute(sql, values)  # sent; its outcome is known at the next read or settle
+            found.write_cursor().execute(sql, values)  # sent; its outcome known at the next read or settle
             return DirectResult([], -1)
+        cursor = driver.cursor()
         try:
             cursor.execute(sql, values)
             raw_rows: Sequence[Any] = cursor.fetchall() if entry.row_type is not None else ()

@@ -21,6 +21,7 @@ from engine.mail.message import parse_message
 from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult
 from engine.storage.db import batch_transaction
+from engine.storage.direct import pipelined_batch
 from engine.storage.ledger import look_up_ahead
 from engine.storage.models import utcnow
 from engine.storage.queries import look_up_senders
@@ -111,3 +112,16 @@ def test_in_a_batch_not_settled_per_message_a_message_waits_only_for_what_it_rea
 BOUND_NEW_CALL_KNOWN_SENDER = 2
 BOUND_NEW_CALL_NEW_SENDER = 3
 BOUND_UPDATE = 2
+
+
+def test_a_batchs_writes_go_on_one_cursor_and_all_of_them_land(desk: Desk, proxy: TcpProxy) -> None:
+    with batch_transaction(desk.runtime.engine):
+        first = desk.process(make_mail("Printer broken", "ada@example.com", message_id="<c1@example.com>"))
+        batch = pipelined_batch()
+        assert batch is not None
+        cursor = batch.write_cursor()
+        second = desk.process(make_mail("Screen broken", "new2@example.com", message_id="<c2@example.com>"))
+        assert batch.write_cursor() is cursor  # the second message's writes went on the same one
+    assert (first.outcome, second.outcome) == ("logged", "logged")
+    assert [entry["message_id"] for entry in desk.ledger()][-2:] == ["c1@example.com", "c2@example.com"]
+    assert desk.call(first.number or 0) is not None and desk.call(second.number or 0) is not None
