@@ -69,7 +69,6 @@ class AccountStats:
         self._last_progress: float | None = None
         self._last_error: str | None = None
         self._lease_held = False
-        self.batches_run_again = 0  # PostgreSQL batches run again message by message (a write failed)
         # the last failure, when the database was too far away to keep it (the watcher writes it at
         # the recovery, so that `mailgate status` shows the outage); kept here, across watchers
         self.unsaved_failure: tuple[str, str, int, datetime | None, datetime] | None = None
@@ -84,11 +83,6 @@ class AccountStats:
             self._outcomes[outcome] = self._outcomes.get(outcome, 0) + 1
             self._buckets[bisect_left(PROCESSING_BUCKETS, seconds)] += 1
             self._seconds += seconds
-
-    def batch_retried(self) -> None:
-        """A batch run without waiting for each message failed and is run again, message by message."""
-        with self._lock:
-            self.batches_run_again += 1
 
     def batch_committed(self) -> None:
         """A batch was committed: the account is making progress, even within a long pass."""

@@ -331,7 +331,6 @@ class AccountWatcher:
             done = self._run_batch(fetched, parsed, optimistic=optimistic)
         except BatchNotSettled as exc:
             log_event(logging.DEBUG, "batch_run_again", account=self.account.name, error=str(exc.cause))
-            self.stats.batch_retried()
             done = self._run_batch(fetched, parsed, optimistic=False)
         # committed: only now is any of it reported, and acknowledged
         for ref, result, seconds in done:
