@@ -18,6 +18,7 @@ On PostgreSQL, and for a SQLite database in memory, originals stay in the databa
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime
@@ -59,6 +60,15 @@ class StoredOriginal(NamedTuple):
     data: bytes
 
 
+def _stored(rows: Iterable[tuple[Any, ...]]) -> list[StoredOriginal]:
+    """Rows selected as ``id, {_COLUMNS}``, as ``StoredOriginal`` values."""
+    return [
+        StoredOriginal(a, k, f, m, datetime.fromisoformat(t), s, c, bytes(d))
+        for _, a, k, f, m, t, s, c, d in rows
+    ]
+
+
+@functools.lru_cache(maxsize=64)  # asked for every message a service's process keeps itself
 def originals_file_for(database: str | None) -> Path | None:
     """The originals' file of a SQLite database file (absolute); None for memory or another database."""
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -116,19 +126,11 @@ class OriginalsFile:
         for key, fingerprint in pairs:
             sql = f"SELECT id, {_COLUMNS} FROM original WHERE message_key = ? AND fingerprint = ?"
             found.update((row[0], row) for row in self._db.execute(sql, (key, fingerprint)))
-        rows = sorted(found.values(), key=lambda row: (row[5], row[0]))  # received, then written
-        return [
-            StoredOriginal(a, k, f, m, datetime.fromisoformat(t), s, c, bytes(d))
-            for _, a, k, f, m, t, s, c, d in rows
-        ]
+        return _stored(sorted(found.values(), key=lambda row: (row[5], row[0])))  # received, then written
 
     def rows(self) -> list[StoredOriginal]:
         """Every row, oldest first."""
-        found = self._db.execute(f"SELECT id, {_COLUMNS} FROM original ORDER BY received_at, id").fetchall()
-        return [
-            StoredOriginal(a, k, f, m, datetime.fromisoformat(t), s, c, bytes(d))
-            for _, a, k, f, m, t, s, c, d in found
-        ]
+        return _stored(self._db.execute(f"SELECT id, {_COLUMNS} FROM original ORDER BY received_at, id"))
 
     def purge(self, before: datetime) -> int:
         """Drop the rows received before ``before``; how many were dropped."""
