@@ -40,14 +40,19 @@ _PURGE = delete(OriginalMessage).where(col(OriginalMessage.received_at) < bindpa
 
 @dataclass(frozen=True)
 class Original:
-    """One kept original, decompressed."""
+    """One kept original; ``raw`` decompresses it (a console page asking whether it is kept does not)."""
 
     account: str
     message_key: str
     message_id: str | None
     received_at: datetime
-    raw: bytes
+    stored: bytes  # the bytes as kept: the zlib format
     fingerprint: str | None = None  # of the mail (kept in an originals' file only)
+
+    @property
+    def raw(self) -> bytes:
+        """The mail's bytes, as they arrived."""
+        return zlib.decompress(self.stored)
 
 
 def originals_file_of(bind: Engine | Any) -> Path | None:
@@ -150,8 +155,7 @@ def find_originals(session: Session, key_or_message_id: str) -> list[Original]:
         .order_by(col(OriginalMessage.received_at), col(OriginalMessage.id))
     ).all()
     found = [
-        Original(row.account, row.message_key, row.message_id, row.received_at, zlib.decompress(row.data))
-        for row in rows
+        Original(row.account, row.message_key, row.message_id, row.received_at, row.data) for row in rows
     ]
     reader = _reader(session)
     if reader is None:
@@ -165,8 +169,7 @@ def find_originals(session: Session, key_or_message_id: str) -> list[Original]:
         reader.close()
     for row in stored:
         key = _ledger_key_of(session, row.account, row.message_key, row.fingerprint)
-        raw = zlib.decompress(row.data)
-        found.append(Original(row.account, key, row.message_id, row.received_at, raw, row.fingerprint))
+        found.append(Original(row.account, key, row.message_id, row.received_at, row.data, row.fingerprint))
     return sorted(found, key=lambda original: original.received_at)
 
 
