@@ -163,7 +163,7 @@ class Pipelined:
     ours: dict[str, bool] = field(default_factory=dict)
     # each message's writes are not waited for when its savepoint ends (``batch_transaction``)
     optimistic: bool = False
-    _writes: Any = None  # the one cursor the batch's writes are sent on (their results never read)
+    writes: Any = None  # the one cursor the batch's writes are sent on, once one was (results never read)
 
     def write_cursor(self) -> Any:
         """The cursor for the batch's writes whose results nobody reads: one for the whole batch.
@@ -172,9 +172,9 @@ class Pipelined:
         (their errors are raised where the pipeline is synced), so one cursor serves them all,
         sparing a cursor's making and closing per statement (about 4 % of the service's CPU).
         """
-        if self._writes is None:
-            self._writes = self.driver.cursor()
-        return self._writes
+        if self.writes is None:
+            self.writes = self.driver.cursor()
+        return self.writes
 
     def forget_rows(self) -> None:
         """Forget the rows read ahead: one of them may have been written (read again if needed)."""

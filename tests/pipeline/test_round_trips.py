@@ -116,12 +116,13 @@ BOUND_UPDATE = 2
 
 def test_a_batchs_writes_go_on_one_cursor_and_all_of_them_land(desk: Desk, proxy: TcpProxy) -> None:
     with batch_transaction(desk.runtime.engine):
-        first = desk.process(make_mail("Printer broken", "ada@example.com", message_id="<c1@example.com>"))
         batch = pipelined_batch()
-        assert batch is not None
-        cursor = batch.write_cursor()
+        assert batch is not None and batch.writes is None
+        first = desk.process(make_mail("Printer broken", "ada@example.com", message_id="<c1@example.com>"))
+        cursor = batch.writes
+        assert cursor is not None  # the first message's writes made it
         second = desk.process(make_mail("Screen broken", "new2@example.com", message_id="<c2@example.com>"))
-        assert batch.write_cursor() is cursor  # the second message's writes went on the same one
+        assert batch.writes is cursor  # and the second message's writes went on it too
     assert (first.outcome, second.outcome) == ("logged", "logged")
     assert [entry["message_id"] for entry in desk.ledger()][-2:] == ["c1@example.com", "c2@example.com"]
     assert desk.call(first.number or 0) is not None and desk.call(second.number or 0) is not None
