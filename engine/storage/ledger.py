@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert
+from sqlalchemy import bindparam, delete, insert, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -132,3 +132,20 @@ def forget(session: Session, account: str, key: str) -> None:
     if batch is not None:
         batch.ledger.pop((account, key), None)
     run_statement(session, _DELETE, {"account": account, "key": key})
+
+
+# The accounts the ledger holds, read by skipping from one to the next along the index on
+# (account, message_key): one index probe per account, however long the ledger (both databases).
+_ACCOUNTS = text(
+    "WITH RECURSIVE held(account) AS ("
+    " SELECT min(account) FROM ledgerentry"
+    " UNION ALL"
+    " SELECT (SELECT min(l.account) FROM ledgerentry l WHERE l.account > held.account)"
+    " FROM held WHERE held.account IS NOT NULL"
+    ") SELECT account FROM held WHERE account IS NOT NULL"
+)
+
+
+def ledger_accounts(session: Session) -> list[str]:
+    """Every account with an entry in the ledger, in order, without reading the ledger through."""
+    return [str(account) for account in session.execute(_ACCOUNTS).scalars()]

@@ -190,7 +190,9 @@ class LedgerEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     account: str = Field(index=True)
-    message_key: str = Field(index=True)
+    # found by (account, message_key), the unique constraint's index: no index of its own, which
+    # would cost every message a write at a random place (`message show` asks account by account)
+    message_key: str
     message_id: str | None = None
     outcome: str
     rule: str | None = None

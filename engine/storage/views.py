@@ -17,6 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from engine.storage.ledger import ledger_accounts
 from engine.storage.models import (
     AttachedObject,
     Call,
@@ -260,8 +261,10 @@ def quarantine_view(session: Session) -> list[JsonDict]:
 
 def message_view(session: Session, key_or_message_id: str, originals: list[Original]) -> list[JsonDict]:
     """What ``mailgate message show`` prints for each mail with this Message-ID or ledger key."""
+    # account by account: the ledger's keys are indexed only behind their account
     entries = session.exec(
         select(LedgerEntry)
+        .where(col(LedgerEntry.account).in_(ledger_accounts(session)))
         .where(key_conditions(col(LedgerEntry.message_key), key_or_message_id))
         .order_by(col(LedgerEntry.id))
     ).all()
