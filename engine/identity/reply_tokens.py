@@ -2,7 +2,9 @@
 
 Every message mailgate sends has the Message-ID ``mailgate.{nonce}.{item}.{mac}@{mail_domain}``:
 
-- ``nonce``: 24 random hex digits (96 bits: every Message-ID is unique);
+- ``nonce``: 24 hex digits, the moment of writing in milliseconds (11 digits) then 13 random
+  ones (52 bits): every Message-ID is unique, and each new one sorts after the ones before it, so
+  the outbox's unique index on it grows at its end instead of being written at a random place;
 - ``item``: what the message is about, ``call12``, ``request3``, ``task7``, or ``none``;
 - ``mac``: the first 32 hex digits (128 bits) of HMAC-SHA256 under the installation's secret over
   the nonce, the item and the recipient (the address the message was sent to, lower-cased).
@@ -21,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -30,6 +33,7 @@ _TOKEN_ID = re.compile(
     r"mailgate\.([0-9a-f]{24})\.(none|(call|request|task)([1-9][0-9]{0,17}))\.([0-9a-f]{32})@"
 )
 _CONTEXT = b"mailgate reply token v1"
+_MILLISECONDS_MASK = (1 << 44) - 1  # 11 hex digits: until the year 2527
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,17 @@ def _mac(secret: bytes, nonce: str, item: ItemRef | None, recipient: str) -> str
     return hmac.new(secret, text, hashlib.sha256).hexdigest()[:32]
 
 
+def new_nonce(now: float | None = None) -> str:
+    """A Message-ID's nonce (see the module): 11 hex digits of milliseconds, 13 random ones."""
+    milliseconds = int((time.time() if now is None else now) * 1000) & _MILLISECONDS_MASK
+    return f"{milliseconds:011x}{secrets.randbits(52):013x}"
+
+
 def signed_message_id(secret: bytes, *, recipient: str, item: ItemRef | None, domain: str) -> str:
     """A fresh Message-ID (without angle brackets) carrying a token for ``item`` and ``recipient``."""
     if item is not None and item.entity not in ("call", "request", "task"):
         raise ValueError(f"a reply token names a call, request or task, not a {item.entity!r}")
-    nonce = secrets.token_hex(12)
+    nonce = new_nonce()
     return f"mailgate.{nonce}.{_item_text(item)}.{_mac(secret, nonce, item, recipient)}@{domain}"
 
 

@@ -7,6 +7,7 @@ import re
 from engine.identity.reply_tokens import (
     ItemRef,
     check_tokens,
+    new_nonce,
     read_token,
     signed_message_id,
     threading_ids,
@@ -30,6 +31,15 @@ def test_message_id_carries_the_item_and_a_128_bit_mac_on_our_domain() -> None:
     about_nothing = read_token(_ours(None))
     assert about_nothing is not None and about_nothing.item is None
     assert _ours() != _ours()  # a fresh nonce every time
+
+
+def test_message_ids_sort_in_the_order_they_were_written_so_the_outbox_index_grows_at_its_end() -> None:
+    moments = [_ours().split(".")[1][:11] for _ in range(200)]  # each nonce's millisecond
+    assert moments == sorted(moments)
+    earlier, later = new_nonce(1_796_500_000.000), new_nonce(1_796_500_000.001)
+    assert earlier < later and len(earlier) == len(later) == 24
+    assert earlier[:11] == f"{1_796_500_000_000:011x}"  # the millisecond, then 52 random bits
+    assert len({new_nonce(1_796_500_000.0) for _ in range(1000)}) == 1000
 
 
 def test_token_verifies_for_its_recipient_in_any_letter_case() -> None:
