@@ -1,5 +1,11 @@
 """HTML bodies as readable plain text, and the charset an HTML document declares.
 
+A quoted copy (a ``<blockquote>`` that mail programs write for a reply: ``type="cite"``, a ``cite``
+attribute, or a class naming a quote such as Gmail's ``gmail_quote``) becomes lines starting with
+``> ``, as a plain-text reply quotes, so that ``engine.mail.reply_text`` can tell it from the
+person's own words. A ``<blockquote>`` used only to indent (Gmail's and Apple Mail's "Indent",
+``border:none``; a bare ``<blockquote>``) stays unquoted text: when unsure, the words are the person's.
+
 Total, like ``engine.mail.text``: broken HTML is converted as well as possible and the defect is
 returned as a human-readable problem string instead of raising.
 """
@@ -24,6 +30,17 @@ _LINE_TAGS = frozenset(
     }
 )  # fmt: skip
 _WHITESPACE_RUN = re.compile(r"[ \t\n\r\f\v]+")
+_QUOTE_CLASS = re.compile(r"quote", re.IGNORECASE)
+
+
+def _is_citation(attrs: list[tuple[str, str | None]]) -> bool:
+    """Whether a ``<blockquote>`` holds a quoted copy of earlier mail, not an indented paragraph."""
+    for name, value in attrs:
+        if name == "cite" or (name == "type" and (value or "").strip().lower() == "cite"):
+            return True
+        if name == "class" and _QUOTE_CLASS.search(value or ""):
+            return True
+    return False
 
 
 class _HtmlToText(HTMLParser):
@@ -34,6 +51,20 @@ class _HtmlToText(HTMLParser):
         self.chunks: list[str] = []
         self._skip_depth = 0
         self._pre_depth = 0
+        self._blockquotes: list[bool] = []  # open <blockquote>s: whether each is a quoted copy
+        self._quote_depth = 0
+
+    def _append(self, text: str) -> None:
+        """Add text, starting each of its lines inside a quoted copy with one "> " per level."""
+        if not self._quote_depth:
+            self.chunks.append(text)
+            return
+        prefix = "> " * self._quote_depth
+        at_line_start = not self.chunks or self.chunks[-1].endswith("\n")
+        for piece in re.split(r"(?<=\n)", text):
+            if piece:
+                self.chunks.append(prefix + piece if at_line_start and piece != "\n" else piece)
+                at_line_start = piece.endswith("\n")
 
     def _ends_with_newlines(self, count: int) -> bool:
         tail = "".join(self.chunks[-count:])[-count:] if self.chunks else "\n" * count
@@ -54,13 +85,17 @@ class _HtmlToText(HTMLParser):
             self.chunks.append("\n")
         elif tag == "li":
             self._break(1)
-            self.chunks.append("- ")
+            self._append("- ")
         elif tag in _PARAGRAPH_TAGS:
             self._break(2)
         elif tag in _LINE_TAGS:
             self._break(1)
         if tag == "pre":
             self._pre_depth += 1
+        if tag == "blockquote":
+            citation = _is_citation(attrs)
+            self._blockquotes.append(citation)
+            self._quote_depth += citation
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIPPED_TAGS:
@@ -73,19 +108,21 @@ class _HtmlToText(HTMLParser):
             self._break(1)
         if tag == "pre":
             self._pre_depth = max(0, self._pre_depth - 1)
+        if tag == "blockquote" and self._blockquotes:
+            self._quote_depth -= self._blockquotes.pop()
 
     def handle_data(self, data: str) -> None:
         if self._skip_depth:
             return
         if self._pre_depth:
-            self.chunks.append(data)
+            self._append(data)
             return
         text = _WHITESPACE_RUN.sub(" ", data)
         last = self.chunks[-1][-1:] if self.chunks else "\n"
         if last in ("\n", " "):
             text = text.lstrip(" ")
         if text:
-            self.chunks.append(text)
+            self._append(text)
 
 
 def html_to_text(html: str) -> tuple[str, str | None]:

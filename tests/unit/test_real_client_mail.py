@@ -1,0 +1,55 @@
+"""Mail as real clients write it, beyond the plain-text forms: HTML-only replies and odd MIME.
+
+Each fixture in tests/fixtures/mail/clients/ is written as that client writes it (its HTML, its
+MIME layout); our own mail is the quoted copy, the person's words are what must stay.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.mail.message import IncomingMessage, parse_message, reply_portion
+
+CLIENTS = Path(__file__).resolve().parent.parent / "fixtures" / "mail" / "clients"
+OURS = ["Your email has been logged as call 100: Printer jams.", "Thank you for contacting the service desk."]
+
+
+def _parse(name: str) -> IncomingMessage:
+    return parse_message((CLIENTS / name).read_bytes(), our_addresses=("helpdesk@example.com",))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "new"),
+    [
+        ("reply_html_gmail_top.eml", ["The printer now shows E42."]),
+        ("reply_html_gmail_bottom_de.eml", ["Der Drucker zeigt jetzt E42."]),
+        ("reply_html_gmail_interleaved.eml", ["See inline.", "Yes, it is the one on floor 2.", "Thanks!"]),
+        ("reply_html_iphone_fr.eml", ["Le problème persiste."]),
+        (
+            "reply_html_thunderbird_interleaved.eml",
+            ["Still broken, see below.", "Also the scanner is offline."],
+        ),
+    ],
+)
+def test_html_only_reply_keeps_the_new_text_and_drops_our_cited_copy(fixture: str, new: list[str]) -> None:
+    message = _parse(fixture)
+
+    text = reply_portion(message.body)
+
+    assert message.body_was_html
+    for line in new:
+        assert line in text, f"the person's line {line!r} was lost: {text!r}"
+    for line in OURS:
+        assert line not in text, f"our quoted line {line!r} was kept: {text!r}"
+    assert "wrote:" not in text and "schrieb" not in text and "a écrit" not in text
+
+
+def test_an_html_blockquote_that_only_indents_stays_the_persons_words() -> None:
+    text = reply_portion(_parse("reply_html_gmail_indent.eml").body)
+
+    assert "switched it off and on again" in text
+    assert "and reloaded the paper tray" in text
+    assert "Regards, Ada" in text
+    assert OURS[0] not in text
