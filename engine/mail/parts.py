@@ -103,9 +103,8 @@ def read_parts(
     delivery_reports: list[str] = []
     report_types: set[str] = set()
     found: list[tuple[Message, str, str | None, str | None]] = []  # part, type, file name, disposition
-    body_part: Message | None = None
-    html_part: Message | None = None
-    for part, ctype in _walk(msg, problems):
+    texts: dict[str, list[tuple[Message, int | None, bool]]] = {"text/plain": [], "text/html": []}
+    for part, ctype, alternative in _walk(msg, problems):
         if ctype.startswith("multipart/report; report-type="):
             report_types.add(ctype.split("=", 1)[1])
             continue
@@ -119,26 +118,32 @@ def read_parts(
         if ctype.startswith("multipart/"):
             problems.add(f"{ctype} part has no readable parts, its content was read as plain text")
             ctype = "text/plain"
-        if ctype in ("text/plain", "text/html") and disposition != "attachment":
-            if ctype == "text/plain":
-                body_part = body_part or part
-            else:
-                html_part = html_part or part
+        if ctype in texts and disposition != "attachment":
+            texts[ctype].append((part, alternative, filename is not None))
         elif not (ctype in _EMBEDDED_MESSAGE_TYPES or disposition == "attachment" or filename is not None):
             continue
         found.append((part, ctype, filename, disposition))
-    body = ""
-    body_was_html = False
-    if body_part is not None:
-        body = _part_text(body_part, problems, aside)
-    if html_part is not None and (body_part is None or not body.strip()):
-        body, problem = html_to_text(_decoded_text(html_part, problems, aside, html=True))
-        body_was_html = True
-        problems.add(problem)
+    # plain text preferred, else HTML; a text with a file name only when no other says anything
+    body, body_was_html = "", False
+    body_parts: list[Message] = []
+    for kind, named in (
+        ("text/plain", False),
+        ("text/html", False),
+        ("text/plain", True),
+        ("text/html", True),
+    ):
+        parts = _body_parts(texts[kind], named=named)
+        if not parts:
+            continue
+        text = _body_text(parts, kind == "text/html", problems, aside)
+        if text.strip() or not body_parts:
+            body, body_parts, body_was_html = text, parts, kind == "text/html"
+        if text.strip():
+            break
     attachments: list[Attachment] = []
     for part, ctype, filename, disposition in found:
         index = len(attachments) + 1
-        if part is body_part or (part is html_part and body_was_html):
+        if any(part is used for used in body_parts):
             continue
         if ctype in _EMBEDDED_MESSAGE_TYPES:
             attachments.append(_embedded_message(part, index, problems, subject_of, aside))
@@ -159,26 +164,63 @@ def _describe_defect(defect: Exception) -> str:
     return f"MIME defect: {type(defect).__name__}" + (f" ({detail})" if detail else "")
 
 
-def _walk(root: Message, problems: Problems) -> Iterator[tuple[Message, str]]:
-    """Leaf parts in MIME order with their content types; embedded messages are leaves."""
-    stack: list[tuple[Message, int]] = [(root, 0)]
+def _body_parts(candidates: list[tuple[Message, int | None, bool]], *, named: bool) -> list[Message]:
+    """The parts of one kind (plain or HTML) that together are the body, in MIME order.
+
+    A client that puts an attachment in the middle of the text (Apple Mail) writes the text after it
+    as another inline part of the multipart/mixed: every such part is body. Of a
+    multipart/alternative only its first part of the kind counts (the others say the same). With
+    ``named``, the first part with a file name: a file, the body only when no unnamed text is there.
+    """
+    if named:
+        return [part for part, _, has_name in candidates if has_name][:1]
+    chosen: list[Message] = []
+    seen: set[int] = set()
+    for part, alternative, has_name in candidates:
+        if not has_name and (alternative is None or alternative not in seen):
+            chosen.append(part)
+            if alternative is not None:
+                seen.add(alternative)
+    return chosen
+
+
+def _body_text(parts: list[Message], html: bool, problems: Problems, aside: SetAside | None) -> str:
+    """The text of the body parts, one after the other; HTML read as text."""
+    texts: list[str] = []
+    for part in parts:
+        if html:
+            text, problem = html_to_text(_decoded_text(part, problems, aside, html=True))
+            problems.add(problem)
+        else:
+            text = _part_text(part, problems, aside)
+        texts.append(text)
+    return "\n\n".join(text for text in texts if text.strip()) if len(texts) > 1 else texts[0]
+
+
+def _walk(root: Message, problems: Problems) -> Iterator[tuple[Message, str, int | None]]:
+    """Leaf parts in MIME order with their content types and their nearest multipart/alternative.
+
+    The alternative is given by its ``id`` (None outside any); embedded messages are leaves.
+    """
+    stack: list[tuple[Message, int, int | None]] = [(root, 0, None)]
     while stack:
-        part, depth = stack.pop()
+        part, depth, alternative = stack.pop()
         ctype = _content_type(part, problems)
         for defect in part.defects:
             problems.add(_describe_defect(defect))
         if part.is_multipart() and not ctype.startswith("message/"):
             if ctype == "multipart/report":
                 report_type = str(part.get_param("report-type", "") or "").lower()
-                yield part, f"multipart/report; report-type={report_type}"
+                yield part, f"multipart/report; report-type={report_type}", alternative
             if depth >= MAX_MIME_DEPTH:
                 problems.add(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels were skipped")
                 continue
+            inner = id(part) if ctype == "multipart/alternative" else alternative
             children = part.get_payload()
             if isinstance(children, list):
-                stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+                stack.extend((c, depth + 1, inner) for c in reversed(children) if isinstance(c, Message))
         else:
-            yield part, ctype
+            yield part, ctype, alternative
 
 
 def _content_type(part: Message, problems: Problems) -> str:

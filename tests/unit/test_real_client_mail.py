@@ -53,3 +53,46 @@ def test_an_html_blockquote_that_only_indents_stays_the_persons_words() -> None:
     assert "and reloaded the paper tray" in text
     assert "Regards, Ada" in text
     assert OURS[0] not in text
+
+
+@pytest.mark.parametrize(
+    ("fixture", "words", "attachment"),
+    [
+        (
+            "apple_mail_text_around_an_attachment.eml",
+            [
+                "Here is the log from the printer:",
+                "And the error started after the firmware update on Friday.",
+            ],
+            "printer.pdf",
+        ),
+        (
+            "html_text_around_an_inline_image.eml",
+            ["The screen shows this:", "It appears every morning at 9."],
+            "screen.png",
+        ),
+        (
+            "alternatives_around_an_attachment.eml",
+            ["First the overview.", "Then the details after the plan."],
+            "plan.pdf",
+        ),
+    ],
+)
+def test_text_written_after_an_inline_attachment_stays_in_the_body(
+    fixture: str, words: list[str], attachment: str
+) -> None:
+    message = _parse(fixture)
+
+    for line in words:
+        assert line in message.body, f"{line!r} was lost: {message.body!r}"
+    assert message.body.index(words[0]) < message.body.index(words[1])
+    assert message.body.count(words[0]) == 1
+    assert [a.filename for a in message.attachments] == [attachment]
+
+
+def test_an_inline_text_file_is_an_attachment_and_the_html_text_is_the_body() -> None:
+    message = _parse("html_body_with_an_inline_text_file.eml")
+
+    assert message.body == "The VPN drops every ten minutes, log attached."
+    assert message.body_was_html
+    assert [(a.filename, a.data) for a in message.attachments] == [("vpn.log", b"12:00:01 tunnel down")]
