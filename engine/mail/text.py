@@ -124,7 +124,12 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
     codec = _CHARSET_SUPERSETS.get(declared, declared)
     try:
         codecs.lookup(codec)
-        return data.decode(codec), None
+        text = data.decode(codec)
+        if len(text) == len(data) and codec != "utf-8" and _is_utf8_text(data):
+            # a single-byte label decodes any bytes, so UTF-8 sent under it never fails: it is told
+            # by being valid UTF-8, which 8-bit text in such a charset practically never is
+            return data.decode("utf-8"), f"text declared {declared} is UTF-8, decoded as utf-8"
+        return text, None
     except LookupError:
         text, used = _guess_decode(data)
         return text, f"unknown charset {label.upper()}, decoded as {used}"
@@ -135,6 +140,17 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
         return text, (f"{unknown} characters of {label.upper()} could not be decoded" if unknown else None)
     text, used = _guess_decode(data, exclude=codec)
     return text, f"text is not valid {declared}, decoded as {used}"
+
+
+def _is_utf8_text(data: bytes) -> bool:
+    """Whether 8-bit bytes are valid UTF-8 (not plain ASCII, which every label reads alike)."""
+    if data.isascii():
+        return False
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _guess_decode(data: bytes, exclude: str = "", hint: str | None = None) -> tuple[str, str]:

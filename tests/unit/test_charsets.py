@@ -7,6 +7,7 @@ words), not produced by the standard library's writer, which would normalise the
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 from engine.mail.charsets import decode_iso2022_jp
 from engine.mail.message import IncomingMessage, parse_message
@@ -144,3 +145,26 @@ def test_whitespace_between_adjacent_encoded_words_is_dropped_in_subjects() -> N
     )
 
     assert message.subject == "Drucker kaputt für Müller"
+
+
+def test_utf8_text_under_a_single_byte_label_is_read_as_utf8_and_noted() -> None:
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "mail" / "clients"
+    message = parse_message((fixture / "utf8_under_a_latin1_label.eml").read_bytes())
+
+    assert message.body == "Der Drucker im Büro zeigt „Fehler 42“ – bitte prüfen.\nGrüße, Jörg"
+    assert message.subject == "Drucker im Büro"
+    assert message.from_name == "Jörg Müller"
+    assert "text declared iso-8859-1 is UTF-8, decoded as utf-8" in message.problems
+
+
+def test_8bit_text_in_its_single_byte_charset_is_read_in_it_without_a_problem() -> None:
+    for label, text in (
+        ("windows-1252", "Grüße – Jörg"),
+        ("iso-8859-1", "Grüße, Jörg"),
+        ("koi8-r", "Принтер не работает"),
+        ("windows-1251", "Принтер не работает"),
+        ("iso-8859-2", "Drukarka nie działa, proszę sprawdzić"),
+    ):
+        codec = {"iso-8859-1": "latin-1"}.get(label, label)
+        message = _mail(body=text.encode(codec), content_type=f"text/plain; charset={label}")
+        assert (message.body, message.problems) == (text, ()), label
