@@ -162,6 +162,9 @@ def authenticate_sender(
     extra: dict[str, Any] | None = None,
 ) -> SenderAuthentication:
     """The verdict on one mail's sender; ``raw`` (the message's bytes) enables the DKIM check."""
+    repeated = repeated_field_verdict(message)
+    if repeated is not None:
+        return repeated
     request = AuthenticationRequest(message, settings, raw, extra or {})
     against: list[str] = []
     for source in SOURCES:
@@ -177,6 +180,18 @@ def authenticate_sender(
     if not settings.configured:
         return SenderAuthentication(False, "none", "no sender authentication configured for this account")
     return SenderAuthentication(False, "none", "no authentication result from a trusted server")
+
+
+def repeated_field_verdict(message: IncomingMessage) -> SenderAuthentication | None:
+    """Not authenticated, whatever the evidence, when a field allowed once is repeated; else None.
+
+    Every verdict (our boundary's, our own DKIM check, an ARC sealer's) rests on signatures that
+    cover one instance of a field, the bottom-most, while the topmost is read. A reply token does
+    not vouch for such a mail either.
+    """
+    if message.repeated_field is None:
+        return None
+    return SenderAuthentication(False, "none", f"{message.repeated_field}; a signature covers only one")
 
 
 def _for_domain(result: TrustedResult, prop: str, domain: str) -> bool:

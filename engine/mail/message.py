@@ -61,6 +61,9 @@ class IncomingMessage:
     # (engine/mail/authentication.py), top to bottom: Received, (ARC-)Authentication-Results, ARC-Seal
     trace_headers: tuple[tuple[str, str], ...] = ()
     sender_ambiguity: str | None = None  # why From/Sender name no one clear mailbox (mail/sender.py)
+    # which field RFC 5322 allows once is repeated: a signature covers only one of its instances,
+    # so no verdict vouches for the one read (engine/mail/authentication.py)
+    repeated_field: str | None = None
     # a digest of From, Date and Subject: tells apart two mails that share a Message-ID
     fingerprint: str = ""
 
@@ -73,6 +76,8 @@ _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 TRACE_HEADERS = frozenset(("received", "authentication-results", "arc-authentication-results", "arc-seal"))
+# the fields RFC 5322 (3.6) allows once that a decision reads; From and Sender: mail/sender.py
+ONCE_ONLY = ("Subject", "Message-ID", "In-Reply-To", "References", "Reply-To", "To", "Cc", "Date")
 
 
 class _Headers:
@@ -281,8 +286,23 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
         problems=problems.result(),
         trace_headers=tuple(headers.trace),
         sender_ambiguity=ambiguity,
+        repeated_field=_repeated_field(headers.values),
         fingerprint=_fingerprint(from_address, headers.first("Date"), subject),
     )
+
+
+def _repeated_field(values: dict[str, list[str]]) -> str | None:
+    """``the mail has 2 Subject headers`` when a field RFC 5322 allows once is repeated, else None.
+
+    A DKIM signature (and so a DMARC or ARC verdict) covers the bottom-most instance of a field,
+    while the topmost is the one read: a signed mail replayed with a Subject added on top would
+    otherwise carry a command its author never wrote.
+    """
+    for name in ONCE_ONLY:
+        count = len(values.get(name.lower(), ()))
+        if count > 1:
+            return f"the mail has {count} {name} headers"
+    return None
 
 
 def _fingerprint(from_address: str, date: str | None, subject: str) -> str:

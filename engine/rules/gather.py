@@ -23,7 +23,7 @@ from engine.identity.reply_tokens import (
     read_token,
     threading_ids,
 )
-from engine.mail.authentication import NOT_CHECKED, SenderAuthentication
+from engine.mail.authentication import NOT_CHECKED, SenderAuthentication, repeated_field_verdict
 from engine.mail.message import IncomingMessage
 from engine.outgoing.outbox import known_ours
 from engine.rules.facts import FactValue
@@ -196,15 +196,20 @@ def gather_facts(
     """Read everything the rules may ask about this message (``authentication``: authenticate_sender's).
 
     An ambiguous sender (``message.sender_ambiguity``) is looked up as nobody and never counts as
-    authenticated, whatever the evidence says.
+    authenticated, whatever the evidence says; nor does a mail with a repeated Subject (or other
+    field allowed once), which no signature vouches for.
     """
     notes: list[str] = []
     ambiguous = message.sender_ambiguity is not None
+    repeated = repeated_field_verdict(message)
     if ambiguous:
         notes.append(f"the sender is ambiguous and treated as unknown: {message.sender_ambiguity}")
         authentication = SenderAuthentication(
             False, "none", f"the sender is ambiguous: {message.sender_ambiguity}"
         )
+    elif repeated is not None:
+        notes.append(f"the sender is not authenticated: {repeated.evidence}")
+        authentication = repeated
     sender = None if ambiguous else _sender_row(session, message.from_address)
     sender_id = sender.id if sender is not None else None
     tokens = reply_token_proof(session, message)
@@ -212,7 +217,8 @@ def gather_facts(
     notes += _token_notes(tokens, parsed, subject, message.from_address)
     entity = _TARGET_ENTITY.get(subject.intent)
     item = ItemRef(entity, subject.number) if entity is not None and subject.number is not None else None
-    authentication = authenticated_by_token(authentication, tokens, item, message.from_address)
+    if repeated is None:
+        authentication = authenticated_by_token(authentication, tokens, item, message.from_address)
     target: Any = None
     if item is not None:
         target = _target_row(session, item.entity, item.number)

@@ -286,6 +286,19 @@ def test_a_command_answering_our_mail_about_its_item_is_carried_out_where_comman
     )
 
 
+def test_a_valid_token_does_not_authenticate_a_mail_with_two_subject_headers(make_desk: MakeDesk) -> None:
+    desk = make_desk(ITEMS)
+    ours = _our_message(desk)  # ada's token for call 10
+    twice = b"Subject: [CLOSE#10]\n" + _raw("[CALL#10] more", "ada@example.com", ours)
+    explained = explain_message(desk.runtime, desk.account, twice)
+    assert (explained.facts["sender.authenticated"], explained.facts["sender.authentication"]) == (
+        False,
+        "none",
+    )
+    assert explained.authentication is not None
+    assert explained.authentication.evidence.startswith("the mail has 2 Subject headers")
+
+
 def test_a_token_for_another_item_or_another_recipient_does_not_authenticate_a_command(
     make_desk: MakeDesk,
 ) -> None:

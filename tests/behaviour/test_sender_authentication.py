@@ -266,3 +266,27 @@ def test_a_header_from_written_as_an_address_names_its_domain(make_desk: MakeDes
     as_address = f"Authentication-Results: {BOUNDARY}; dmarc=pass header.from=fran@example.com"
     result = desk.deliver_raw(mail("[APPROVE#400]", "fran@example.com", [as_address, ENTRY_HOP]))
     assert result.outcome == "approved"
+
+
+@pytest.mark.parametrize("name", ["Subject", "subject", "Subject "])
+def test_a_second_subject_above_the_one_a_signature_covers_is_never_authenticated(
+    make_desk: MakeDesk, name: str
+) -> None:
+    """A replayed mail of Fran's, signed and passed by our boundary, with a command prepended.
+
+    DKIM signs the bottom-most instance of a header; the boundary's verdict holds for that one,
+    while the subject read is the topmost.
+    """
+    desk = guarded_desk(make_desk)
+    replayed = mail("Lunch on Friday?", "fran@example.com")
+    result = desk.deliver_raw(f"{PASS}\n{ENTRY_HOP}\n{name}: [APPROVE#400]\n".encode() + replayed)
+    _assert_refused_unanswered(desk, result, "the mail has 2 Subject headers")
+    assert desk.task(400)["status"] == "open"
+
+
+def test_a_repeated_threading_header_leaves_the_sender_unauthenticated(make_desk: MakeDesk) -> None:
+    desk = guarded_desk(make_desk)
+    twice = mail("[CLOSE#30]", "grace@example.com").replace(b"Message-ID:", b"Message-ID: <a@b>\nMessage-ID:")
+    result = desk.deliver_raw(f"{PASS}\n{ENTRY_HOP}\n".encode() + twice)
+    _assert_refused_unanswered(desk, result, "the mail has 2 Message-ID headers")
+    assert desk.call(30)["status"] == "open"

@@ -153,6 +153,17 @@ def test_strict_alignment_refuses_a_signature_by_a_subdomain(
     assert "d=mail.example.com s=s1: not aligned with example.com under adkim=s" in reason
 
 
+def test_a_signed_mail_replayed_with_a_subject_added_on_top_is_not_authenticated(
+    make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
+) -> None:
+    dns.publish("_dmarc.example.com", "v=DMARC1; p=reject")
+    desk = checking_desk(make_desk, dns)
+    replayed = b"Subject: [APPROVE#400]\n" + signed(private_key, subject="Lunch on Friday?")
+    reason = _refused(desk, desk.deliver_raw(replayed))
+    assert "the mail has 2 Subject headers; a signature covers only one" in reason
+    assert dns.asked() == []
+
+
 def test_a_signature_of_another_organization_is_not_even_checked(
     make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
 ) -> None:
