@@ -60,6 +60,8 @@ _SEPARATOR = re.compile(r"^[ \t]*(?:-{3,}[^-\n]{3,60}-{3,}|_{20,})[ \t]*$")
 # A date-first quote header with an address: 30.09.2017, 18.30, "John Doe" <john@example.com>:
 _ADDRESSED_HEADER = re.compile(r"\d.*<[^<>\s@]+@[^<>\s]+>[^\n]{0,40}[:：]\s*$")
 _QUOTED = re.compile(r"^[ \t]*>")
+# what names the writer of a quoted copy on a separator line: a "wrote" verb or an address
+_WRITER = re.compile(r"@|" + "|".join(_WROTE_VERBS), re.IGNORECASE)
 _SIGNATURE = re.compile(r"^--[ \t]?$")
 # Mobile clients' lines, in the desk's languages
 _SENT_FROM = re.compile(
@@ -139,8 +141,21 @@ def _field_block_length(lines: list[str], i: int) -> int:
 
 
 def _is_unquoted_copy_start(lines: list[str], i: int, header: int) -> bool:
-    """Whether the header at ``i`` opens an unquoted copy (a field block or a separator)."""
-    return bool(_SEPARATOR.match(lines[i]) or _field_block_length(lines, i) == header)
+    """Whether the header at ``i`` opens an unquoted copy: a field block, or a separator above one.
+
+    A separator counts only above header fields (``-----Original Message-----`` then ``From:``, or
+    two fields of any kind: Thunderbird's ``-------- Original Message --------`` then ``Subject:``)
+    or naming its writer (Lotus Notes' ``-----Service Desk <…> wrote: -----``): a person's own
+    ``--- Error log ---`` or line of underscores is followed by their words.
+    """
+    if not _SEPARATOR.match(lines[i]):
+        return _field_block_length(lines, i) == header
+    after = _next_text_line(lines, i + 1)
+    fields = after
+    while fields < len(lines) and _ANY_FIELD.match(lines[fields]):
+        fields += 1
+    from_field = after < len(lines) and bool(_FROM_FIELD.match(lines[after]))
+    return from_field or fields - after >= 2 or bool(_WRITER.search(lines[i]))
 
 
 def _next_text_line(lines: list[str], i: int) -> int:

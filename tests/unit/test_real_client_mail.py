@@ -96,3 +96,18 @@ def test_an_inline_text_file_is_an_attachment_and_the_html_text_is_the_body() ->
     assert message.body == "The VPN drops every ten minutes, log attached."
     assert message.body_was_html
     assert [(a.filename, a.data) for a in message.attachments] == [("vpn.log", b"12:00:01 tunnel down")]
+
+
+def test_a_persons_dashed_heading_or_line_of_underscores_cuts_none_of_their_words() -> None:
+    text = reply_portion(_parse("reply_with_headings_in_the_persons_text.eml").body)
+
+    for line in (
+        "-------- Error log --------",
+        "E42 paper jam in tray 2",
+        "E43 toner low",
+        "Steps I took: restarted it twice and reloaded the paper.",
+        "--- Wo ---",
+        "Raum 12, zweiter Stock",
+    ):
+        assert line in text, f"the person's line {line!r} was lost: {text!r}"
+    assert OURS[0] not in text and "wrote:" not in text
