@@ -9,7 +9,8 @@ between quoted lines (interleaved). The text is read line by line:
 - an unquoted copy, as Outlook writes it below a ``From:/Sent:/To:/Subject:`` block (in any of the
   desk's languages) or a ``-----Original Message-----`` line, runs to the end of the mail: the
   block and all below it go;
-- a signature (``-- `` up to the next quoted part) and a mobile client's ``Sent from my …`` line go.
+- a signature (``-- `` up to the next quoted part) and a mobile client's ``Sent from my …`` line
+  (short, naming a device or mail program, ending its paragraph) go.
 
 When unsure, more is kept, never less: a quote header that introduces neither a quoted block nor an
 Outlook copy stays, and a mail that would come out empty is kept whole. (mail-parser-reply, used
@@ -72,6 +73,16 @@ _SENT_FROM = re.compile(
     r"|android'imden|gönderildi)[^\n]{0,60}$",
     re.IGNORECASE,
 )
+# What such a line names: a device, a mobile app or a mail program (a line that names none, such as
+# "Sent from home, the VPN fails", is the person's)
+_DEVICE = re.compile(
+    r"iphon|ipad|ipod|android|samsung|galaxy|blackberry|huawei|xiaomi|redmi|oneplus|pixel|nokia|"
+    r"motorola|xperia|outlook|gmail|yahoo|aol|proton|tutanota|bluemail|airmail|k-9|\bmail\b|mobil|"
+    r"móvil|movil|celular|cellulare|smartphone|handy|phone|téléphone|telefon|teléfono|telefoon|"
+    r"puhelim|телефон|смартфон|мобильн|мобільн|tablet|手机|手機|携帯|에서 보냄",
+    re.IGNORECASE,
+)
+_SENT_FROM_WORDS = 8  # "Sent from my Samsung Galaxy smartphone." is six; a sentence of the person's is longer
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
@@ -96,7 +107,7 @@ def new_text_of_reply(body: str) -> str:
         if _SIGNATURE.match(line):
             i = _end_of_signature(lines, i)
             continue
-        if not _SENT_FROM.match(line):
+        if not _is_sent_from_line(lines, i):
             kept.append(line)
         i += 1
     text = _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip("\n")
@@ -156,6 +167,20 @@ def _is_unquoted_copy_start(lines: list[str], i: int, header: int) -> bool:
         fields += 1
     from_field = after < len(lines) and bool(_FROM_FIELD.match(lines[after]))
     return from_field or fields - after >= 2 or bool(_WRITER.search(lines[i]))
+
+
+def _is_sent_from_line(lines: list[str], i: int) -> bool:
+    """Whether line ``i`` is a mobile client's ``Sent from my iPhone``: short, naming a device, alone."""
+    line = lines[i]
+    if not (_SENT_FROM.match(line) and _DEVICE.search(line) and len(line.split()) <= _SENT_FROM_WORDS):
+        return False
+    following = i + 1
+    return (
+        following >= len(lines)
+        or not lines[following].strip()
+        or bool(_QUOTED.match(lines[following]) or _SIGNATURE.match(lines[following]))
+        or bool(_quote_header_length(lines, following))
+    )
 
 
 def _next_text_line(lines: list[str], i: int) -> int:

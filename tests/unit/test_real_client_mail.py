@@ -111,3 +111,13 @@ def test_a_persons_dashed_heading_or_line_of_underscores_cuts_none_of_their_word
     ):
         assert line in text, f"the person's line {line!r} was lost: {text!r}"
     assert OURS[0] not in text and "wrote:" not in text
+
+
+def test_a_persons_sentence_that_starts_like_sent_from_my_iphone_is_kept() -> None:
+    text = reply_portion(_parse("reply_with_sent_from_sentences.eml").body)
+
+    assert text == (
+        "Sent from home, the VPN does not connect.\n"
+        "Von meinem Laptop aus geht auch der Drucker nicht.\n\n"
+        "从我的电脑也无法打印。"
+    )

@@ -220,3 +220,22 @@ def test_at_least_90_percent_of_quoted_copies_are_removed_and_no_words_are_lost(
     assert all(all(line in text for line in new) for text, (_, new) in zip(results, cases, strict=True))
     removed = sum(all(line not in text for line in OURS) for text in results)
     assert len(cases) >= 60 and removed / len(cases) >= 0.9
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Sent from my Samsung Galaxy smartphone.",
+        "Get Outlook for Android",
+        "Sent from Mail for Windows",
+        "Von meinem iPhone gesendet",
+        "Enviado desde mi dispositivo móvil",
+        "从我的iPhone发送",
+        "내 iPhone에서 보냄",
+    ],
+)
+def test_more_mobile_clients_sent_from_lines_are_cut(line: str) -> None:
+    text = new_text_of_reply("\n".join([*NEW_TOP, "", line, "", f"On Mon, {DESK} wrote:", *_quoted()]))
+
+    _assert_kept_and_removed(text, NEW_TOP)
+    assert line not in text
