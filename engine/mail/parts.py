@@ -37,6 +37,7 @@ _DELIVERY_STATUS_TYPES = frozenset(
     {"message/delivery-status", "message/global-delivery-status", "text/delivery-status"}
 )
 _EMBEDDED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+_SEQUENCE_TYPES = frozenset({"multipart/mixed", "multipart/parallel"})  # parts shown one after another
 _RAW_FILENAME = re.compile(r"""(?:^|;)\s*(file)?name\s*=\s*(?:"([^"]*)"|([^;\s]+))""", re.IGNORECASE)
 
 
@@ -104,7 +105,7 @@ def read_parts(
     report_types: set[str] = set()
     found: list[tuple[Message, str, str | None, str | None]] = []  # part, type, file name, disposition
     texts: dict[str, list[tuple[Message, int | None, bool]]] = {"text/plain": [], "text/html": []}
-    for part, ctype, alternative in _walk(msg, problems):
+    for part, ctype, group in _walk(msg, problems):
         if ctype.startswith("multipart/report; report-type="):
             report_types.add(ctype.split("=", 1)[1])
             continue
@@ -119,7 +120,7 @@ def read_parts(
             problems.add(f"{ctype} part has no readable parts, its content was read as plain text")
             ctype = "text/plain"
         if ctype in texts and disposition != "attachment":
-            texts[ctype].append((part, alternative, filename is not None))
+            texts[ctype].append((part, group, filename is not None))
         elif not (ctype in _EMBEDDED_MESSAGE_TYPES or disposition == "attachment" or filename is not None):
             continue
         found.append((part, ctype, filename, disposition))
@@ -168,19 +169,20 @@ def _body_parts(candidates: list[tuple[Message, int | None, bool]], *, named: bo
     """The parts of one kind (plain or HTML) that together are the body, in MIME order.
 
     A client that puts an attachment in the middle of the text (Apple Mail) writes the text after it
-    as another inline part of the multipart/mixed: every such part is body. Of a
-    multipart/alternative only its first part of the kind counts (the others say the same). With
-    ``named``, the first part with a file name: a file, the body only when no unnamed text is there.
+    as another inline part of the multipart/mixed: every such part is body (RFC 2046 5.1.3: a mixed
+    multipart's parts are shown one after the other). Of any other multipart (alternative, related,
+    report, signed) only its first part of the kind counts. With ``named``, the first part with a
+    file name: a file, the body only when no unnamed text is there.
     """
     if named:
         return [part for part, _, has_name in candidates if has_name][:1]
     chosen: list[Message] = []
     seen: set[int] = set()
-    for part, alternative, has_name in candidates:
-        if not has_name and (alternative is None or alternative not in seen):
+    for part, group, has_name in candidates:
+        if not has_name and (group is None or group not in seen):
             chosen.append(part)
-            if alternative is not None:
-                seen.add(alternative)
+            if group is not None:
+                seen.add(group)
     return chosen
 
 
@@ -198,29 +200,30 @@ def _body_text(parts: list[Message], html: bool, problems: Problems, aside: SetA
 
 
 def _walk(root: Message, problems: Problems) -> Iterator[tuple[Message, str, int | None]]:
-    """Leaf parts in MIME order with their content types and their nearest multipart/alternative.
+    """Leaf parts in MIME order with their content types and the multipart they are one of.
 
-    The alternative is given by its ``id`` (None outside any); embedded messages are leaves.
+    That multipart is given by its ``id``, None for a part of a multipart/mixed (or of none): a
+    mixed multipart's parts all count, of another only one does. Embedded messages are leaves.
     """
     stack: list[tuple[Message, int, int | None]] = [(root, 0, None)]
     while stack:
-        part, depth, alternative = stack.pop()
+        part, depth, group = stack.pop()
         ctype = _content_type(part, problems)
         for defect in part.defects:
             problems.add(_describe_defect(defect))
         if part.is_multipart() and not ctype.startswith("message/"):
             if ctype == "multipart/report":
                 report_type = str(part.get_param("report-type", "") or "").lower()
-                yield part, f"multipart/report; report-type={report_type}", alternative
+                yield part, f"multipart/report; report-type={report_type}", group
             if depth >= MAX_MIME_DEPTH:
                 problems.add(f"MIME parts nested deeper than {MAX_MIME_DEPTH} levels were skipped")
                 continue
-            inner = id(part) if ctype == "multipart/alternative" else alternative
+            inner = None if ctype in _SEQUENCE_TYPES else id(part)
             children = part.get_payload()
             if isinstance(children, list):
                 stack.extend((c, depth + 1, inner) for c in reversed(children) if isinstance(c, Message))
         else:
-            yield part, ctype, alternative
+            yield part, ctype, group
 
 
 def _content_type(part: Message, problems: Problems) -> str:

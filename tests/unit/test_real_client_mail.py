@@ -121,3 +121,11 @@ def test_a_persons_sentence_that_starts_like_sent_from_my_iphone_is_kept() -> No
         "Von meinem Laptop aus geht auch der Drucker nicht.\n\n"
         "从我的电脑也无法打印。"
     )
+
+
+def test_only_the_human_part_of_a_delivery_report_is_its_body() -> None:
+    message = _parse("report_with_the_returned_mail_as_text.eml")
+
+    assert message.body.startswith("I'm sorry to have to inform you")
+    assert "Your call 100 has been updated" not in message.body
+    assert (message.is_bounce, message.bounce_code) == (True, 550)
