@@ -245,13 +245,39 @@ def _disposition(part: Message, problems: Problems) -> tuple[str | None, str | N
     except Exception:
         problems.add("unreadable attachment file name ignored")
         filename = None
-    if filename is not None and ("\ufffd" in filename or _has_8bit_params(part)):
+    encoded = _rfc2231_filename(part, problems) if filename is not None else None
+    if encoded is not None:
+        filename = encoded
+    elif filename is not None and ("\ufffd" in filename or _has_8bit_params(part)):
         filename = _raw_filename(part) or filename
     if filename is not None:
         filename = fix_escaped_bytes(str(filename))
         if "=?" in filename:
             filename, _ = decode_header_words(filename)
     return disposition, filename
+
+
+def _rfc2231_filename(part: Message, problems: Problems) -> str | None:
+    """An RFC 2231 file name (``filename*=utf-8''…``) decoded as any text is: a wrong label noticed."""
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
+        try:
+            value = part.get_param(param, None, header)
+        except Exception:
+            return None
+        if value is None:
+            continue
+        if not isinstance(value, tuple):
+            return None
+        charset, _, text = value
+        try:
+            data = bytes(str(text), "raw-unicode-escape")
+        except (UnicodeError, ValueError):
+            return None
+        decoded, problem = decode_text(data, charset or None)
+        if problem:
+            problems.add(f"attachment name: {problem}")
+        return decoded.strip()
+    return None
 
 
 def _has_8bit_params(part: Message) -> bool:

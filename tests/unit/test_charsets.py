@@ -168,3 +168,11 @@ def test_8bit_text_in_its_single_byte_charset_is_read_in_it_without_a_problem() 
         codec = {"iso-8859-1": "latin-1"}.get(label, label)
         message = _mail(body=text.encode(codec), content_type=f"text/plain; charset={label}")
         assert (message.body, message.problems) == (text, ()), label
+
+
+def test_an_rfc2231_file_name_in_utf8_under_a_single_byte_label_is_read_as_utf8() -> None:
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "mail" / "clients"
+    message = parse_message((fixture / "rfc2231_utf8_name_under_a_latin1_label.eml").read_bytes())
+
+    assert [a.filename for a in message.attachments] == ["Prüfbericht Köln.pdf"]
+    assert "attachment name: text declared iso-8859-1 is UTF-8, decoded as utf-8" in message.problems
