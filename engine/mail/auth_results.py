@@ -207,7 +207,7 @@ class BoundaryResults:
                 continue
             if name not in ("authentication-results", "arc-authentication-results"):
                 continue
-            label, text = _label_and_text(name, value)
+            label, text, _ = _label_and_text(name, value)
             authserv_id = _ResultsHeader.authserv_id_of(_FEATURES, text) if text is not None else None
             if authserv_id is None or text is None:
                 self._note(f"an unreadable {label} header")
@@ -279,15 +279,31 @@ def read_boundary_results(
     return BoundaryResults(trace_headers, settings)
 
 
-def _label_and_text(name: str, value: str) -> tuple[str, str | None]:
-    """How a header is named in evidence, and its RFC 8601 value (an ARC one without its ``i=``)."""
+def _label_and_text(name: str, value: str) -> tuple[str, str | None, int | None]:
+    """How a header is named in evidence, its RFC 8601 value (an ARC one without its ``i=``), its ARC set."""
     if name == "authentication-results":
-        return "Authentication-Results", value
-    instance, _, rest = value.partition(";")
-    tag, _, number = instance.partition("=")
-    if tag.strip().lower() != "i" or not number.strip().isdigit():
-        return "ARC-Authentication-Results", None
-    return f"ARC-Authentication-Results i={number.strip()}", rest
+        return "Authentication-Results", value, None
+    instance = arc_instance(value)
+    if instance is None:
+        return "ARC-Authentication-Results", None, None
+    return f"ARC-Authentication-Results i={instance}", value.partition(";")[2], instance
+
+
+def arc_instance(value: str) -> int | None:
+    """The ``i=`` an ARC-Authentication-Results value starts with, or None."""
+    tag, _, number = value.partition(";")[0].partition("=")
+    return instance_number(number) if tag.strip().lower() == "i" else None
+
+
+def instance_number(text: str) -> int | None:
+    """An ARC instance (RFC 8617 4.2.1: 1 to 50) written in ASCII digits, or None.
+
+    ``int`` would also take ``²``, ``١``, ``+1`` and ``1_0``, and raise on 5,000 digits.
+    """
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 3:
+        return None
+    return int(text)
 
 
 def _trusted(result: Any, source: str) -> TrustedResult:

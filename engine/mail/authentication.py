@@ -221,7 +221,7 @@ def _arc_sets(
     """Each ARC instance's sealing domain (ARC-Seal d=) and its ARC-Authentication-Results."""
     import dkim.util
 
-    from engine.mail.auth_results import parse_results_value
+    from engine.mail.auth_results import arc_instance, instance_number, parse_results_value
 
     sealers: dict[int, str] = {}
     results: dict[int, dict[str, tuple[TrustedResult, ...]]] = {}
@@ -229,13 +229,13 @@ def _arc_sets(
         if name == "arc-seal":
             try:
                 tags = dkim.util.parse_tag_value(b"".join(value.encode("utf-8", "replace").split()))
-                instance = int(tags.get(b"i", b""))
-            except (dkim.util.InvalidTagValueList, ValueError):
+            except dkim.util.InvalidTagValueList:
                 continue
-            sealers.setdefault(instance, tags.get(b"d", b"").decode("ascii", "replace").lower())
+            instance = instance_number(tags.get(b"i", b"").decode("ascii", "replace"))
+            if instance is not None:
+                sealers.setdefault(instance, tags.get(b"d", b"").decode("ascii", "replace").lower())
         elif name == "arc-authentication-results":
-            head, _, rest = value.partition(";")
-            tag, _, number = head.partition("=")
-            if tag.strip().lower() == "i" and number.strip().isdigit():
-                results.setdefault(int(number), parse_results_value(rest))
+            number = arc_instance(value)
+            if number is not None:
+                results.setdefault(number, parse_results_value(value.partition(";")[2]))
     return {i: (sealers[i], results.get(i, {})) for i in sealers}

@@ -158,6 +158,24 @@ def test_an_arc_authentication_results_header_without_its_instance_is_unreadable
     assert "an unreadable ARC-Authentication-Results header" in verdict.evidence
 
 
+@pytest.mark.parametrize("instance", ["\u00b2", "\u0661", "9" * 5000, "+1", "1_0"])
+def test_an_arc_instance_not_in_ascii_digits_is_ignored_without_an_error(instance: str) -> None:
+    settings = AuthenticationSettings(
+        trusted_authserv_ids=("mx.example.org",), trusted_arc_sealers=("l.example",)
+    )
+    raw = parsed(
+        "Authentication-Results: mx.example.org; dmarc=fail header.from=example.com; arc=pass",
+        f"ARC-Seal: i={instance}; a=rsa-sha256; cv=none; d=l.example; s=s; b=AA==",
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=l.example; s=s; b=AA==",
+        f"ARC-Authentication-Results: i={instance}; l.example; dmarc=pass header.from=example.com",
+        "ARC-Authentication-Results: i=1; l.example; dmarc=fail header.from=example.com",
+        sender="ada@example.com",
+    )
+    verdict = authenticate_sender(parse_message(raw), settings, raw=raw)
+    assert (verdict.authenticated, verdict.method) == (False, "none")
+    assert "ARC set i=1 sealed by l.example has no dmarc=pass for example.com" in verdict.evidence
+
+
 def test_a_dmarc_result_that_names_no_domain_is_taken_for_the_from_domain() -> None:
     message = parse_message(parsed("Authentication-Results: mx.example.org; dmarc=pass"))
     assert authenticate_sender(message, OURS).method == "dmarc"
