@@ -122,6 +122,7 @@ class TrustedResult:
     result: str
     properties: Mapping[str, str]
     source: str  # which header: "Authentication-Results by mx.example.com"
+    arc_instance: int | None = None  # the ARC set whose ARC-Authentication-Results header held it
 
     def describe(self) -> str:
         """``dmarc=pass header.from=example.com (Authentication-Results by mx.example.com)``."""
@@ -143,7 +144,7 @@ class BoundaryResults:
         self._by_method: dict[str, tuple[TrustedResult, ...]] = {}
         # a method's results as written, parsed only when that method is asked for: authres reads
         # a whole header at ~25 µs a result, and Gmail's carries three where one decides
-        self._unparsed: dict[str, tuple[str, tuple[str, ...], str]] = {}
+        self._unparsed: dict[str, tuple[str, tuple[str, ...], str, int | None]] = {}
         self._ignored: list[str] = []
         self._pending: Iterator[None] | None = None
         if settings.trusted_authserv_ids and trace_headers:
@@ -168,13 +169,13 @@ class BoundaryResults:
         return method in self._by_method or method in self._unparsed
 
     def _parse_method(self, method: str) -> None:
-        head, segments, source = self._unparsed.pop(method)
+        head, segments, source, instance = self._unparsed.pop(method)
         try:
             header = _FEATURES.parse_value(f"{head}; {'; '.join(segments)}")
         except authres.core.AuthResError as exc:
             self._note(f"{source}: unreadable ({exc})")
             return
-        found = [_trusted(r, source) for r in header.results if str(r.method).lower() == method]
+        found = [_trusted(r, source, instance) for r in header.results if str(r.method).lower() == method]
         if found:
             self._by_method[method] = tuple(found)
 
@@ -207,7 +208,7 @@ class BoundaryResults:
                 continue
             if name not in ("authentication-results", "arc-authentication-results"):
                 continue
-            label, text, _ = _label_and_text(name, value)
+            label, text, instance = _label_and_text(name, value)
             authserv_id = _ResultsHeader.authserv_id_of(_FEATURES, text) if text is not None else None
             if authserv_id is None or text is None:
                 self._note(f"an unreadable {label} header")
@@ -219,10 +220,10 @@ class BoundaryResults:
                 self._note(f"{label} by {authserv_id} (more than {MAX_PARSED_RESULTS} trusted headers)")
             else:
                 parsed += 1
-                self._take(text, f"{label} by {authserv_id}")
+                self._take(text, f"{label} by {authserv_id}", instance)
                 yield None
 
-    def _take(self, text: str, source: str) -> None:
+    def _take(self, text: str, source: str, instance: int | None) -> None:
         """Keep the header's results by method, unparsed; the topmost header's results of a method win."""
         head, *segments = _top_level_parts(text)
         found: dict[str, list[str]] = {}
@@ -232,7 +233,7 @@ class BoundaryResults:
             if method and method != "none" and not self._knows(method):
                 found.setdefault(method, []).append(segment)
         for method, parts in found.items():
-            self._unparsed[method] = (head, tuple(parts), source)
+            self._unparsed[method] = (head, tuple(parts), source, instance)
 
     def _note(self, note: str) -> None:
         if len(self._ignored) < 10 and note not in self._ignored:
@@ -306,13 +307,13 @@ def instance_number(text: str) -> int | None:
     return int(text)
 
 
-def _trusted(result: Any, source: str) -> TrustedResult:
+def _trusted(result: Any, source: str, instance: int | None = None) -> TrustedResult:
     properties = {
         f"{prop.type}.{prop.name}".lower(): str(prop.value)
         for prop in result.properties
         if prop.type and prop.name and prop.value is not None
     }
-    return TrustedResult(str(result.method).lower(), str(result.result).lower(), properties, source)
+    return TrustedResult(str(result.method).lower(), str(result.result).lower(), properties, source, instance)
 
 
 def parse_results_value(text: str) -> dict[str, tuple[TrustedResult, ...]]:

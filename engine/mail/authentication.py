@@ -121,9 +121,12 @@ def from_trusted_arc_sealer(request: AuthenticationRequest) -> SenderAuthenticat
     settings = request.settings
     if not settings.trusted_arc_sealers:
         return None
-    sets = _arc_sets(request.message.trace_headers)
+    sets, doubled = _arc_sets(request.message.trace_headers)
     if not sets:
         return None
+    if doubled:  # RFC 8617 5.2: the chain fails; a lenient validator may have read another one
+        why = f"ARC set i={doubled[0]} has more than one ARC-Seal or ARC-Authentication-Results header"
+        return SenderAuthentication(False, "none", why)
     chain_results = request.boundary.of("arc")
     if chain_results:
         valid = any(r.result == "pass" for r in chain_results)
@@ -137,12 +140,23 @@ def from_trusted_arc_sealer(request: AuthenticationRequest) -> SenderAuthenticat
         return SenderAuthentication(False, "none", "ARC chain not validated (no trusted arc= result)")
     if not valid:
         return SenderAuthentication(False, "none", chain)
+    # our boundary's own set, if it seals too (Gmail, Exchange Online): its verdict is the chain's
+    ours = {r.arc_instance for r in chain_results if r.arc_instance is not None}
     domain = request.from_domain
     seen: list[str] = []
+    untrusted_after: str | None = None  # a later set by a sealer we do not trust
     for instance in sorted(sets, reverse=True):
         sealer, results = sets[instance]
         if sealer not in settings.trusted_arc_sealers:
+            if instance not in ours and untrusted_after is None:
+                untrusted_after = f"ARC set i={instance} sealed by {sealer}"
             continue
+        if untrusted_after is not None:  # whoever sealed it may have changed the mail since
+            seen.append(
+                f"ARC set i={instance} sealed by {sealer} does not count: {untrusted_after}, "
+                "which we do not trust, came after it"
+            )
+            break
         for result in results.get("dmarc", ()):
             if result.result == "pass" and _for_domain(result, "header.from", domain):
                 evidence = f"ARC set i={instance} sealed by {sealer}: {result.describe()}; chain {chain}"
@@ -217,14 +231,16 @@ def _worst(results: tuple[TrustedResult, ...], domain: str, prop: str) -> str:
 
 def _arc_sets(
     trace_headers: tuple[tuple[str, str], ...],
-) -> dict[int, tuple[str, dict[str, tuple[TrustedResult, ...]]]]:
-    """Each ARC instance's sealing domain (ARC-Seal d=) and its ARC-Authentication-Results."""
+) -> tuple[dict[int, tuple[str, dict[str, tuple[TrustedResult, ...]]]], list[int]]:
+    """Each ARC instance's sealing domain (ARC-Seal d=) and its ARC-Authentication-Results, and
+    the instances that have more than one of either."""
     import dkim.util
 
     from engine.mail.auth_results import arc_instance, instance_number, parse_results_value
 
     sealers: dict[int, str] = {}
     results: dict[int, dict[str, tuple[TrustedResult, ...]]] = {}
+    doubled: list[int] = []
     for name, value in trace_headers:
         if name == "arc-seal":
             try:
@@ -232,10 +248,14 @@ def _arc_sets(
             except dkim.util.InvalidTagValueList:
                 continue
             instance = instance_number(tags.get(b"i", b"").decode("ascii", "replace"))
-            if instance is not None:
-                sealers.setdefault(instance, tags.get(b"d", b"").decode("ascii", "replace").lower())
+            if instance in sealers:
+                doubled.append(instance)
+            elif instance is not None:
+                sealers[instance] = tags.get(b"d", b"").decode("ascii", "replace").lower()
         elif name == "arc-authentication-results":
             number = arc_instance(value)
-            if number is not None:
-                results.setdefault(number, parse_results_value(value.partition(";")[2]))
-    return {i: (sealers[i], results.get(i, {})) for i in sealers}
+            if number in results:
+                doubled.append(number)
+            elif number is not None:
+                results[number] = parse_results_value(value.partition(";")[2])
+    return {i: (sealers[i], results.get(i, {})) for i in sealers}, doubled

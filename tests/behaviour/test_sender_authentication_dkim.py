@@ -53,6 +53,7 @@ def dns(dns_server: DnsTestServer, private_key: bytes) -> Iterator[DnsTestServer
         "s1._domainkey.example.com",
         "s1._domainkey.mail.example.com",
         "arc1._domainkey.lists.example.org",
+        "arc1._domainkey.evil.example",
     ):
         dns_server.publish(name, record)
     yield dns_server
@@ -82,6 +83,12 @@ def through_list(key: bytes, raw: bytes) -> bytes:
     changed = verdict + raw.replace(b"Yes.\n", b"Yes.\n-- \nThe approvers' list\n")
     seal = dkim.arc_sign(changed, b"arc1", b"lists.example.org", key, b"lists.example.org")
     return b"".join(seal) + changed
+
+
+def resealed(key: bytes, raw: bytes, sealer: bytes, verdict: bytes = b"arc=pass") -> bytes:
+    """The mail after another intermediary: its verdict recorded, maybe changed, and ARC-sealed."""
+    recorded = b"Authentication-Results: " + sealer + b"; " + verdict + b"\n" + raw
+    return b"".join(dkim.arc_sign(recorded, b"arc1", sealer, key, sealer)) + recorded
 
 
 def checking_desk(make_desk: MakeDesk, dns: DnsTestServer, **authentication: Any) -> Desk:
@@ -246,3 +253,47 @@ def test_a_broken_arc_chain_is_not_honoured(
     broken = through_list(private_key, signed(private_key)).replace(b"approvers' list", b"approvers' LIST")
     reason = _refused(desk, desk.deliver_raw(broken))
     assert "arc=fail (own check" in reason
+
+
+def test_a_trusted_sealers_verdict_does_not_survive_an_untrusted_sealer_after_it(
+    make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
+) -> None:
+    """Fran's list mail, its subject changed and resealed by the attacker: the chain is intact."""
+    dns.publish("_dmarc.example.com", "v=DMARC1; p=reject")
+    listed = through_list(private_key, signed(private_key, subject="Lunch on Friday?"))
+    changed = listed.replace(b"Subject: Lunch on Friday?", b"Subject: [APPROVE#400]")
+    attacked = resealed(private_key, changed, b"evil.example")
+    own = checking_desk(make_desk, dns, trusted_arc_sealers=["lists.example.org"])
+    reason = _refused(own, own.deliver_raw(attacked))
+    assert "ARC set i=2 sealed by evil.example, which we do not trust, came after" in reason
+    boundary = make_desk(
+        ITEMS,
+        flags=REQUIRED,
+        authentication={
+            "trusted_authserv_ids": ["mx.desk.example"],
+            "trusted_arc_sealers": ["lists.example.org"],
+        },
+    )
+    ours = b"Authentication-Results: mx.desk.example; dmarc=fail header.from=example.com; arc=pass\n"
+    reason = _refused(boundary, boundary.deliver_raw(ours + attacked))
+    assert "ARC set i=2 sealed by evil.example, which we do not trust, came after" in reason
+
+
+def test_our_boundarys_own_arc_set_above_a_trusted_sealers_keeps_its_verdict(
+    make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
+) -> None:
+    """As Gmail and Exchange Online do: the boundary seals too, its verdict in that set's results."""
+    desk = make_desk(
+        ITEMS,
+        flags=REQUIRED,
+        authentication={
+            "trusted_authserv_ids": ["mx.desk.example"],
+            "trusted_arc_sealers": ["lists.example.org"],
+        },
+    )
+    listed = through_list(private_key, signed(private_key))
+    verdict = b"dkim=fail header.d=example.com; dmarc=fail header.from=example.com; arc=pass"
+    sealed_by_us = resealed(private_key, listed, b"mx.desk.example", verdict)
+    ours = sealed_by_us.replace(b"Authentication-Results: mx.desk.example;", b"X-Seen: mx.desk.example;", 1)
+    evidence = _approved_by(desk, desk.deliver_raw(ours), "arc")
+    assert evidence.startswith("ARC set i=1 sealed by lists.example.org: dmarc=pass")

@@ -176,6 +176,24 @@ def test_an_arc_instance_not_in_ascii_digits_is_ignored_without_an_error(instanc
     assert "ARC set i=1 sealed by l.example has no dmarc=pass for example.com" in verdict.evidence
 
 
+@pytest.mark.parametrize(
+    "doubled", ["ARC-Authentication-Results: i=1; l.example; dmarc=pass", "ARC-Seal: i=1; d=l.example"]
+)
+def test_an_arc_set_with_a_doubled_header_authenticates_nobody(doubled: str) -> None:
+    settings = AuthenticationSettings(
+        trusted_authserv_ids=("mx.example.org",), trusted_arc_sealers=("l.example",)
+    )
+    raw = parsed(
+        "Authentication-Results: mx.example.org; dmarc=fail header.from=example.com; arc=pass",
+        doubled,
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=l.example; s=s; b=AA==",
+        "ARC-Authentication-Results: i=1; l.example; dmarc=pass header.from=example.com",
+    )
+    verdict = authenticate_sender(parse_message(raw), settings, raw=raw)
+    assert (verdict.authenticated, verdict.method) == (False, "none")
+    assert "ARC set i=1 has more than one ARC-Seal or ARC-Authentication-Results header" in verdict.evidence
+
+
 def test_a_dmarc_result_that_names_no_domain_is_taken_for_the_from_domain() -> None:
     message = parse_message(parsed("Authentication-Results: mx.example.org; dmarc=pass"))
     assert authenticate_sender(message, OURS).method == "dmarc"
