@@ -12,6 +12,7 @@ authenticated, and it gets no automatic answer; ``mailgate explain`` prints the 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from engine.mail.text import decode_header_words
@@ -52,10 +53,20 @@ def has_group_syntax(value: str) -> bool:
     return False
 
 
+def as_seen(text: str) -> str:
+    """Text as a reader takes it: compatibility forms folded (``＠`` is ``@``), invisible ones dropped."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(char for char in folded if unicodedata.category(char) != "Cf").lower()
+
+
 def addresses_named(value: str) -> list[str]:
-    """Every distinct address written anywhere in a header (display names and comments too), lower-cased."""
+    """Every distinct address written anywhere in a header (display names and comments too), as seen.
+
+    Read as a person sees it (``as_seen``): ``ada＠example.com`` and ``ada﹫example.com`` name
+    ``ada@example.com``.
+    """
     decoded, _ = decode_header_words(value)
-    return list(dict.fromkeys(found.strip(".").lower() for found in _ADDRESS.findall(decoded)))
+    return list(dict.fromkeys(found.strip(".") for found in _ADDRESS.findall(as_seen(decoded))))
 
 
 def sender_ambiguity(
@@ -77,7 +88,7 @@ def sender_ambiguity(
     if len(from_mailboxes) > 1:
         listed = ", ".join(spec for _, spec in from_mailboxes)
         return f"From names {len(from_mailboxes)} mailboxes ({listed})"
-    address = from_mailboxes[0][1] if from_mailboxes else ""
+    address = as_seen(from_mailboxes[0][1]) if from_mailboxes else ""
     display = from_mailboxes[0][0] if from_mailboxes else ""
     for named in addresses_named(display):
         if named != address:
@@ -89,7 +100,7 @@ def sender_ambiguity(
     if len(present) > 1:
         return f"the mail has {len(present)} Sender headers"
     if present:
-        senders = {spec for _, spec in sender_mailboxes} or set(addresses_named(present[0]))
+        senders = {as_seen(spec) for _, spec in sender_mailboxes} or set(addresses_named(present[0]))
         if senders != {address}:
             shown = ", ".join(sorted(senders)) or _short(present[0])
             return f"Sender ({shown}) differs from From ({address})"

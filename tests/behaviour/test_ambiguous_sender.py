@@ -121,3 +121,30 @@ def test_an_ambiguous_sender_is_never_authenticated_even_with_a_trusted_dmarc_pa
         refused.authentication.evidence
         == "the sender is ambiguous: Sender (eve@example.com) differs from From (ada@example.com)"
     )
+
+
+LOOKALIKE_FORMS = [
+    ("fullwidth at sign", 'From: "ada\uff20example.com" <attacker@evil.example>\n'),
+    ("small at sign", "From: ada\ufe6bexample.com <attacker@evil.example>\n"),
+    ("fullwidth letters", 'From: "\uff41\uff44\uff41@example.com" <attacker@evil.example>\n'),
+    ("invisible joiner", 'From: "ada@\u2060example.com" <attacker@evil.example>\n'),
+    ("in a comment", "From: attacker@evil.example (ada\uff20example.com)\n"),
+    ("in Sender", "From: ada@example.com\nSender: attacker\uff20evil.example\n"),
+]
+
+
+@pytest.mark.parametrize(("form", "from_lines"), LOOKALIKE_FORMS, ids=[f for f, _ in LOOKALIKE_FORMS])
+def test_a_display_name_that_looks_like_another_address_to_a_person_is_ambiguous(
+    make_desk: MakeDesk, form: str, from_lines: str
+) -> None:
+    desk = make_desk(ITEMS)
+    explained = explain_message(desk.runtime, desk.account, _mail(from_lines, "[CLOSE#10]"))
+    assert explained.facts["sender.ambiguous"] is True, form
+
+
+def test_an_address_as_its_own_display_name_in_lookalike_characters_is_not_ambiguous(
+    make_desk: MakeDesk,
+) -> None:
+    desk = make_desk(ITEMS)
+    result = desk.deliver_raw(_mail('From: "ada\uff20example.com" <ada@example.com>\n', "[CLOSE#10]"))
+    assert (result.outcome, result.rule) == ("closed", "close_call")
