@@ -61,6 +61,8 @@ _SEPARATOR = re.compile(r"^[ \t]*(?:-{3,}[^-\n]{3,60}-{3,}|_{20,})[ \t]*$")
 # A date-first quote header with an address: 30.09.2017, 18.30, "John Doe" <john@example.com>:
 _ADDRESSED_HEADER = re.compile(r"\d.*<[^<>\s@]+@[^<>\s]+>[^\n]{0,40}[:：]\s*$")
 _QUOTED = re.compile(r"^[ \t]*>")
+# what the first line of a wrapped quote header carries: a time, a year, a date or an address
+_DATED = re.compile(r"\d{1,2}[:.h]\d{2}|\d{4}|\d{1,2}[./-]\d{1,2}|@")
 # what names the writer of a quoted copy on a separator line: a "wrote" verb or an address
 _WRITER = re.compile(r"@|" + "|".join(_WROTE_VERBS), re.IGNORECASE)
 _SIGNATURE = re.compile(r"^--[ \t]?$")
@@ -131,8 +133,20 @@ def _quote_header_length(lines: list[str], i: int) -> int:
             break
         joined = " ".join(part.strip() for part in lines[i : i + span])
         if _WROTE_LINE.search(joined) or _ADDRESSED_HEADER.search(joined):
-            return span
+            return 0 if span > 1 and _starts_below(lines, i, span) else span
     return 0
+
+
+def _starts_below(lines: list[str], i: int, span: int) -> bool:
+    """Whether a header found over lines ``i..i+span`` really starts below line ``i``.
+
+    So it does when the lines below are a whole quote header with its date or address (``On 1 Dec
+    2025 … wrote:``) and line ``i`` has neither: it is the person's own line, written without a blank
+    line before the header (a wrapped header's first line carries its date, time or address).
+    """
+    tail = " ".join(part.strip() for part in lines[i + 1 : i + span])
+    whole = _WROTE_LINE.search(tail) or _ADDRESSED_HEADER.search(tail)
+    return bool(whole and _DATED.search(tail) and not _DATED.search(lines[i]))
 
 
 def _wrapped(line: str) -> bool:

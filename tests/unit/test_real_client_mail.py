@@ -129,3 +129,11 @@ def test_only_the_human_part_of_a_delivery_report_is_its_body() -> None:
     assert message.body.startswith("I'm sorry to have to inform you")
     assert "Your call 100 has been updated" not in message.body
     assert (message.is_bounce, message.bounce_code) == (True, 550)
+
+
+def test_the_persons_line_right_above_a_quote_header_is_not_taken_for_its_first_part() -> None:
+    text = reply_portion(_parse("reply_without_a_blank_line_before_the_header.eml").body)
+
+    assert text == "\n".join(
+        ["Hello,", "the printer in room 12 still jams", "please send someone over to fix it this afternoon"]
+    )
