@@ -140,13 +140,15 @@ def from_trusted_arc_sealer(request: AuthenticationRequest) -> SenderAuthenticat
         return SenderAuthentication(False, "none", "ARC chain not validated (no trusted arc= result)")
     if not valid:
         return SenderAuthentication(False, "none", chain)
+    from engine.mail.auth_results import parse_results_value
+
     # our boundary's own set, if it seals too (Gmail, Exchange Online): its verdict is the chain's
     ours = {r.arc_instance for r in chain_results if r.arc_instance is not None}
     domain = request.from_domain
     seen: list[str] = []
     untrusted_after: str | None = None  # a later set by a sealer we do not trust
     for instance in sorted(sets, reverse=True):
-        sealer, results = sets[instance]
+        sealer, written = sets[instance]
         if sealer not in settings.trusted_arc_sealers:
             if instance not in ours and untrusted_after is None:
                 untrusted_after = f"ARC set i={instance} sealed by {sealer}"
@@ -157,6 +159,7 @@ def from_trusted_arc_sealer(request: AuthenticationRequest) -> SenderAuthenticat
                 "which we do not trust, came after it"
             )
             break
+        results = parse_results_value(written) if written is not None else {}
         for result in results.get("dmarc", ()):
             if result.result == "pass" and _for_domain(result, "header.from", domain):
                 evidence = f"ARC set i={instance} sealed by {sealer}: {result.describe()}; chain {chain}"
@@ -231,15 +234,15 @@ def _worst(results: tuple[TrustedResult, ...], domain: str, prop: str) -> str:
 
 def _arc_sets(
     trace_headers: tuple[tuple[str, str], ...],
-) -> tuple[dict[int, tuple[str, dict[str, tuple[TrustedResult, ...]]]], list[int]]:
-    """Each ARC instance's sealing domain (ARC-Seal d=) and its ARC-Authentication-Results, and
-    the instances that have more than one of either."""
+) -> tuple[dict[int, tuple[str, str | None]], list[int]]:
+    """Each ARC instance's sealing domain (ARC-Seal d=) and its ARC-Authentication-Results as
+    written (parsed only for a sealer we trust), and the instances that have more than one of either."""
     import dkim.util
 
-    from engine.mail.auth_results import arc_instance, instance_number, parse_results_value
+    from engine.mail.auth_results import arc_instance, instance_number
 
     sealers: dict[int, str] = {}
-    results: dict[int, dict[str, tuple[TrustedResult, ...]]] = {}
+    results: dict[int, str] = {}
     doubled: list[int] = []
     for name, value in trace_headers:
         if name == "arc-seal":
@@ -257,5 +260,5 @@ def _arc_sets(
             if number in results:
                 doubled.append(number)
             elif number is not None:
-                results[number] = parse_results_value(value.partition(";")[2])
-    return {i: (sealers[i], results.get(i, {})) for i in sealers}, doubled
+                results[number] = value.partition(";")[2]
+    return {i: (sealers[i], results.get(i)) for i in sealers}, doubled

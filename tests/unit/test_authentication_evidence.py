@@ -194,6 +194,34 @@ def test_an_arc_set_with_a_doubled_header_authenticates_nobody(doubled: str) -> 
     assert "ARC set i=1 has more than one ARC-Seal or ARC-Authentication-Results header" in verdict.evidence
 
 
+def test_only_the_arc_results_of_sets_sealed_by_a_trusted_sealer_are_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A megabyte of ARC-Authentication-Results took two seconds to parse, all for nothing."""
+    import engine.mail.auth_results
+
+    parsed_texts: list[str] = []
+    real = engine.mail.auth_results.parse_results_value
+    monkeypatch.setattr(
+        engine.mail.auth_results, "parse_results_value", lambda text: parsed_texts.append(text) or real(text)
+    )
+    settings = AuthenticationSettings(
+        trusted_authserv_ids=("mx.example.org",), trusted_arc_sealers=("l.example",)
+    )
+    flood = [f"ARC-Authentication-Results: i={i}; l.example" + "; a=pass" * 100 for i in range(3, 40)]
+    raw = parsed(
+        "Authentication-Results: mx.example.org; dmarc=fail header.from=example.com; arc=pass",
+        *flood,
+        "ARC-Seal: i=2; a=rsa-sha256; cv=pass; d=l.example; s=s; b=AA==",
+        "ARC-Authentication-Results: i=2; l.example; dmarc=pass header.from=example.com",
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=elsewhere.example; s=s; b=AA==",
+        "ARC-Authentication-Results: i=1; elsewhere.example" + "; a=pass" * 100,
+    )
+    verdict = authenticate_sender(parse_message(raw), settings, raw=raw)
+    assert (verdict.authenticated, verdict.method) == (True, "arc")
+    assert parsed_texts == [" l.example; dmarc=pass header.from=example.com"]
+
+
 def test_a_dmarc_result_that_names_no_domain_is_taken_for_the_from_domain() -> None:
     message = parse_message(parsed("Authentication-Results: mx.example.org; dmarc=pass"))
     assert authenticate_sender(message, OURS).method == "dmarc"
