@@ -30,6 +30,11 @@ _LINE_TAGS = frozenset(
     }
 )  # fmt: skip
 _WHITESPACE_RUN = re.compile(r"[ \t\n\r\f\v]+")
+_TAG = re.compile(r"<[^<>]*>")  # linear: a tag never runs past the next "<"
+# html.parser reads what follows an unclosed construct (a start tag without ">", a comment without
+# "-->") by looking for its end up to the end of the document, once per construct: time quadratic
+# in the rest (80 KB of "<a b='>'" took 17 s). A rest longer than this is read as text instead.
+MAX_UNCLOSED_REST = 4096
 _QUOTE_CLASS = re.compile(r"quote", re.IGNORECASE)
 
 
@@ -111,6 +116,11 @@ class _HtmlToText(HTMLParser):
         if tag == "blockquote" and self._blockquotes:
             self._quote_depth -= self._blockquotes.pop()
 
+    @property
+    def in_skipped_element(self) -> bool:
+        """Whether the text read now is inside a script, style, head, title or template."""
+        return self._skip_depth > 0
+
     def handle_data(self, data: str) -> None:
         if self._skip_depth:
             return
@@ -130,12 +140,17 @@ def html_to_text(html: str) -> tuple[str, str | None]:
     parser = _HtmlToText()
     problem = None
     try:
-        parser.feed(html)
+        parser.feed(html)  # linear: it stops at the first construct that does not end
+        if len(parser.rawdata) > MAX_UNCLOSED_REST:
+            problem = "HTML has a tag or comment that never ends; the rest was read with tags stripped"
+            rest, parser.rawdata = parser.rawdata, ""
+            if not parser.cdata_elem and not parser.in_skipped_element:
+                parser.handle_data(unescape(_TAG.sub(" ", rest)))
         parser.close()
         text = "".join(parser.chunks)
     except Exception as exc:  # HTMLParser is lenient, but a defect must never stop the mail
         problem = f"HTML could not be parsed ({type(exc).__name__}), tags were stripped"
-        text = unescape(re.sub(r"<[^>]*>", " ", html))
+        text = unescape(_TAG.sub(" ", html))
     text = text.replace("\xa0", " ").replace("\xad", "")
     lines = [line.strip(" ") if not line.startswith("- ") else line.rstrip() for line in text.split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
