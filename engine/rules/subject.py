@@ -5,8 +5,9 @@ elements (``engine.rules.vocabulary.ELEMENTS``); the words come from the rule pa
 :class:`Keywords` value. Each keyword set gets one compiled LALR parser, cached (and kept between
 processes by ``engine.config.kept``).
 
-Decisions: a number is a positive whole number of at most 18 significant digits (``0`` is not a
-number, so ``[CLOSE#0]`` is ordinary text; leading zeros are dropped). A mention's number must
+Decisions: a number is a positive whole number no larger than ``MAX_ITEM_NUMBER`` (``0`` is not a
+number, so ``[CLOSE#0]`` is ordinary text, and neither is ``Call 4155550123``, which no item can
+have; leading zeros are dropped). A mention's number must
 end there: ``call 555-0100``, ``Call 12.5`` and ``Task 10:30`` are not mentions. Reply prefixes
 count only at the very start. The first bracketed element wins, else the first mention.
 """
@@ -91,18 +92,23 @@ def _decide(prefixes: tuple[str, ...], elements: tuple[SubjectElement, ...]) -> 
 # ---- tokens to values ---------------------------------------------------------------------------
 
 _TRAILING_NUMBER = re.compile(r"([0-9]+)\s*\]?$")
+# the largest number an item can have: the number columns are 32-bit INTEGERs on PostgreSQL, where
+# a larger one in a query or a row fails the message's transaction ("integer out of range")
+MAX_ITEM_NUMBER = 2**31 - 1
 _PREFIX_TERMINAL = REPLY_PREFIX_SLOT.upper()
 _ELEMENT_OF_TERMINAL: Mapping[str, Element] = {element.terminal: element for element in ELEMENTS}
 
 
-def _element(token: Token) -> SubjectElement:
-    """The command ``token`` matched, read through its row in the table of elements."""
+def _element(token: Token) -> SubjectElement | None:
+    """The command ``token`` matched, read through its row in the table of elements (None: text)."""
     element = _ELEMENT_OF_TERMINAL[token.type]
     number = None
     if element.shape is not Shape.SUMMARY_TAG:
         found = _TRAILING_NUMBER.search(token)
         # The grammar guarantees the number; stripping zeros keeps int() within its digit limit.
         number = int(found.group(1).lstrip("0")) if found else None
+        if number is not None and number > MAX_ITEM_NUMBER:
+            return None
     bracketed = element.shape is not Shape.MENTION
     return SubjectElement(element.intent, number, bracketed, str(token), token.start_pos or 0)
 
@@ -113,7 +119,8 @@ class _SubjectTransformer(Transformer[Token, ParsedSubject]):
     def start(self, tokens: list[Token]) -> ParsedSubject:
         """Split prefixes from commands and decide the winner."""
         prefixes = tuple(str(t) for t in tokens if t.type == _PREFIX_TERMINAL)
-        elements = tuple(_element(t) for t in tokens if t.type != _PREFIX_TERMINAL)
+        read = (_element(t) for t in tokens if t.type != _PREFIX_TERMINAL)
+        elements = tuple(element for element in read if element is not None)
         return _decide(prefixes, elements)
 
 

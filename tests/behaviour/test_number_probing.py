@@ -105,3 +105,14 @@ def test_an_unauthenticated_sender_gets_the_same_outcome_and_answer_whether_or_n
         result = desk.deliver(subject.format(n=number), sender=forged)
         seen.append((result.outcome, result.rule, desk.outbox()))
     assert seen[0] == seen[1] == ("refused", "command_from_unauthenticated_sender", [])
+
+
+@pytest.mark.parametrize("sender", [STRANGER, "ada@example.com"])
+@pytest.mark.parametrize("subject", ["[CLOSE#99999999999]", "Please call 4155550123 about the printer"])
+def test_a_number_no_item_can_have_is_ordinary_text_on_every_database(
+    make_desk: MakeDesk, db_url: str, subject: str, sender: str
+) -> None:
+    """Not a database error (PostgreSQL's item numbers are 32-bit): the mail logs a call."""
+    desk = make_desk(ITEMS, database=db_url)
+    result = desk.deliver(subject, sender=sender)
+    assert (result.outcome, result.rule) == ("logged", "log_new_call"), result.reason

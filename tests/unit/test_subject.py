@@ -662,3 +662,20 @@ if HAVE_HYPOTHESIS:
     @given(st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=30).map("".join))
     def test_any_mix_of_keyword_fragments_never_raises(subject: str) -> None:
         assert_well_formed(subject, parse_subject(subject))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["[CLOSE#2147483648]", "[CALL#99999999999] more", "please call 4155550123", "Task 000002147483648"],
+)
+def test_a_number_larger_than_any_item_can_have_is_ordinary_text(subject: str) -> None:
+    """Item numbers are 32-bit columns on PostgreSQL: a longer one is a phone number, never an item."""
+    parsed = parse_subject(subject)
+    assert parsed.intent is Intent.UNRECOGNISED
+    assert_well_formed(subject, parsed)
+
+
+def test_the_largest_item_number_is_still_a_number() -> None:
+    parsed = parse_subject("[CLOSE#2147483647] [CALL#2147483648]")
+    assert (parsed.intent, parsed.number) == (Intent.CLOSE_CALL, 2147483647)
+    assert parse_subject("[CALL#2147483648] [CLOSE#12]").number == 12
