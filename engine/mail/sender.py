@@ -2,10 +2,12 @@
 
 A sender is **ambiguous** when the headers could make a person (or a rule) believe the mail came
 from someone other than the mailbox we would look up: several From headers, several mailboxes in
-From, From in group syntax (``carl@example.com: <attacker@evil.example>``), a display name or
-comment holding another address (``"carl@example.com" <attacker@evil.example>``), or a Sender
-header naming another mailbox than From (mailing lists do this; their mail then counts as from an
-unknown sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
+From (even one we cannot read: ``carl@example.com, "x"@evil.example``), From in group syntax
+(``carl@example.com: <attacker@evil.example>``, or a ``;`` as in ``carl@example.com;dmarc=pass``,
+which a DMARC check may copy into its verdict), a display name or comment holding
+another address (``"carl@example.com" <attacker@evil.example>``), or a Sender header naming
+another mailbox than From (mailing lists do this; their mail then counts as from an unknown
+sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
 authenticated, and it gets no automatic answer; ``mailgate explain`` prints the reason.
 """
 
@@ -15,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from engine.mail.header_bounds import address_elements
 from engine.mail.text import decode_header_words
 
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
@@ -30,7 +33,7 @@ def mailbox_key(address: str) -> str:
 
 
 def has_group_syntax(value: str) -> bool:
-    """Whether an address header uses group syntax: a ``:`` outside quotes, comments and ``<...>``."""
+    """Whether an address header uses group syntax: a ``:`` or ``;`` outside quotes, comments and ``<...>``."""
     in_quote = in_angle = escaped = False
     comment_depth = 0
     for char in value:
@@ -48,7 +51,7 @@ def has_group_syntax(value: str) -> bool:
             comment_depth = 1
         elif char in "<>":
             in_angle = char == "<"
-        elif char == ":" and not in_angle:
+        elif char in ":;" and not in_angle:
             return True
     return False
 
@@ -88,6 +91,11 @@ def sender_ambiguity(
     if len(from_mailboxes) > 1:
         listed = ", ".join(spec for _, spec in from_mailboxes)
         return f"From names {len(from_mailboxes)} mailboxes ({listed})"
+    # an entry we cannot read as a mailbox may be one to what else reads From (a mail program, our
+    # boundary's DMARC check): ``ada@example.com, "x"@evil.example``
+    entries = [e for e in address_elements("From", raw) if "@" in e or "<" in e]
+    if len(entries) > 1:
+        return f"From holds {len(entries)} addresses where one mailbox belongs ({_short(raw)})"
     address = as_seen(from_mailboxes[0][1]) if from_mailboxes else ""
     display = from_mailboxes[0][0] if from_mailboxes else ""
     for named in addresses_named(display):

@@ -148,3 +148,30 @@ def test_an_address_as_its_own_display_name_in_lookalike_characters_is_not_ambig
     desk = make_desk(ITEMS)
     result = desk.deliver_raw(_mail('From: "ada\uff20example.com" <ada@example.com>\n', "[CLOSE#10]"))
     assert (result.outcome, result.rule) == ("closed", "close_call")
+
+
+BESIDE_FORMS = [
+    ("a result after a semicolon", "From: ada@example.com;dmarc=pass\n"),
+    ("an unreadable address after a comma", 'From: ada@example.com, "x"@evil.example\n'),
+    ("an empty address after a comma", "From: ada@example.com, <>\n"),
+    ("a local part after a semicolon", "From: <ada@example.com>; attacker\n"),
+]
+
+
+@pytest.mark.parametrize(("form", "from_lines"), BESIDE_FORMS, ids=[f for f, _ in BESIDE_FORMS])
+def test_a_from_with_anything_beside_its_one_mailbox_is_ambiguous(
+    make_desk: MakeDesk, form: str, from_lines: str
+) -> None:
+    """What else reads From (our boundary's DMARC check, a mail program) may take the rest for the
+    sender, or copy it into its verdict: ``header.from=example.com;dmarc=pass``."""
+    desk = make_desk(ITEMS)
+    explained = explain_message(desk.runtime, desk.account, _mail(from_lines, "[CLOSE#10]"))
+    assert explained.facts["sender.ambiguous"] is True, form
+    assert explained.facts["sender.known"] is False
+
+
+def test_an_unquoted_comma_in_a_display_name_is_not_ambiguous(make_desk: MakeDesk) -> None:
+    """Some scripts write ``Lovelace, Ada <ada@example.com>``: no reader takes "Lovelace" for a mailbox."""
+    desk = make_desk(ITEMS)
+    result = desk.deliver_raw(_mail("From: Lovelace, Ada <ada@example.com>\n", "[CLOSE#10]"))
+    assert (result.outcome, result.rule) == ("closed", "close_call")
