@@ -33,7 +33,7 @@ def mailbox_key(address: str) -> str:
 
 
 def has_group_syntax(value: str) -> bool:
-    """Whether an address header uses group syntax: a ``:`` or ``;`` outside quotes, comments and ``<...>``."""
+    """Whether an address header uses group syntax: ``:`` or ``;`` outside quotes, comments, ``<>``."""
     in_quote = in_angle = escaped = False
     comment_depth = 0
     for char in value:
