@@ -86,9 +86,10 @@ def from_boundary(request: AuthenticationRequest) -> SenderAuthentication | None
     if all(result.result == "none" for result in dmarc):  # no DMARC policy published: as if no result
         dmarc = ()
     if dmarc:
-        for result in dmarc:
-            if result.result == "pass" and _for_domain(result, "header.from", domain):
-                return SenderAuthentication(True, "dmarc", result.describe())
+        ours = [result for result in dmarc if _for_domain(result, "header.from", domain)]
+        # a result other than pass for the From domain is final, even beside a pass (docs/security.md)
+        if ours and all(result.result == "pass" for result in ours):
+            return SenderAuthentication(True, "dmarc", ours[0].describe())
         return SenderAuthentication(False, "none", _worst(dmarc, domain, "header.from"))
     dkim = boundary.of("dkim")
     if dkim:
@@ -129,7 +130,7 @@ def from_trusted_arc_sealer(request: AuthenticationRequest) -> SenderAuthenticat
         return SenderAuthentication(False, "none", why)
     chain_results = request.boundary.of("arc")
     if chain_results:
-        valid = any(r.result == "pass" for r in chain_results)
+        valid = all(r.result == "pass" for r in chain_results)
         chain = chain_results[0].describe()
     elif settings.verify_dkim and request.raw is not None:
         from engine.mail.dkim_check import check_arc_chain, dns_lookup

@@ -290,3 +290,22 @@ def test_a_repeated_threading_header_leaves_the_sender_unauthenticated(make_desk
     result = desk.deliver_raw(f"{PASS}\n{ENTRY_HOP}\n".encode() + twice)
     _assert_refused_unanswered(desk, result, "the mail has 2 Message-ID headers")
     assert desk.call(30)["status"] == "open"
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        "dmarc=fail header.from=example.com; dmarc=pass header.from=example.com",
+        "dmarc=pass header.from=example.com; dmarc=fail header.from=example.com",
+        "dmarc=none header.from=example.com; dmarc=pass",  # as a verdict that copied From unescaped
+        "dmarc=pass header.from=example.com; dmarc=temperror header.from=example.com",
+    ],
+)
+def test_a_dmarc_pass_beside_another_result_for_the_from_domain_does_not_authenticate(
+    make_desk: MakeDesk, results: str
+) -> None:
+    desk = guarded_desk(make_desk)
+    header = f"Authentication-Results: {BOUNDARY}; {results}"
+    result = desk.deliver_raw(mail("[APPROVE#400]", "fran@example.com", [header, ENTRY_HOP]))
+    _assert_refused_unanswered(desk, result, "dmarc=")
+    assert desk.task(400)["status"] == "open"

@@ -222,6 +222,19 @@ def test_only_the_arc_results_of_sets_sealed_by_a_trusted_sealer_are_parsed(
     assert parsed_texts == [" l.example; dmarc=pass header.from=example.com"]
 
 
+def test_an_arc_fail_beside_an_arc_pass_leaves_the_chain_broken() -> None:
+    settings = AuthenticationSettings(
+        trusted_authserv_ids=("mx.example.org",), trusted_arc_sealers=("l.example",)
+    )
+    raw = parsed(
+        "Authentication-Results: mx.example.org; dmarc=fail header.from=example.com; arc=fail; arc=pass",
+        "ARC-Seal: i=1; a=rsa-sha256; cv=none; d=l.example; s=s; b=AA==",
+        "ARC-Authentication-Results: i=1; l.example; dmarc=pass header.from=example.com",
+    )
+    verdict = authenticate_sender(parse_message(raw), settings, raw=raw)
+    assert (verdict.authenticated, verdict.method) == (False, "none")
+
+
 def test_a_dmarc_result_that_names_no_domain_is_taken_for_the_from_domain() -> None:
     message = parse_message(parsed("Authentication-Results: mx.example.org; dmarc=pass"))
     assert authenticate_sender(message, OURS).method == "dmarc"
