@@ -4,10 +4,11 @@ A sender is **ambiguous** when the headers could make a person (or a rule) belie
 from someone other than the mailbox we would look up: several From headers, several mailboxes in
 From (even one we cannot read: ``carl@example.com, "x"@evil.example``), From in group syntax
 (``carl@example.com: <attacker@evil.example>``, or a ``;`` as in ``carl@example.com;dmarc=pass``,
-which a DMARC check may copy into its verdict), a display name or comment holding
-another address (``"carl@example.com" <attacker@evil.example>``), or a Sender header naming
-another mailbox than From (mailing lists do this; their mail then counts as from an unknown
-sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
+which a DMARC check may copy into its verdict), bidirectional controls that reorder what a reader
+sees (a display name of U+202E and ``moc.elpmaxe@lrac`` shows ``carl@example.com``), a display
+name or comment holding another address (``"carl@example.com" <attacker@evil.example>``), or a
+Sender header naming another mailbox than From (mailing lists do this; their mail then counts as
+from an unknown sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
 authenticated, and it gets no automatic answer; ``mailgate explain`` prints the reason.
 """
 
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from engine.mail.header_bounds import address_elements
 from engine.mail.text import decode_header_words
 
+# embeddings, overrides and isolates: U+202E then "moc.elpmaxe@ada" is shown as "ada@example.com"
+_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\"']+@[^@\s<>()\[\],;:\"']+\.[^@\s<>()\[\],;:\"']+")
 
 
@@ -88,6 +91,8 @@ def sender_ambiguity(
     raw = from_values[0] if from_values else ""
     if has_group_syntax(raw):
         return f"From uses group syntax ({_short(raw)})"
+    if _REORDERING.search(decode_header_words(raw)[0]):
+        return "From holds bidirectional controls that reorder what a reader sees"
     if len(from_mailboxes) > 1:
         listed = ", ".join(spec for _, spec in from_mailboxes)
         return f"From names {len(from_mailboxes)} mailboxes ({listed})"

@@ -175,3 +175,19 @@ def test_an_unquoted_comma_in_a_display_name_is_not_ambiguous(make_desk: MakeDes
     desk = make_desk(ITEMS)
     result = desk.deliver_raw(_mail("From: Lovelace, Ada <ada@example.com>\n", "[CLOSE#10]"))
     assert (result.outcome, result.rule) == ("closed", "close_call")
+
+
+@pytest.mark.parametrize(
+    "from_line",
+    [
+        'From: "\u202emoc.elpmaxe@ada\u202c" <attacker@evil.example>\n',  # shown as ada@example.com
+        "From: =?utf-8?b?4oCubW9jLmVscG1heGVAYWRh4oCs?= <attacker@evil.example>\n",  # the same, encoded
+        'From: "Ada \u2067moc.elpmaxe@ada\u2069" <attacker@evil.example>\n',  # an isolate
+    ],
+)
+def test_a_display_name_that_reorders_itself_for_the_reader_is_ambiguous(
+    make_desk: MakeDesk, from_line: str
+) -> None:
+    desk = make_desk(ITEMS)
+    explained = explain_message(desk.runtime, desk.account, _mail(from_line, "[CLOSE#10]"))
+    assert explained.facts["sender.ambiguous"] is True
