@@ -6,9 +6,10 @@ From (even one we cannot read: ``carl@example.com, "x"@evil.example``), From in 
 (``carl@example.com: <attacker@evil.example>``, or a ``;`` as in ``carl@example.com;dmarc=pass``,
 which a DMARC check may copy into its verdict), bidirectional controls that reorder what a reader
 sees (a display name of U+202E and ``moc.elpmaxe@lrac`` shows ``carl@example.com``), a display
-name or comment holding another address (``"carl@example.com" <attacker@evil.example>``), or a
-Sender header naming another mailbox than From (mailing lists do this; their mail then counts as
-from an unknown sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
+name or comment holding another address (``"carl@example.com" <attacker@evil.example>``), a From
+address that reads as another (full-width ``ｃａｒｌ@example.com``), or a Sender header naming
+another mailbox than From (mailing lists do this; their mail then counts as from an unknown
+sender). An ambiguous sender is treated as unknown: nobody is looked up for it, it is not
 authenticated, and it gets no automatic answer; ``mailgate explain`` prints the reason.
 """
 
@@ -101,7 +102,10 @@ def sender_ambiguity(
     entries = [e for e in address_elements("From", raw) if "@" in e or "<" in e]
     if len(entries) > 1:
         return f"From holds {len(entries)} addresses where one mailbox belongs ({_short(raw)})"
-    address = as_seen(from_mailboxes[0][1]) if from_mailboxes else ""
+    written = from_mailboxes[0][1] if from_mailboxes else ""
+    address = as_seen(written)
+    if address != written:  # "ａｄａ@example.com", "ad\u00ada@example.com": looked up as nobody, read as Ada
+        return f"the From address {written!r} reads as {address}"
     display = from_mailboxes[0][0] if from_mailboxes else ""
     for named in addresses_named(display):
         if named != address:

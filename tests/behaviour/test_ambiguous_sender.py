@@ -191,3 +191,17 @@ def test_a_display_name_that_reorders_itself_for_the_reader_is_ambiguous(
     desk = make_desk(ITEMS)
     explained = explain_message(desk.runtime, desk.account, _mail(from_line, "[CLOSE#10]"))
     assert explained.facts["sender.ambiguous"] is True
+
+
+@pytest.mark.parametrize(
+    "from_line",
+    [
+        "From: \uff41\uff44\uff41@example.com\n",  # full-width letters
+        "From: ad\u00ada@example.com\n",  # an invisible soft hyphen
+        "From: ada@example\u2024com\n",  # a one-dot leader for the dot
+    ],
+)
+def test_a_from_address_that_reads_as_another_is_ambiguous(make_desk: MakeDesk, from_line: str) -> None:
+    desk = make_desk(ITEMS)
+    explained = explain_message(desk.runtime, desk.account, _mail(from_line, "Printer on fire"))
+    assert explained.facts["sender.ambiguous"] is True
