@@ -72,6 +72,11 @@ _FIRST_HEADER_LINE = re.compile(rb"From |[!-9;-~]+:")
 # a match starts only where a run of address characters starts, so a long run is read once, not
 # once per character (findall on 150 KB of letters took 35 s)
 _ADDR_SPEC = re.compile(r"(?<![^@\s<>()\[\],;:\"])[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+")
+# an address found in a malformed header: standing on its own, not inside a quoted string or
+# glued to another "@" (``"ada@example.com"@evil.example`` and ``ada@example.com@evil.example``
+# are no mailbox of ada@example.com's)
+_LOOSE_ADDR_SPEC = re.compile(r"(?<![^\s<,;:])[^@\s<>()\[\],;:\"]+@[^@\s<>()\[\],;:\"]+(?![^\s>,;])")
+_SPECIALS = re.compile(r"[@\s<>()\[\],;:\"\\]")
 _MESSAGE_ID = re.compile(r"<([^<>]*)>")
 _LINE_BREAK = re.compile(rb"\r\n|\n|\r")
 _BARE_CR = re.compile(rb"\r(?!\n)")
@@ -127,7 +132,8 @@ class _Headers:
         usable = [(self._name(display), _addr_spec(spec)) for display, spec in found]
         usable = [(display, spec) for display, spec in usable if _ADDR_SPEC.fullmatch(spec)]
         if not usable:
-            usable = [("", spec.lower()) for element in elements for spec in _ADDR_SPEC.findall(element)]
+            loose = _LOOSE_ADDR_SPEC.findall
+            usable = [("", spec.lower()) for element in elements for spec in loose(element)]
             if usable:
                 self._problems.add(f"{name} header is malformed, found {usable[0][1]} in it")
         return usable
@@ -162,10 +168,24 @@ class _Headers:
 
 
 def _addr_spec(spec: str) -> str:
-    """An address lower-cased, with the encoded words some mailers (Python's own) write in it decoded."""
-    if "=?" in spec:
-        spec, _ = decode_header_words(spec)
-    return spec.strip().lower()
+    """An address lower-cased, with the encoded words some mailers (Python's own) write in it decoded.
+
+    The words of the local part and of the domain are decoded each on its own, and only into
+    plain text: words that would make an "@" or another special (``=?utf-8?q?ada=40example.com?=``)
+    are left as written, and the address is then unreadable.
+    """
+    local, at, domain = spec.strip().rpartition("@")
+    if at and "=?" in spec:
+        local, domain = _plain_words(local), _plain_words(domain)
+    return f"{local}{at}{domain}".lower()
+
+
+def _plain_words(text: str) -> str:
+    """``text`` with its encoded words decoded, unless that would add an address special."""
+    if "=?" not in text:
+        return text
+    decoded, _ = decode_header_words(text)
+    return text if _SPECIALS.search(decoded) else decoded
 
 
 def _body_charset(msg: Message) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.errors import MailError
 from engine.mail.message import parse_message
 from engine.mail.sender import has_group_syntax, mailbox_key
 
@@ -70,3 +71,34 @@ def test_mailbox_key_ignores_letter_case_and_plus_tags() -> None:
     assert mailbox_key("ann+a+b@example.com") == "ann@example.com"
     assert mailbox_key("ann@example.com") == "ann@example.com"
     assert mailbox_key("+only@example.com") == "+only@example.com"  # no base name left: kept whole
+
+
+# an address that is not the mailbox the mail names, only text inside it
+HIDDEN_ADDRESSES = [
+    ("quoted local part", b'From: "carl@example.com"@evil.example\n'),
+    ("quoted local part, spaced", b'From: "carl@example.com" @evil.example\n'),
+    ("two at signs", b"From: carl@example.com@evil.example\n"),
+    ("encoded word making the at sign", b"From: <=?utf-8?q?carl=40example.com?=>\n"),
+    ("encoded word making the whole address", b"From: =?utf-8?q?carl=40example.com?=\n"),
+]
+
+
+@pytest.mark.parametrize("headers", [h for _, h in HIDDEN_ADDRESSES], ids=[f for f, _ in HIDDEN_ADDRESSES])
+def test_an_address_hidden_in_a_quoted_local_part_or_an_encoded_word_is_never_the_sender(
+    headers: bytes,
+) -> None:
+    with pytest.raises(MailError, match="From header unparseable"):  # quarantined, never read as Carl
+        parse_message(headers + b"Subject: [CLOSE#12]\n\nbody\n")
+
+
+@pytest.mark.parametrize(
+    ("headers", "address"),
+    [
+        (b"From: =?utf-8?q?j=C3=B6rg?=@example.com\n", "j\u00f6rg@example.com"),  # Python writes these
+        (b"From: Carl <carl@example.com\n", "carl@example.com"),  # an unclosed angle bracket
+        (b"From: Carl Example carl@example.com\n", "carl@example.com"),
+        (b'From: "Example, Carl" carl@example.com\n', "carl@example.com"),
+    ],
+)
+def test_a_mailbox_written_loosely_but_on_its_own_is_still_read(headers: bytes, address: str) -> None:
+    assert parse_message(headers + b"Subject: hi\n\nbody\n").from_address == address
