@@ -127,11 +127,17 @@ def authenticated_by_token(
     """``found``, or authentication by reply token when a valid token names exactly ``item``.
 
     A token counts for its own item only: a sender proven for call 12 is not authenticated for
-    call 13, nor for a mail about no item. A verdict that already authenticates is kept; evidence
-    against (e.g. a DMARC failure) stays in the evidence beside the token.
+    call 13, nor for a mail about no item. A verdict that already authenticates is kept; other
+    evidence against (a missing or an erroring result) stays in the evidence beside the token. A
+    DMARC failure of the From domain at our boundary (``found.refuted``) is not outweighed: a
+    token travels with every copy of our mail (quoted in the References of any reply to it), so
+    it proves the sender read our mail only when nothing says the From is forged.
     """
     if found.authenticated or not proof.proves(item):
         return found
+    if found.refuted:
+        why = f"{found.evidence}; a reply token about {item} does not outweigh a DMARC failure"
+        return SenderAuthentication(False, "none", why, refuted=True)
     evidence = f"reply token signed for {sender} about {item}"
     if found.evidence and found.evidence != "not checked":
         evidence += f"; also: {found.evidence}"

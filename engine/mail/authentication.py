@@ -42,6 +42,9 @@ class SenderAuthentication:
     authenticated: bool
     method: Method
     evidence: str
+    # our boundary's DMARC check failed for the From domain: the From is forged, as far as its
+    # owner says, and a reply token (a copy of our mail can reach others) does not outweigh that
+    refuted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The form the ledger and ``explain --json`` show."""
@@ -90,7 +93,8 @@ def from_boundary(request: AuthenticationRequest) -> SenderAuthentication | None
         # a result other than pass for the From domain is final, even beside a pass (docs/security.md)
         if ours and all(result.result == "pass" for result in ours):
             return SenderAuthentication(True, "dmarc", ours[0].describe())
-        return SenderAuthentication(False, "none", _worst(dmarc, domain, "header.from"))
+        refuted = any(result.result == "fail" for result in ours)
+        return SenderAuthentication(False, "none", _worst(dmarc, domain, "header.from"), refuted)
     dkim = boundary.of("dkim")
     if dkim:
         from engine.mail.dkim_check import aligned
@@ -185,16 +189,18 @@ def authenticate_sender(
         return repeated
     request = AuthenticationRequest(message, settings, raw, extra or {})
     against: list[str] = []
+    refuted = False
     for source in SOURCES:
         verdict = source(request)
         if verdict is None:
             continue
         if verdict.authenticated:
             return verdict
+        refuted = refuted or verdict.refuted
         if verdict.evidence not in against:
             against.append(verdict.evidence)
     if against:
-        return SenderAuthentication(False, "none", "; ".join(against))
+        return SenderAuthentication(False, "none", "; ".join(against), refuted)
     if not settings.configured:
         return SenderAuthentication(False, "none", "no sender authentication configured for this account")
     return SenderAuthentication(False, "none", "no authentication result from a trusted server")

@@ -339,3 +339,31 @@ def test_the_messages_of_one_batch_read_the_secrets_once_and_a_later_transaction
     with transaction(engine) as session:
         after = token_secrets(session)
     assert len(reads) == 1 and after.signing != batch[0].signing  # a new transaction sees the rotation
+
+
+BOUNDARY = "mx.desk.example"
+ENTRY_HOP = (
+    "Received: from mail.example.com (mail.example.com [192.0.2.10]) by mx.desk.example (Postfix)"
+    " with ESMTPS id 4Dm0 for <helpdesk@desk.example>; Mon, 2 Mar 2026 09:30:00 +0000"
+)
+
+
+def _through_boundary(subject: str, in_reply_to: str, result: str) -> bytes:
+    """Ada's reply as our boundary hands it over, with its DMARC verdict ``result`` for example.com."""
+    verdict = f"Authentication-Results: {BOUNDARY}; dkim=none; dmarc={result} header.from=example.com"
+    return f"{verdict}\n{ENTRY_HOP}\n".encode() + _raw(subject, "ada@example.com", in_reply_to)
+
+
+def test_a_token_does_not_outweigh_our_boundarys_dmarc_failure_of_the_from_domain(
+    make_desk: MakeDesk,
+) -> None:
+    trusting = {"trusted_authserv_ids": [BOUNDARY]}
+    desk = make_desk(ITEMS, flags=REQUIRED, authentication=trusting)
+    ours = _our_message(desk)  # ada's token for call 10, as it travels in any copy of our mail
+    forged = desk.deliver_raw(_through_boundary("Re: [CLOSE#10]", ours, "fail (p=reject)"))
+    assert (forged.outcome, forged.rule) == ("refused", "command_from_unauthenticated_sender")
+    assert forged.reason is not None and "does not outweigh a DMARC failure" in forged.reason
+    assert desk.call(10)["status"] == "open"
+    # a result that says nothing of forgery (a DNS error at the boundary) leaves the token its proof
+    unsure = desk.deliver_raw(_through_boundary("Re: [CLOSE#10]", ours, "temperror"))
+    assert (unsure.outcome, unsure.rule) == ("closed", "close_call")
