@@ -36,6 +36,7 @@ MAX_ADDRESSES = 2_000  # addresses in one address header
 MAX_ADDRESS_CHARS = 512  # one address with its display name and comments
 MAX_PARAMETERS = 100  # ';' in a Content-Type or Content-Disposition field
 MAX_KEY_BYTES = 255  # a ledger key (a Message-ID): longer ones are replaced by their digest
+MAX_MIME_PARTS = 1_000  # MIME parts in one message, itself included (each may become a stored attachment)
 
 _ADDRESS_LISTS = frozenset(
     {"to", "cc", "bcc", "reply-to", "resent-to", "resent-cc", "resent-bcc", "resent-reply-to"}
@@ -127,6 +128,8 @@ def check_part_headers(msg: Message) -> None:
     Runs after compat32 parsed the message and before any field value is interpreted.
     """
     for number, part in _walk_parts(msg):
+        if number >= MAX_MIME_PARTS:  # 100,000 empty parts are 10 MB of mail and 100,000 rows
+            raise MailError(f"more than {MAX_MIME_PARTS:,} MIME parts exceed the limit of {MAX_MIME_PARTS:,}")
         where = f" of MIME part {number}" if number else ""
         fields = (
             (str(name), len(str(name)) + 2 + len(str(value)), str(value)) for name, value in part.raw_items()

@@ -14,6 +14,7 @@ from engine.mail.header_bounds import (
     MAX_ADDRESS_CHARS,
     MAX_ADDRESSES,
     MAX_KEY_BYTES,
+    MAX_MIME_PARTS,
     address_elements,
     ledger_key,
 )
@@ -158,3 +159,23 @@ def test_a_long_message_id_is_keyed_by_its_digest_and_the_same_id_gives_the_same
     assert key == ledger_key(long_id, "f" * 64)  # the id, not the bytes, names the message
     assert ledger_key("short@example.org", "0" * 64) == "short@example.org"
     assert ledger_key(None, "ab" * 32) == "sha256:" + "ab" * 32
+
+
+def _parts(count: int) -> bytes:
+    boundary = b"b0undary"
+    body = b"".join(b"--" + boundary + b"\nContent-Type: text/plain\n\nx\n" for _ in range(count))
+    return (
+        b'From: a@example.org\nSubject: parts\nContent-Type: multipart/mixed; boundary="b0undary"\n\n'
+        + body
+        + b"--"
+        + boundary
+        + b"--\n"
+    )
+
+
+def test_a_mail_of_100000_mime_parts_is_quarantined_naming_the_limit() -> None:
+    assert quarantine_reason(_parts(100_000)) == "more than 1,000 MIME parts exceed the limit of 1,000"
+
+
+def test_a_mail_of_as_many_mime_parts_as_allowed_is_read() -> None:
+    assert parse_message(_parts(MAX_MIME_PARTS - 1)).body.count("x") == MAX_MIME_PARTS - 1
