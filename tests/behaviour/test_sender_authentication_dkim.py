@@ -97,6 +97,12 @@ def checking_desk(make_desk: MakeDesk, dns: DnsTestServer, **authentication: Any
     return make_desk(ITEMS, flags=REQUIRED, authentication=settings)
 
 
+def list_trusting_desk(make_desk: MakeDesk) -> Desk:
+    """A desk that requires authentication, trusts our boundary and the list's ARC sealer."""
+    trusting = {"trusted_authserv_ids": ["mx.desk.example"], "trusted_arc_sealers": ["lists.example.org"]}
+    return make_desk(ITEMS, flags=REQUIRED, authentication=trusting)
+
+
 def _approved_by(desk: Desk, result: Any, method: str) -> str:
     assert (result.outcome, result.rule) == ("approved", "approve_task"), result.reason
     update = next(h for h in desk.task(400)["history"] if h["kind"] == "email_update")
@@ -202,14 +208,7 @@ def test_no_dkim_check_when_a_trusted_result_decides(
 def test_an_arc_set_from_a_trusted_sealer_authenticates_a_mail_a_list_changed(
     make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
 ) -> None:
-    desk = make_desk(
-        ITEMS,
-        flags=REQUIRED,
-        authentication={
-            "trusted_authserv_ids": ["mx.desk.example"],
-            "trusted_arc_sealers": ["lists.example.org"],
-        },
-    )
+    desk = list_trusting_desk(make_desk)
     ours = b"Authentication-Results: mx.desk.example; dkim=fail header.d=example.com;"
     ours += b" dmarc=fail header.from=example.com; arc=pass\n"
     evidence = _approved_by(
@@ -266,14 +265,7 @@ def test_a_trusted_sealers_verdict_does_not_survive_an_untrusted_sealer_after_it
     own = checking_desk(make_desk, dns, trusted_arc_sealers=["lists.example.org"])
     reason = _refused(own, own.deliver_raw(attacked))
     assert "ARC set i=2 sealed by evil.example, which we do not trust, came after" in reason
-    boundary = make_desk(
-        ITEMS,
-        flags=REQUIRED,
-        authentication={
-            "trusted_authserv_ids": ["mx.desk.example"],
-            "trusted_arc_sealers": ["lists.example.org"],
-        },
-    )
+    boundary = list_trusting_desk(make_desk)
     ours = b"Authentication-Results: mx.desk.example; dmarc=fail header.from=example.com; arc=pass\n"
     reason = _refused(boundary, boundary.deliver_raw(ours + attacked))
     assert "ARC set i=2 sealed by evil.example, which we do not trust, came after" in reason
@@ -283,14 +275,7 @@ def test_our_boundarys_own_arc_set_above_a_trusted_sealers_keeps_its_verdict(
     make_desk: MakeDesk, dns: DnsTestServer, private_key: bytes
 ) -> None:
     """As Gmail and Exchange Online do: the boundary seals too, its verdict in that set's results."""
-    desk = make_desk(
-        ITEMS,
-        flags=REQUIRED,
-        authentication={
-            "trusted_authserv_ids": ["mx.desk.example"],
-            "trusted_arc_sealers": ["lists.example.org"],
-        },
-    )
+    desk = list_trusting_desk(make_desk)
     listed = through_list(private_key, signed(private_key))
     verdict = b"dkim=fail header.d=example.com; dmarc=fail header.from=example.com; arc=pass"
     sealed_by_us = resealed(private_key, listed, b"mx.desk.example", verdict)
