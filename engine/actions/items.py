@@ -8,6 +8,7 @@ from typing import Any, Literal
 from engine.actions.base import Action, ActionContext, Item
 from engine.errors import MailgateError
 from engine.mail.message import reply_portion
+from engine.outgoing.outbox import bodies_of_our_messages
 from engine.storage.models import Call, Person
 
 
@@ -101,7 +102,8 @@ class AppendHistory(Action):
         """Write the history entry."""
         body = ctx.message.body
         if ctx.account.flags.truncate_incoming_emails and ctx.facts.get("message.is_reply_to_us"):
-            body = reply_portion(body)
+            answered = [*ctx.message.in_reply_to, *ctx.message.references]
+            body = reply_portion(body, lambda: bodies_of_our_messages(ctx.session, answered))
         header = f"Email from {ctx.message.from_address}: {ctx.message.subject}".strip()
         add_history(ctx, self.kind, f"{header}\n\n{body}".rstrip())
 

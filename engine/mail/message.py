@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -336,11 +336,14 @@ def _header_block_size(data: bytes) -> int:
     return min(ends) + 1 if ends else len(data)
 
 
-def reply_portion(body: str) -> str:
-    """The new text of a reply, without the quoted earlier mail; the body unchanged if none is found."""
+def reply_portion(body: str, ours: Callable[[], Sequence[str]] | None = None) -> str:
+    """The new text of a reply, without the quoted earlier mail; the body unchanged if none is found.
+
+    ``ours`` gives the text of the mails of ours it answers, asked for only when it is needed.
+    """
     # imported here, at the first reply to one of our mails (append_history trims it): its
     # patterns take longer to compile than most modules take to import, and a start-up, or a
     # run without such a reply, needs none of them
     from engine.mail.reply_text import new_text_of_reply
 
-    return new_text_of_reply(body)
+    return new_text_of_reply(body, ours)

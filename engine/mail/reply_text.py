@@ -21,6 +21,7 @@ were lost; its model has no place for them.)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 # Verbs of the "<someone> wrote:" line in the desk's languages (en de fr es it nl pt sv da no fi pl
 # cs ru uk ja zh ko tr), as Gmail, Apple Mail, Thunderbird, Outlook for Mac, K-9, iOS, Android,
@@ -88,8 +89,12 @@ _SENT_FROM_WORDS = 8  # "Sent from my Samsung Galaxy smartphone." is six; a sent
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
 
-def new_text_of_reply(body: str) -> str:
-    """The person's own text of a reply, wherever it stands; the body unchanged when unsure."""
+def new_text_of_reply(body: str, ours: Callable[[], Sequence[str]] | None = None) -> str:
+    """The person's own text of a reply, wherever it stands; the body unchanged when unsure.
+
+    ``ours``: asked (once, only when the reply holds an unquoted copy) for the text of the mails of
+    ours it answers. In such a copy only their lines go; what the person typed inside it stays.
+    """
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     kept: list[str] = []
     i, end = 0, len(lines)
@@ -101,7 +106,10 @@ def new_text_of_reply(body: str) -> str:
                 i = after  # the header introduces a quoted block: both go
                 continue
             if _is_unquoted_copy_start(lines, i, header):
-                break  # Outlook's copy below a header block or separator: the rest is the copy
+                # Outlook's copy below a header block or separator: the rest is the copy, but for
+                # what the person typed into it ("answers in red"), where we know what we sent
+                kept += _typed_into_copy(lines, i + header, ours() if ours is not None else ())
+                break
         line = lines[i]
         if _QUOTED.match(line):
             i += 1
@@ -114,6 +122,32 @@ def new_text_of_reply(body: str) -> str:
         i += 1
     text = _BLANK_RUNS.sub("\n\n", "\n".join(kept)).strip("\n")
     return text.rstrip() if text.strip() else body
+
+
+def _typed_into_copy(lines: list[str], start: int, ours: Sequence[str]) -> list[str]:
+    """The lines of an unquoted copy from ``start`` that are no text of ``ours`` (none without it).
+
+    A line is ours when its words, spaces folded and case ignored, are a run of whole words of one
+    of our mails (a mail program may wrap our lines anew). The copy's own header fields, quoted
+    lines, and everything from an older copy's header down are not the person's either.
+    """
+    if not ours:
+        return []
+    known = " " + " ".join(" ".join(text.split()).casefold() for text in ours) + " "
+    i = _next_text_line(lines, start)
+    while i < len(lines) and _ANY_FIELD.match(lines[i]):  # Thunderbird's fields below its separator
+        i += 1
+    kept: list[str] = []
+    for j in range(i, len(lines)):
+        header = _quote_header_length(lines, j)
+        if header and _is_unquoted_copy_start(lines, j, header):
+            break  # an older mail, copied into ours
+        words = " ".join(lines[j].split()).casefold()
+        if not words:
+            kept.append("")
+        elif not _QUOTED.match(lines[j]) and f" {words} " not in known:
+            kept.append(lines[j])
+    return kept if any(line.strip() for line in kept) else []
 
 
 def _quote_header_length(lines: list[str], i: int) -> int:

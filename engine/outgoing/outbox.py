@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,6 +127,18 @@ def look_up_recent_replies(addresses: Iterable[str], now: datetime) -> None:
 _OURS_AMONG = sa_select(col(OutboxMessage.message_id)).where(
     col(OutboxMessage.message_id).in_(bindparam("ids", expanding=True))
 )
+
+
+_BODIES_OF_OURS = sa_select(col(OutboxMessage.body)).where(
+    col(OutboxMessage.message_id).in_(bindparam("ids", expanding=True))
+)
+
+
+def bodies_of_our_messages(session: Session, ids: Sequence[str]) -> list[str]:
+    """The text of the outgoing messages of ours among these Message-IDs (those a reply answers)."""
+    if not ids:
+        return []
+    return [str(row[0]) for row in run_statement(session, _BODIES_OF_OURS, {"ids": sorted(set(ids))}).rows]
 
 
 def look_up_our_messages(ids: Iterable[str]) -> None:

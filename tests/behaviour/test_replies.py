@@ -91,6 +91,29 @@ def test_answering_a_logged_reply_updates_that_call_with_the_new_text_only(
     assert not desk.has_call((logged.number or 0) + 1)
 
 
+def test_answers_typed_into_outlooks_copy_of_our_reply_are_kept_in_the_history(
+    make_desk: MakeDesk, db_url: str
+) -> None:
+    desk = make_desk(ITEMS, database=db_url)
+    logged = desk.deliver("Scanner will not scan", body="It shows error E42.\n")
+    [reply] = desk.outbox()
+    copy = reply["body"].splitlines()
+    answer = (
+        "My answers are in the copy below.\n\n"
+        f"From: Service Desk <{desk.account.address}>\n"
+        "Sent: Monday, March 2, 2026 9:31 AM\n"
+        "To: Ada <ada@example.com>\n"
+        f"Subject: {reply['subject']}\n\n"
+        + "\n".join([copy[0], "It is a Canon LiDE 400, on USB.", *copy[1:]])
+        + "\n"
+    )
+    desk.deliver("RE: " + reply["subject"], body=answer, in_reply_to=reply["message_id"])
+    [update] = desk.texts(desk.call(logged.number or 0), "email_update")
+    assert "My answers are in the copy below." in update
+    assert "It is a Canon LiDE 400, on USB." in update
+    assert "Thank you for contacting" not in update and copy[0] not in update
+
+
 @pytest.mark.parametrize(
     ("first", "sender", "entity", "number"),
     [

@@ -239,3 +239,49 @@ def test_more_mobile_clients_sent_from_lines_are_cut(line: str) -> None:
 
     _assert_kept_and_removed(text, NEW_TOP)
     assert line not in text
+
+
+OUTLOOK_COPY = """Done, see my answer below.
+
+From: Service Desk <helpdesk@example.com>
+Sent: Monday, December 1, 2025 10:00 AM
+To: Ada <ada@example.com>
+Subject: [CALL#7] Call 7 has been logged
+
+Your email has been logged as call 7: Printer jams.
+Is the printer connected to the network?
+Yes, it is on VLAN 20, port 14.
+Thank you for contacting the service
+desk.
+
+From: Ada <ada@example.com>
+Sent: Monday, December 1, 2025 9:55 AM
+Subject: Printer jams
+
+The printer jams on every page.
+"""
+OUR_MAIL = (
+    "Your email has been logged as call 7: Printer jams.\n"
+    "Is the printer connected to the network?\n\n"
+    "Thank you for contacting the service desk.\n"
+)
+
+
+def test_words_typed_into_outlooks_copy_of_our_mail_are_kept_and_our_lines_go() -> None:
+    asked: list[int] = []
+
+    def ours() -> list[str]:
+        asked.append(1)
+        return [OUR_MAIL]
+
+    assert new_text_of_reply(OUTLOOK_COPY, ours) == (
+        "Done, see my answer below.\n\nYes, it is on VLAN 20, port 14."
+    )  # our lines go even where Outlook wrapped them anew; the older copy below goes too
+    assert asked == [1]
+    assert new_text_of_reply("Thanks!\n\n> quoted\n", ours) == "Thanks!"
+    assert asked == [1]  # asked only for a reply holding an unquoted copy
+
+
+def test_without_the_mail_we_sent_an_outlook_copy_goes_whole() -> None:
+    assert new_text_of_reply(OUTLOOK_COPY) == "Done, see my answer below."
+    assert new_text_of_reply(OUTLOOK_COPY, lambda: []) == "Done, see my answer below."
