@@ -221,6 +221,7 @@ class Pipelined:
 # the batch's connection in pipeline mode in this task (or thread)
 _PIPELINE: ContextVar[Pipelined | None] = ContextVar("mailgate_pipeline", default=None)
 _ON = 1  # libpq's PQ_PIPELINE_ON: in pipeline mode, not aborted by an error
+_IN_ERROR = 3  # libpq's PQTRANS_INERROR: in a transaction the server aborted (psycopg.pq.TransactionStatus)
 
 
 def _driver_error(dialect: Dialect, sql: str, exc: Exception) -> Exception:
@@ -272,6 +273,10 @@ def pipelined(connection: Connection, *, optimistic: bool = False) -> Iterator[N
         pipeline.__exit__(None, None, None)
     except dialect.loaded_dbapi.Error as exc:
         raise _driver_error(dialect, "(pipeline)", exc) from None
+    # COMMIT in an aborted transaction rolls back without an error: the mails would be deleted
+    if driver.info.transaction_status == _IN_ERROR:  # type: ignore[union-attr]
+        aborted = dialect.loaded_dbapi.errors.InFailedSqlTransaction("the batch's transaction was aborted")
+        raise _driver_error(dialect, "(commit)", aborted) from None
 
 
 def settle_driver(dialect: Dialect, driver: Any) -> None:
