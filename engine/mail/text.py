@@ -125,10 +125,12 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
     try:
         codecs.lookup(codec)
         text = data.decode(codec)
-        if len(text) == len(data) and codec != "utf-8" and _is_utf8_text(data):
+        if len(text) == len(data) and codec != "utf-8":
             # a single-byte label decodes any bytes, so UTF-8 sent under it never fails: it is told
             # by being valid UTF-8, which 8-bit text in such a charset practically never is
-            return data.decode("utf-8"), f"text declared {declared} is UTF-8, decoded as utf-8"
+            utf8 = _as_utf8_text(data)
+            if utf8 is not None:
+                return utf8, f"text declared {declared} is UTF-8, decoded as utf-8"
         return text, None
     except LookupError:
         text, used = _guess_decode(data)
@@ -142,15 +144,15 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
     return text, f"text is not valid {declared}, decoded as {used}"
 
 
-def _is_utf8_text(data: bytes) -> bool:
-    """Whether 8-bit bytes are valid UTF-8 (not plain ASCII, which every label reads alike)."""
+def _as_utf8_text(data: bytes) -> str | None:
+    """8-bit bytes read as UTF-8 if they are valid UTF-8 (None for plain ASCII, which every label
+    reads alike, and for bytes that are not UTF-8)."""
     if data.isascii():
-        return False
+        return None
     try:
-        data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-    return True
+        return None
 
 
 def _guess_decode(data: bytes, exclude: str = "", hint: str | None = None) -> tuple[str, str]:
