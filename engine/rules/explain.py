@@ -229,49 +229,33 @@ def trace_json(data: dict[str, Any]) -> str:
 _TRACE_JSON = json.JSONEncoder(default=str)  # json.dumps(..., default=str) builds one per call
 
 
-def _around_rules_tried_parts(data: dict[str, Any]) -> tuple[str, str]:
-    """The JSON text of ``data`` (``json.dumps(data, default=str)``) before and after the list of
-    its (inner) ``rules_tried``."""
+def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
+    """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
     keys = list(data)
     at = keys.index("rules_tried")
     head = _TRACE_JSON.encode({key: data[key] for key in keys[:at]})
     tail = _TRACE_JSON.encode({key: data[key] for key in keys[at + 1 :]})
-    return f'{head[:-1]}, "rules_tried": ', f", {tail[1:]}"
+    return f'{head[:-1]}, "rules_tried": {tried}, {tail[1:]}'
 
 
-def _around_rules_tried(data: dict[str, Any], tried: str) -> str:
-    """``json.dumps(data, default=str)``, with ``tried`` as the JSON of its (inner) ``rules_tried``."""
-    before, after = _around_rules_tried_parts(data)
-    return f"{before}{tried}{after}"
-
-
-# the JSON of the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity:
-# as many as a pack has distinct traces (a few dozen for the default pack), at most this many kept
-# and the same, encoded and deflated as a segment for a stored trace (engine.rules.trace_form)
-_TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], str, bytes, bytes]] = {}
+# the rules tried of each of the packs' shared choices (``RulePack.choose``), by identity, as JSON
+# encoded and deflated as a segment for a stored trace (engine.rules.trace_form): as many as a pack
+# has distinct traces (a few dozen for the default pack), at most this many kept
+_TRIED_LISTS: dict[int, tuple[tuple[RuleTried, ...], bytes, bytes]] = {}
 _TRIED_LISTS_KEPT = 256
 
 
-def _rules_tried_entry(tried: tuple[RuleTried, ...]) -> tuple[tuple[RuleTried, ...], str, bytes, bytes]:
+def _rules_tried_segment(tried: tuple[RuleTried, ...]) -> tuple[bytes, bytes]:
+    """The JSON list of the rules tried (as ``Explanation.to_json`` gives them), encoded, and
+    deflated as a segment to splice into a stored trace; made once per choice."""
     found = _TRIED_LISTS.get(id(tried))
     if found is not None and found[0] is tried:
-        return found
-    text = "[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]"
-    encoded = text.encode()
+        return found[1], found[2]
+    encoded = ("[" + ", ".join(_tried_json(t.rule, t.matched, t.why) for t in tried) + "]").encode()
     if len(_TRIED_LISTS) >= _TRIED_LISTS_KEPT:
         _TRIED_LISTS.clear()
-    entry = _TRIED_LISTS[id(tried)] = (tried, text, encoded, deflated_segment(encoded))
-    return entry
-
-
-def _rules_tried_json(tried: tuple[RuleTried, ...]) -> str:
-    """The JSON list of the rules tried, as ``Explanation.to_json`` gives them, made once per choice."""
-    return _rules_tried_entry(tried)[1]
-
-
-def _rules_tried_segment(tried: tuple[RuleTried, ...]) -> tuple[bytes, bytes]:
-    """That JSON encoded, and deflated as a segment to splice into a stored trace; once per choice."""
-    _, _, encoded, segment = _rules_tried_entry(tried)
+    segment = deflated_segment(encoded)
+    _TRIED_LISTS[id(tried)] = (tried, encoded, segment)
     return encoded, segment
 
 
