@@ -153,7 +153,7 @@ class Pipelined:
     ledger: dict[tuple[str, str], str | None] = field(default_factory=dict)
     ledger_asked: set[tuple[str, str]] = field(default_factory=set)
     recorded: list[tuple[str, str]] = field(default_factory=list)
-    apart: Connection | None = None  # for what is committed at once (engine.storage.numbers.next_number)
+    apart: Any = None  # engine.storage.numbers.NumbersApart: the batch's numbers, committed at once
     # rows read ahead for the whole batch: (table name, id) -> the row's values, in column order;
     # and the senders' addresses (as looked up) -> the id of their person, or None for nobody
     rows: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
@@ -262,13 +262,13 @@ def pipelined(connection: Connection, *, optimistic: bool = False) -> Iterator[N
     except BaseException as exc:
         _PIPELINE.reset(token)
         if batch.apart is not None:
-            batch.apart.close()
+            batch.apart.close(failed=True)
         if not driver.closed:  # type: ignore[union-attr]
             pipeline.__exit__(type(exc), exc, exc.__traceback__)
         raise
     _PIPELINE.reset(token)
     if batch.apart is not None:
-        batch.apart.close()
+        batch.apart.close(failed=False)
     try:
         pipeline.__exit__(None, None, None)
     except dialect.loaded_dbapi.Error as exc:

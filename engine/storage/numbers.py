@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from engine.storage import models
@@ -33,26 +36,39 @@ _STORE_SEQUENCE = (
 )
 
 
-def _reserve_statement(name: str) -> Any:
-    """One UPDATE ... RETURNING that takes the next number: the sequence's, or one above the highest."""
+def _reserve_statement(name: str, count: Any = 1) -> Any:
+    """One UPDATE ... RETURNING that takes the next ``count`` numbers: from the sequence's, or from
+    one above the highest in use; it returns the sequence's new value (the last number taken + 1)."""
     table = NUMBERED[name]
     highest = sa_select(func.coalesce(func.max(table.number), 0)).scalar_subquery()
     next_value = col(NumberSequence.next_value)
     return (
         update(NumberSequence)
         .where(col(NumberSequence.name) == bindparam("seq_name"))
-        .values(next_value=case((next_value > highest, next_value), else_=highest + 1) + 1)
+        .values(next_value=case((next_value > highest, next_value), else_=highest + 1) + count)
         .returning(next_value)
     )
 
 
 _RESERVE = {name: _reserve_statement(name) for name in NUMBERED}
-# On PostgreSQL, the same, committed without waiting for the disk (``_reserve_apart`` says why that
-# is safe): ``set_config(..., true)`` sets ``synchronous_commit`` for this statement's transaction only
+# On PostgreSQL, ``count`` numbers at once, committed without waiting for the disk (``_reserve_apart``
+# says why that is safe): ``set_config(..., true)`` sets ``synchronous_commit`` for this statement's
+# transaction only
 _RESERVE_APART = {
-    name: statement.where(func.set_config("synchronous_commit", "off", True).is_not(None))
-    for name, statement in _RESERVE.items()
+    name: _reserve_statement(name, bindparam("count")).where(
+        func.set_config("synchronous_commit", "off", True).is_not(None)
+    )
+    for name in NUMBERED
 }
+# numbers taken back by their sequence: only if it still stands where the batch left it
+_GIVE_BACK = (
+    update(NumberSequence)
+    .where(
+        col(NumberSequence.name) == bindparam("seq_name"), col(NumberSequence.next_value) == bindparam("end")
+    )
+    .values(next_value=bindparam("first"))
+)
+NUMBERS_TAKEN_AT_ONCE = 16  # by a batch on PostgreSQL, in one round trip
 
 
 def next_number(session: Session, name: str) -> int:
@@ -103,19 +119,74 @@ def _reserve_apart(engine: Engine, name: str) -> int:
     It loses nothing: the batch that uses the number commits later, and waiting for its own
     commit flushes the log up to it, the number's commit included; a number whose commit a
     server crash lost was used by no committed row, and the reservation never goes below the
-    highest number in use.
+    highest number in use. A batch takes its numbers several at a time (``NumbersApart``).
     """
     batch = pipelined_batch()
     if batch is not None and batch.connection.engine is engine:  # one connection for the batch's numbers
         if batch.apart is None:
-            batch.apart = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        reserved = run_statement_on(batch.apart, _RESERVE_APART[name], {"seq_name": name}).scalar()
+            batch.apart = NumbersApart(engine)
+        number: int | None = batch.apart.take(name)
     else:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as apart:
-            reserved = run_statement_on(apart, _RESERVE_APART[name], {"seq_name": name}).scalar()
-    if reserved is None:  # the row was deleted by hand: recreate it, in a transaction of its own
+            values = {"seq_name": name, "count": 1}
+            reserved = run_statement_on(apart, _RESERVE_APART[name], values).scalar()
+            number = None if reserved is None else int(reserved) - 1
+    if number is None:  # the row was deleted by hand: recreate it, in a transaction of its own
         with Session(engine) as session:
             number = _reserve_within(session, name)
             session.commit()
-        return number
-    return int(reserved) - 1
+    return number
+
+
+# per database, numbers of each sequence a batch took and neither used nor could give back (another
+# process took numbers since): the process's next batch uses them first
+_KEPT: weakref.WeakKeyDictionary[Engine, dict[str, list[int]]] = weakref.WeakKeyDictionary()
+
+
+class NumbersApart:
+    """A batch's own connection for its new numbers, taken ``NUMBERS_TAKEN_AT_ONCE`` at a time.
+
+    Contract: ``take`` returns a number no one else has or will be given, or None when the
+    sequence's row is gone. ``close`` gives the numbers the batch took and did not use back to
+    their sequence when it still stands where the batch left it (so one process leaves no gaps
+    this way); when another process took numbers since, or the batch failed, the process's next
+    batch uses them first. A number a rolled-back message used is a gap, as before.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.free: dict[str, list[int]] = {}  # per sequence, the numbers taken and not used, in order
+        self.end: dict[str, int] = {}  # per sequence, its value after the numbers this batch took last
+
+    def take(self, name: str) -> int | None:
+        """The next number of ``name`` (see the class)."""
+        free = self.free.setdefault(name, [])
+        if not free:
+            free += _KEPT.get(self.engine, {}).pop(name, [])
+        if not free:
+            values = {"seq_name": name, "count": NUMBERS_TAKEN_AT_ONCE}
+            end = run_statement_on(self.connection, _RESERVE_APART[name], values).scalar()
+            if end is None:
+                return None
+            self.end[name] = int(end)
+            free += range(int(end) - NUMBERS_TAKEN_AT_ONCE, int(end))
+        return free.pop(0)
+
+    def close(self, *, failed: bool) -> None:
+        """Give back or keep the numbers not used (see the class), then close the connection."""
+        try:
+            for name, free in self.free.items():
+                if free and not failed and free[-1] + 1 == self.end.get(name):
+                    first = len(free) - 1  # the run of numbers the sequence ended with, given back whole
+                    while first > 0 and free[first - 1] + 1 == free[first]:
+                        first -= 1
+                    values = {"seq_name": name, "end": free[-1] + 1, "first": free[first]}
+                    with contextlib.suppress(DBAPIError):  # the database failed: they are kept
+                        if run_statement_on(self.connection, _GIVE_BACK, values).rowcount == 1:
+                            del free[first:]
+                if free:
+                    kept = _KEPT.setdefault(self.engine, {}).setdefault(name, [])
+                    kept[:] = sorted({*kept, *free})
+        finally:
+            self.connection.close()
