@@ -8,6 +8,7 @@ when a rule's actions need them (``load_rows``).
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -28,7 +29,7 @@ from engine.mail.message import IncomingMessage
 from engine.outgoing.outbox import known_ours
 from engine.rules.facts import FactValue
 from engine.rules.subject import Intent, ParsedSubject
-from engine.storage.direct import pipelined_batch, run_statement
+from engine.storage.direct import pipelined_batch, run_statement, run_statement_on
 from engine.storage.models import Call, GroupMember, OutboxMessage, Person, Request, Task
 from engine.storage.queries import UNKNOWN, known_sender
 from engine.storage.rows import load_persistent
@@ -118,16 +119,47 @@ _TARGET_ROW_BY_NUMBER: dict[str, Any] = {
     name: select(*table.__table__.columns).where(col(table.number) == bindparam("number"))  # type: ignore[union-attr]
     for name, table in (("call", Call), ("request", Request), ("task", Task))
 }
+_TARGET_ROWS_BY_NUMBERS: dict[str, Any] = {
+    name: select(*table.__table__.columns).where(col(table.number).in_(bindparam("numbers", expanding=True)))  # type: ignore[union-attr]
+    for name, table in (("call", Call), ("request", Request), ("task", Task))
+}
+_BY_NUMBER = {"call": "call number", "request": "request number", "task": "task number"}  # keys in batch.rows
+
+
+def look_up_targets(subjects: Iterable[ParsedSubject | None]) -> None:
+    """In a batch in pipeline mode (PostgreSQL), read the items these subjects name at once.
+
+    One SELECT per kind of item for the batch, where each reply would wait for its own. A row is
+    used as read only while the batch has not written it (``_target_row``); an item not found is
+    asked for again (an earlier message of the batch may log it). Elsewhere this does nothing.
+    """
+    batch = pipelined_batch()
+    if batch is None or batch.pipeline is None:
+        return
+    wanted: dict[str, set[int]] = {}
+    for subject in subjects:
+        entity = _TARGET_ENTITY.get(subject.intent) if subject is not None else None
+        if entity is not None and subject is not None and subject.number is not None:
+            wanted.setdefault(entity, set()).add(subject.number)
+    for entity, numbers in wanted.items():
+        found = run_statement_on(
+            batch.connection, _TARGET_ROWS_BY_NUMBERS[entity], {"numbers": sorted(numbers)}
+        )
+        for row in found.rows:
+            batch.rows[(entity, row.id)] = batch.rows[(_BY_NUMBER[entity], row.number)] = row
 
 
 def _target_row(session: Session, entity: str, number: int) -> Any:
     batch = pipelined_batch()
     if batch is None:
         return run_statement(session, _TARGET_BY_NUMBER[entity], {"number": number}).first()
-    # a PostgreSQL batch: the whole row, so that load_rows makes it without a round trip of its own
+    ahead: Any = batch.rows.get((_BY_NUMBER[entity], number))
+    if ahead is not None and batch.rows.get((entity, ahead.id)) is ahead:  # read ahead, not written since
+        return ahead
+    # the whole row, so that load_rows makes it without a round trip of its own
     row = run_statement(session, _TARGET_ROW_BY_NUMBER[entity], {"number": number}).first()
     if row is not None:
-        batch.rows[(entity, row.id)] = tuple(row)
+        batch.rows[(entity, row.id)] = batch.rows[(_BY_NUMBER[entity], number)] = row
     return row
 
 

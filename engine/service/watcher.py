@@ -46,6 +46,7 @@ from engine.config.model import AccountConfig
 from engine.mail.message import IncomingMessage
 from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult, process_message
+from engine.rules.gather import look_up_targets
 from engine.rules.subject import ParsedSubject
 from engine.rules.vocabulary import Keywords
 from engine.runtime import Runtime
@@ -356,6 +357,7 @@ class AccountWatcher:
                 look_up_senders(senders)
                 look_up_recent_replies(senders, utcnow())
                 look_up_our_messages(i for m in messages for i in (*m.in_reply_to, *m.references))
+                look_up_targets(_subject(fetched, index, keywords) for index in range(len(refs)))
             for index, ref in enumerate(refs):
                 if self.stop.is_set():  # finish the message in hand, begin no other
                     break

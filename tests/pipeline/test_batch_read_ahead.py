@@ -3,7 +3,8 @@
 On both databases the batch asks for all its keys, senders and their recent automatic replies at
 once (engine.storage.ledger.look_up_ahead, engine.storage.queries.look_up_senders, engine.outgoing.
 outbox.look_up_recent_replies): on PostgreSQL that saves round trips, on SQLite a statement per
-message each. Either way, a sender first seen
+message each. On PostgreSQL it also reads the items its subjects name (engine.rules.gather.
+look_up_targets). Either way, a sender first seen
 in the batch is known to its next message, the replies the batch queues count against the rate
 limit, and a message whose writes are rolled back leaves nothing the next one believes in.
 """
@@ -22,7 +23,8 @@ from sqlmodel import col, select
 from engine.mail.message import parse_message
 from engine.outgoing.outbox import look_up_our_messages, look_up_recent_replies
 from engine.pipeline import ProcessResult
-from engine.rules.gather import is_reply_to_us
+from engine.rules.gather import is_reply_to_us, look_up_targets
+from engine.rules.subject import parse_subject
 from engine.storage.db import batch_transaction, transaction
 from engine.storage.ledger import look_up_ahead
 from engine.storage.models import Person, utcnow
@@ -42,6 +44,8 @@ def process_batch_as_the_service(desk: Desk, raws: list[bytes]) -> list[ProcessR
         look_up_ahead("helpdesk", [message.key for message in messages])
         look_up_senders(message.from_address for message in messages)
         look_up_recent_replies([message.from_address for message in messages], utcnow())
+        keywords = desk.runtime.pack_for(desk.runtime.config.accounts[0]).keywords
+        look_up_targets(parse_subject(message.subject, keywords) for message in messages)
         return [desk.process(raw) for raw in raws]
 
 
@@ -123,3 +127,30 @@ def test_on_sqlite_a_batch_reads_its_senders_ledger_keys_and_replies_once_not_pe
     ledger = [s for s in statements if s.startswith("SELECT ledgerentry.") and "message_key" in s]
     replies = [s for s in statements if "FROM outboxmessage" in s and "answered_address" in s]
     assert (len(people), len(ledger), len(replies)) == (1, 1, 1), statements
+
+
+ONE_CALL_CHANGED_THEN_NAMED_AGAIN = [
+    make_mail("[CALL#100] the toner is out", "ada@example.com", message_id="<t1@example.com>"),
+    make_mail("[CLOSE#100]", "ada@example.com", message_id="<t2@example.com>"),
+    make_mail("[CALL#100] it broke again", "ada@example.com", message_id="<t3@example.com>"),
+    make_mail("[CLOSE#100]", "ada@example.com", message_id="<t4@example.com>"),
+]
+
+
+def test_an_item_read_ahead_and_changed_by_a_message_is_seen_changed_by_the_next(desk: Desk) -> None:
+    """The outcomes mails get one by one (the call closed by the second, so the rest are refused)."""
+    results = process_batch_as_the_service(desk, ONE_CALL_CHANGED_THEN_NAMED_AGAIN)
+    assert [r.outcome for r in results] == ["updated", "closed", "refused", "refused"]
+
+
+def test_an_item_logged_earlier_in_the_batch_is_found_by_a_later_message_naming_it(desk: Desk) -> None:
+    first = make_mail("Printer broken", "ada@example.com", message_id="<n1@example.com>")
+    results = process_batch_as_the_service(desk, [first])
+    logged = results[0].number
+    assert logged is not None
+    raws = [
+        make_mail("Scanner broken", "ada@example.com", message_id="<n2@example.com>"),
+        make_mail(f"[CALL#{logged + 1}] and the scanner", "ada@example.com", message_id="<n3@example.com>"),
+    ]
+    results = process_batch_as_the_service(desk, raws)
+    assert [(r.outcome, r.number) for r in results] == [("logged", logged + 1), ("updated", logged + 1)]
