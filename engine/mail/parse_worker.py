@@ -13,8 +13,10 @@ reason; reading longer than the time limit gives a reason saying so); its subjec
 given or it could not be read in time (the service reads it then); and, for a message that was
 read, its original: with
 ``keep_originals`` a pair of paths ``(originals_file, account)``, the original is kept in that
-originals' file (engine.storage.original_file) and committed before the answer is written, which
-says True; with ``keep_originals`` True, the original as it is stored
+originals' file (engine.storage.original_file), which the answer says with True: the request's
+originals are one transaction, committed before the request's last answer is written; when they
+could not be, that last answer's original is False, and every True of the request is void (the
+service keeps those originals itself); with ``keep_originals`` True, the original as it is stored
 (``engine.mail.original_form.compress_original``) for the service to keep (also when the file
 could not be written); else None. Either way the work is done here, off the service's process,
 which is the busier one. End of stdin
@@ -72,6 +74,7 @@ def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> Inco
 
 _FILES: dict[str, OriginalsFile] = {}  # the originals' files written to, each opened once
 _FAILED: set[str] = set()  # those that could not be written: the service keeps their originals
+_OPEN: dict[str, bool] = {}  # the files with a transaction open in this request: whether it still holds
 
 
 def read_subject(subject: str, keywords: Keywords, seconds: float) -> ParsedSubject | None:
@@ -110,6 +113,10 @@ def answer_one(
         kept = _FILES.get(path)
         if kept is None:
             kept = _FILES[path] = OriginalsFile(Path(path))
+        if path not in _OPEN:
+            _OPEN[path] = False
+            kept.begin()
+            _OPEN[path] = True
         kept.keep(
             account=account,
             key=parsed.key,
@@ -121,10 +128,41 @@ def answer_one(
             data=compressed,
         )
     except Exception as exc:  # a full disk, a broken file: the service keeps the originals instead
-        _FAILED.add(path)
-        print(f"mailgate parse worker: originals left to the service: {path}: {exc}", file=sys.stderr)
+        _give_up_on(path, exc)
         return parsed, subject, compressed
     return parsed, subject, True
+
+
+def _give_up_on(path: str, exc: Exception) -> None:
+    """Leave the originals of ``path`` to the service from now on, the request's kept ones too."""
+    _FAILED.add(path)
+    if path in _OPEN:
+        _OPEN[path] = False
+        with contextlib.suppress(Exception):
+            _FILES[path].rollback()
+    print(f"mailgate parse worker: originals left to the service: {path}: {exc}", file=sys.stderr)
+
+
+def commit_originals() -> bool:
+    """Commit the originals kept in this request; False if any of them could not be kept."""
+    held = True
+    for path, holding in _OPEN.items():
+        if holding:
+            try:
+                _FILES[path].commit()
+            except Exception as exc:
+                _give_up_on(path, exc)
+                holding = False
+        held = held and holding
+    _OPEN.clear()
+    return held
+
+
+def _last_answer(answer: Answer) -> Answer:
+    """The request's last answer, once its originals are committed: its original False if they were not."""
+    if commit_originals():
+        return answer
+    return answer[0], answer[1], False
 
 
 def write_frame(stream: IO[bytes], value: object) -> None:
@@ -183,8 +221,10 @@ def main() -> None:
             # the first batch is answered before the subject parser is loaded (a few dozen ms):
             # until the worker has answered once, the service does not wait for it
             ready = "engine.rules.subject" in sys.modules
-            for raw in cast(list[bytes], raws):
-                write_frame(answers, answer_one(raw, ours, seconds, keep, keywords if ready else None))
+            raws = cast(list[bytes], raws)
+            for index, raw in enumerate(raws):
+                answer = answer_one(raw, ours, seconds, keep, keywords if ready else None)
+                write_frame(answers, _last_answer(answer) if index == len(raws) - 1 else answer)
             if keywords is not None and not ready:
                 read_subject("", keywords, seconds)  # loads the parser for the next batches
     except Exception as exc:  # the service parses in its own process from now on, and says so

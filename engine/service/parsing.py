@@ -58,6 +58,18 @@ class WorkerGone(Exception):
     """The parse worker ended, or its answer could not be read."""
 
 
+def originals_held(originals: list[bytes | bool | None], *, complete: bool) -> list[bytes | bool | None]:
+    """The originals the service can count on as the worker answered them (``complete``: all came).
+
+    The originals' file holds a batch's originals (True) only once the batch's last answer came
+    and did not say False (engine.mail.parse_worker): else each True is None, and the service
+    keeps that original itself.
+    """
+    if complete and originals and originals[-1] is not False:
+        return originals
+    return [None if original is True or original is False else original for original in originals]
+
+
 class Parsing:
     """One batch handed to the worker: a future per message, answered in order."""
 
@@ -274,7 +286,8 @@ class ParseAhead:
     async def results(self, parsing: Parsing | None, raws: list[bytes]) -> list[Parsed | None]:
         """What ``submit`` started, message by message; None for each message to be parsed here.
 
-        The originals the worker compressed are left in ``parsing.originals``, message by message.
+        The originals the worker compressed are left in ``parsing.originals``, message by message
+        (True for one it kept in the originals' file, once the batch's last answer says all are).
 
         A message the worker holds past the time limit is answered as quarantined (over the time
         limit) and the worker is killed; the messages after it are left to be parsed here.
@@ -305,6 +318,7 @@ class ParseAhead:
             parsing.originals[len(found)] = original
             parsing.subjects[len(found)] = subject
             found.append(MailError(value) if isinstance(value, str) else value)
+        parsing.originals = originals_held(parsing.originals, complete=len(found) == len(raws))
         return found + unparsed[len(found) :]
 
     async def _answer(self, worker: _Worker, answer: Future[Answer], waiting_since: float) -> Answer:

@@ -4,9 +4,9 @@ A kept original is the bulk of what a message writes (a mail with attachments is
 megabyte), and only ``mailgate message show`` and the console read it again. In a file of its own
 it stays out of the desk's working set, its writes do not wait for the desk's single writer (nor
 make it wait), and the service's parse worker writes it while it reads the message
-(``engine.mail.parse_worker``), on the other core, instead of the service's process. Each original
-is committed before the message's answer leaves the worker, so before the ledger entry that links
-to it.
+(``engine.mail.parse_worker``), on the other core, instead of the service's process. A batch's
+originals are committed together before the worker's last answer for the batch leaves it, so
+before the ledger entry that links to any of them.
 
 Rows are keyed by (account, message key, fingerprint): the worker writes before the ledger has
 chosen the key (a mail reusing another's Message-ID is recorded as ``<key>#<fingerprint>``), and
@@ -83,7 +83,9 @@ def timestamp(moment: datetime) -> str:
 
 
 class OriginalsFile:
-    """One connection to an originals' file; every ``keep`` is committed when it returns.
+    """One connection to an originals' file; every ``keep`` is committed when it returns, except
+    between ``begin`` and ``commit`` (or ``rollback``), which make the rows kept between them one
+    transaction (the parse worker keeps a batch's originals in one).
 
     Contract: ``keep`` never replaces a row; ``find`` gives rows oldest first; ``purge`` drops rows
     received before a moment. Several processes may use the file at once (WAL, a busy timeout).
@@ -114,6 +116,19 @@ class OriginalsFile:
         """Store one original (committed on return); a row for the same mail already there stays."""
         values = (account, key, fingerprint, message_id, timestamp(received_at), size, compression, data)
         self._db.execute(_INSERT, values)
+
+    def begin(self) -> None:
+        """Start a transaction: the rows kept until ``commit`` are committed together."""
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        """Commit the transaction ``begin`` started."""
+        self._db.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """End the transaction ``begin`` started, keeping none of its rows (if it is still open)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def find(self, keys: Iterable[str], key_pairs: Iterable[tuple[str, str]] = ()) -> list[StoredOriginal]:
         """The rows whose message key is one of ``keys``, or (key, fingerprint) one of ``key_pairs``."""

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 import pickle
+import sqlite3
 import subprocess
 import sys
 import zlib
+from pathlib import Path
 
+import pytest
+
+from engine.mail import parse_worker
 from engine.mail.message import IncomingMessage, parse_message
 from engine.mail.parse_worker import read_frame, write_frame
 from engine.rules.subject import Intent, default_keywords, parse_subject
+from engine.service.parsing import originals_held
+from engine.storage.original_file import OriginalsFile
 
 GOOD = b"From: Ann <ann@example.com>\r\nSubject: printer\r\nMessage-ID: <w1@example.com>\r\n\r\nHelp\r\n"
 NO_SENDER = b"Subject: who?\r\n\r\nbody\r\n"
@@ -95,3 +102,52 @@ def test_a_broken_stream_stops_the_worker_with_one_line_and_no_traceback() -> No
     assert done.returncode == 1
     assert done.stderr.decode().startswith("mailgate parse worker: stopped:")
     assert b"Traceback" not in done.stderr and done.stderr.count(b"\n") == 1
+
+
+# --- the originals' file: a batch's originals in one transaction ----------------------------------
+
+
+def _rows_in(path: Path) -> int:
+    """The rows another connection sees committed in an originals' file."""
+    return len(OriginalsFile(path).rows())
+
+
+def _second(n: int) -> bytes:
+    return GOOD.replace(b"<w1@example.com>", f"<w{n}@example.com>".encode())
+
+
+def test_a_batchs_originals_are_one_transaction_committed_before_its_last_answer(tmp_path: Path) -> None:
+    path = tmp_path / "desk.originals.sqlite"
+    keep = (str(path), "helpdesk")
+    first = [parse_worker.answer_one(_second(n), frozenset(), 30.0, keep) for n in (1, 2)]
+    assert [original for _, _, original in first] == [True, True]
+    assert _rows_in(path) == 0  # not yet: the batch's last answer is not written
+    last = parse_worker._last_answer(parse_worker.answer_one(_second(3), frozenset(), 30.0, keep))
+    assert last[2] is True
+    assert _rows_in(path) == 3
+
+
+def test_a_batchs_originals_that_cannot_be_committed_are_void_in_its_last_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "full-disk.originals.sqlite"
+    keep = (str(path), "helpdesk")
+    first = parse_worker.answer_one(_second(1), frozenset(), 30.0, keep)
+    assert first[2] is True
+
+    def disk_full(self: OriginalsFile) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(OriginalsFile, "commit", disk_full)
+    last = parse_worker._last_answer(parse_worker.answer_one(_second(2), frozenset(), 30.0, keep))
+    assert last[2] is False  # every True of the batch is void: the service keeps them
+    monkeypatch.undo()
+    assert _rows_in(path) == 0
+    after = parse_worker.answer_one(_second(3), frozenset(), 30.0, keep)
+    assert isinstance(after[2], bytes)  # from then on the service keeps them, compressed here
+
+
+def test_the_service_counts_on_the_workers_originals_only_when_the_batchs_last_answer_holds_them() -> None:
+    assert originals_held([True, None, True], complete=True) == [True, None, True]
+    assert originals_held([True, b"z", False], complete=True) == [None, b"z", None]
+    assert originals_held([True, True, None], complete=False) == [None, None, None]  # the worker died
