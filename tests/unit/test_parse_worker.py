@@ -151,3 +151,19 @@ def test_the_service_counts_on_the_workers_originals_only_when_the_batchs_last_a
     assert originals_held([True, None, True], complete=True) == [True, None, True]
     assert originals_held([True, b"z", False], complete=True) == [None, b"z", None]
     assert originals_held([True, True, None], complete=False) == [None, None, None]  # the worker died
+
+
+def test_a_new_originals_file_has_pages_of_16_kb_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    new = OriginalsFile(tmp_path / "new.originals.sqlite")
+    assert new._db.execute("PRAGMA page_size").fetchone() == (16384,)
+    older_path = tmp_path / "older.originals.sqlite"
+    with sqlite3.connect(older_path) as older:  # as an earlier release made it: 4 KB pages, WAL
+        older.execute("PRAGMA page_size=4096")
+        older.execute("PRAGMA journal_mode=WAL")
+        older.execute("CREATE TABLE kept (x)")
+    older.close()
+    reopened = OriginalsFile(older_path)
+    assert reopened._db.execute("PRAGMA page_size").fetchone() == (4096,)
+    keep = (str(older_path), "helpdesk")
+    assert parse_worker._last_answer(parse_worker.answer_one(_second(9), frozenset(), 30.0, keep))[2] is True
+    assert _rows_in(older_path) == 1
