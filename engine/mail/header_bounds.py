@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from email.message import Message
 
@@ -58,29 +57,33 @@ def _shown(name: str) -> str:
 
 def _check_fields(fields: Iterable[tuple[str, int, str | None]], where: str) -> None:
     """Raise MailError for the first field over its size, then for too many fields (of one name)."""
-    names: Counter[str] = Counter()
+    counts: dict[str, int] = {}  # per lower-case name (a dict: a Counter costs twice the time here)
     written: dict[str, str] = {}
     for name, size, value in fields:
         lower = name.lower()
-        limit = field_limit(lower)
-        if size > limit:
+        if size > MAX_FIELD_BYTES and size > field_limit(lower):
+            limit = field_limit(lower)
             raise MailError(f"{_shown(name)} header{where} of {size:,} bytes exceeds the limit of {limit:,}")
         if value is not None and lower in _PARAMETER_FIELDS and value.count(";") > MAX_PARAMETERS:
             raise MailError(
                 f"{_shown(name)} header{where} has {value.count(';'):,} parameters, "
                 f"over the limit of {MAX_PARAMETERS}"
             )
-        names[lower] += 1
-        written.setdefault(lower, name)
-    if not names:
+        count = counts.get(lower)
+        if count is None:
+            counts[lower] = 1
+            written[lower] = name
+        else:
+            counts[lower] = count + 1
+    total = sum(counts.values())
+    if total <= MAX_FIELDS_OF_ONE_NAME:  # as in nearly every mail: neither limit below can be reached
         return
-    common, count = names.most_common(1)[0]
-    if count > MAX_FIELDS_OF_ONE_NAME:
+    common = max(counts, key=counts.__getitem__)
+    if counts[common] > MAX_FIELDS_OF_ONE_NAME:
         raise MailError(
-            f"{count:,} {_shown(written[common])} header fields{where} exceed the limit of "
+            f"{counts[common]:,} {_shown(written[common])} header fields{where} exceed the limit of "
             f"{MAX_FIELDS_OF_ONE_NAME:,} of one name"
         )
-    total = sum(names.values())
     if total > MAX_FIELDS:
         raise MailError(
             f"{total:,} header fields{where} exceed the limit of {MAX_FIELDS:,} "
