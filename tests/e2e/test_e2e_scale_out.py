@@ -208,7 +208,8 @@ def test_three_workers_with_one_killed_again_and_again_process_every_message_onc
         while not _all_done(desk):
             assert time.monotonic() < deadline, f"not done in {DONE_LIMIT:g} s (seed {seed})"
             for process in list(workers.running):  # a hook killed it
-                if process.poll() is not None:
+                # (unless the reap of another, waiting, found it dead first and replaced it)
+                if process in workers.running and process.poll() is not None:
                     workers.reap(process, workers.held_by(process.pid))
                     workers.start()
             holding = workers.holding()
