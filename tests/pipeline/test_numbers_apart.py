@@ -98,3 +98,16 @@ def test_the_numbers_a_failed_batch_did_not_use_go_to_the_next_batch(desk: Desk)
         raise Boom
     assert lost is not None
     assert _log(desk, "one again") == [lost + 1]  # the one its rolled-back call had is a gap, as ever
+
+
+def test_a_batchs_block_of_numbers_is_flushed_to_the_servers_disk_before_it_is_used(desk: Desk) -> None:
+    """A process may keep numbers beyond its batch: their reservation must survive a server crash."""
+    with desk.runtime.engine.connect() as connection:
+        before = connection.execute(text("SELECT pg_current_wal_insert_lsn()")).scalar_one()
+    with batch_transaction(desk.runtime.engine, optimistic=True):
+        desk.process(make_mail("one", "ada@example.com", message_id="<one@example.com>"))
+        with desk.runtime.engine.connect() as connection:
+            flushed = connection.execute(
+                text("SELECT pg_current_wal_flush_lsn() > CAST(:before AS pg_lsn)"), {"before": before}
+            ).scalar_one()
+        assert flushed  # the batch has not committed yet: only the block's own commit flushed the log
