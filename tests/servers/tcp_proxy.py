@@ -21,8 +21,10 @@ connection to ``host:port``, byte for byte, in both directions. Its mode changes
 connecting), ``held`` the chunks a freeze holds back (a client waiting for an answer), ``answers``
 the round trips: the times a server answered what a client had sent since its last answer (a
 server such as PostgreSQL answers a pipeline once, when asked to; bytes of one answer that arrive
-in pieces count once, as the client sends nothing before it has them all). Threads,
-not asyncio: the proxy runs beside a test that blocks.
+in pieces count once, as the client sends nothing before it has them all). ``statements`` (with
+``postgres=True``) counts the statements PostgreSQL clients asked the server to run: the Execute
+and Query messages of its wire protocol, on unencrypted connections only (connect with
+``sslmode=disable``). Threads, not asyncio: the proxy runs beside a test that blocks.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class _Pair:
         self.lock = threading.Lock()
         self.closed = False
         self.asked = False  # the client sent something the server has not answered yet
+        self.upstream: _PostgresMessages | None = None  # set by a proxy that counts statements
 
     def reset(self) -> None:
         """Close both sides with RST (linger 0); the pumps see the end and stop."""
@@ -62,15 +65,56 @@ class _Pair:
                 sock.close()
 
 
+_SSL_REQUEST, _GSS_REQUEST = 80877103, 80877104
+
+
+class _PostgresMessages:
+    """Splits what a PostgreSQL client sends into the protocol's messages, counting statements."""
+
+    def __init__(self) -> None:
+        self.pending = bytearray()
+        self.started = False  # the startup message (no type byte) went by
+        self.broken = False  # not PostgreSQL's protocol (or encrypted): nothing more is counted
+
+    def feed(self, data: bytes) -> int:
+        """Read ``data``; the number of statements (Execute or Query messages) it completed."""
+        if self.broken:
+            return 0
+        self.pending += data
+        counted = 0
+        while True:
+            header = 8 if not self.started else 5
+            if len(self.pending) < header:
+                return counted
+            if not self.started:
+                length, code = struct.unpack("!ii", self.pending[:8])
+                size = length
+            else:
+                code, length = 0, struct.unpack("!i", self.pending[1:5])[0]
+                size = 1 + length
+            if length < 4 or length > 1 << 30:
+                self.broken = True
+                return counted
+            if len(self.pending) < size:
+                return counted
+            if not self.started:
+                self.started = code not in (_SSL_REQUEST, _GSS_REQUEST)
+            else:
+                counted += self.pending[:1] in (b"E", b"Q")
+            del self.pending[:size]
+
+
 class TcpProxy:
     """A proxy from ``127.0.0.1:port`` to ``target``; see the module docstring for its modes."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, postgres: bool = False) -> None:
         self.target = (host, port)
+        self.postgres = postgres  # count the statements clients send (``statements``)
         self.mode = PASS
         self.accepted = 0
         self.held = 0
         self.answers = 0
+        self.statements = 0
         self._flowing = threading.Event()
         self._flowing.set()
         self._pairs: set[_Pair] = set()
@@ -132,6 +176,8 @@ class TcpProxy:
                 return
             self.accepted += 1
             pair = _Pair(client)
+            if self.postgres:
+                pair.upstream = _PostgresMessages()
             if self.mode == REFUSING:
                 pair.reset()
                 continue
@@ -180,6 +226,8 @@ class TcpProxy:
                     return
                 if upstream:
                     pair.asked = True
+                    if pair.upstream is not None:
+                        self.statements += pair.upstream.feed(data)
                 elif pair.asked:
                     pair.asked = False
                     self.answers += 1
