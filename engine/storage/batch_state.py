@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 
+from engine.storage.deferred import DeferredWrites
+
 IDS_RESERVED_AT_ONCE = 32  # new ids a batch takes from a table's sequence in one round trip
 
 
@@ -47,6 +49,7 @@ class Pipelined:
     # each message's writes are not waited for when its savepoint ends (``batch_transaction``)
     optimistic: bool = False
     writes: Any = None  # the one cursor the batch's writes are sent on, once one was (results never read)
+    deferred: DeferredWrites | None = None  # an optimistic batch's writes held back (engine.storage.deferred)
 
     def write_cursor(self) -> Any:
         """The cursor for the batch's writes whose results nobody reads: one for the whole batch.

@@ -18,8 +18,10 @@ from engine.config.database import DEFAULT_TIMEOUTS, DatabaseTimeouts
 from engine.errors import MailgateError
 from engine.storage import leases, models, status  # noqa: F401  (their tables join the schema)
 from engine.storage.direct import (
+    deferred_for,
     pipelined,
     pipelined_batch,
+    send_deferred,
     settle,
     settle_driver,
 )
@@ -167,9 +169,16 @@ def _use_driver_savepoints(dialect: Any) -> None:
             raise DBAPIError.instance(sql, (), exc, dialect.loaded_dbapi.Error) from None
 
     def do_savepoint(connection: Connection, name: str) -> None:
+        batch = deferred_for(connection.connection.driver_connection)
+        if batch is not None and batch.deferred is not None:
+            batch.deferred.begin(name)  # sent when needed (engine.storage.deferred)
+            return
         send(connection, f"SAVEPOINT {name}")
 
     def do_release_savepoint(connection: Connection, name: str) -> None:
+        batch = deferred_for(connection.connection.driver_connection)
+        if batch is not None and batch.deferred is not None:
+            batch.deferred.release(name)
         # On PostgreSQL a released savepoint is one round trip to the server for nothing that a
         # message needs: left open, its work stays in the transaction just the same, the next
         # message's savepoint nests inside it, and a rollback to that one undoes that one only.
@@ -178,6 +187,9 @@ def _use_driver_savepoints(dialect: Any) -> None:
             send(connection, f"RELEASE SAVEPOINT {name}")
 
     def do_rollback_to_savepoint(connection: Connection, name: str) -> None:
+        batch = deferred_for(connection.connection.driver_connection)
+        if batch is not None and batch.deferred is not None and not batch.deferred.rollback(name):
+            return  # never sent: the message's writes were all held, and are forgotten
         # in pipeline mode (PostgreSQL, a batch) what the message sent is waited for first: after an
         # error the server skips everything up to that sync; its error was raised already
         with suppress(DBAPIError):  # a lost connection fails the rollback itself, below
@@ -201,6 +213,9 @@ def _settle_sqlalchemy_statements(dialect: Any) -> None:
         run = getattr(dialect, name)
 
         def settled(cursor: Any, *args: Any, _run: Any = run, **kwargs: Any) -> None:
+            held = deferred_for(cursor.connection)
+            if held is not None:  # what the batch held back goes first
+                send_deferred(held, writes=not str(args[0]).startswith("SELECT"))
             _run(cursor, *args, **kwargs)
             batch = pipelined_batch()
             if batch is not None and batch.rows and not str(args[0]).startswith("SELECT"):

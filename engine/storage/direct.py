@@ -39,6 +39,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlmodel import Session, SQLModel
 
 from engine.storage.batch_state import Pipelined, driver_error
+from engine.storage.deferred import DeferredWrites, HeldInsert, held_insert, is_deferrable
 
 Processor = Callable[[Any], Any]
 
@@ -164,11 +165,16 @@ def pipelined(connection: Connection, *, optimistic: bool = False) -> Iterator[N
     except dialect.loaded_dbapi.Error as exc:
         raise driver_error(dialect, "(pipeline)", exc) from None
     batch = Pipelined(driver, held, connection, optimistic=optimistic)
+    if optimistic:
+        batch.deferred = DeferredWrites(batch.write_cursor().execute, _table_order())
     token = _PIPELINE.set(batch)
     try:
         yield
+        send_deferred(batch, writes=False)  # before the commit: what the batch held back
     except BaseException as exc:
         _PIPELINE.reset(token)
+        if batch.deferred is not None:
+            batch.deferred.discard()
         if batch.apart is not None:
             batch.apart.close(failed=True)
         if not driver.closed:  # type: ignore[union-attr]
@@ -187,11 +193,33 @@ def pipelined(connection: Connection, *, optimistic: bool = False) -> Iterator[N
         raise driver_error(dialect, "(commit)", aborted) from None
 
 
+def deferred_for(driver: Any) -> Pipelined | None:
+    """The optimistic batch whose writes on this driver connection are held back, if any."""
+    found = _PIPELINE.get()
+    if found is None or found.driver is not driver or found.deferred is None:
+        return None
+    return found
+
+
+def send_deferred(batch: Pipelined, *, writes: bool) -> None:
+    """Send what the batch holds back (``DeferredWrites.send``), its errors raised as SQLAlchemy's."""
+    if batch.deferred is not None and (batch.deferred.held or writes):
+        try:
+            batch.deferred.send(writes=writes)
+        except batch.connection.dialect.loaded_dbapi.Error as exc:
+            raise driver_error(batch.connection.dialect, "(held writes)", exc) from None
+
+
+def _table_order() -> dict[str, int]:
+    return {table.name: index for index, table in enumerate(SQLModel.metadata.sorted_tables)}
+
+
 def settle_driver(dialect: Dialect, driver: Any) -> None:
     """Wait for every statement sent on this driver connection in pipeline mode; raise the first error."""
     found = _PIPELINE.get()
     if found is None or found.driver is not driver or found.pipeline is None:
         return
+    send_deferred(found, writes=False)
     pipeline = found.pipeline
     if not pipeline.command_queue and not pipeline.result_queue and driver.pgconn.pipeline_status == _ON:
         return  # every result is in (a read waited for them all), none failed: nothing to wait for
@@ -218,6 +246,13 @@ def run_statement_on(
     assert driver is not None
     found = _PIPELINE.get()
     try:
+        if found is not None and found.deferred is not None and found.driver is driver:
+            if entry.row_type is None and not entry.expanding:
+                held = _held_form(statement, entry, dialect)
+                if held is not None or is_deferrable(statement):
+                    found.deferred.hold(held, sql, values)
+                    return DirectResult([], -1)
+            send_deferred(found, writes=entry.row_type is None)
         if (
             found is not None
             and found.driver is driver
@@ -247,6 +282,16 @@ def run_statement_on(
                 )
             )
     return DirectResult(rows, rowcount)
+
+
+_HELD_FORMS: dict[int, HeldInsert | None] = {}
+
+
+def _held_form(statement: Executable, entry: _Compiled, dialect: Dialect) -> HeldInsert | None:
+    form = _HELD_FORMS.get(id(entry), _HELD_FORMS)
+    if form is _HELD_FORMS:  # entries live as long as the process (``_CACHE``)
+        form = _HELD_FORMS[id(entry)] = held_insert(statement, entry.sql, dialect)
+    return form  # type: ignore[return-value]
 
 
 _CONNECTION = "mailgate.direct.connection"

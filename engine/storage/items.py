@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, col, select
 
 from engine.storage.blobs import insert_with_large_value
+from engine.storage.deferred import DEFERRABLE
 from engine.storage.direct import pipelined_batch, run_statement
 from engine.storage.models import AttachedObject, Call, Group, HistoryEntry, Person, Request, Task
 from engine.storage.numbers import next_number
@@ -64,6 +65,7 @@ class ItemStore:
                 update(table)
                 .where(col(table.id) == bindparam("item_id"))  # type: ignore[attr-defined]
                 .values({name: bindparam(f"new_{name}") for name in key[1]})
+                .execution_options(**DEFERRABLE)  # one row by its id, its outcome never read
             )
             _SET_COLUMNS[key] = statement
         params = {f"new_{name}": value for name, value in changed.items()}
