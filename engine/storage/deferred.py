@@ -14,7 +14,7 @@ What may wait: a plain INSERT (its values bound, no RETURNING, no ON CONFLICT), 
 marked ``DEFERRABLE`` (an UPDATE of one row by its id, whose outcome nobody reads). Sending a
 table's rows before its children's (the schema's foreign keys) and the UPDATEs after every
 INSERT keeps the database's answer the same: nothing reads in between, an UPDATE names a row
-inserted before it, and rows of one table keep their order.
+inserted before it, and the rows of one INSERT statement keep their order.
 
 Savepoints (each message has one) wait as well, since a message that only wrote held rows needs
 none: ``begin`` notes where the message's rows start; a rollback of a savepoint never sent only
@@ -53,7 +53,7 @@ class HeldInsert:
     """How one INSERT statement's rows are sent together: the unnest statement and its binds."""
 
     table: str
-    sql: str  # INSERT INTO t (a, b) SELECT * FROM unnest(%(a)s::T[], %(b)s::U[])
+    sql: str  # INSERT INTO t (a, b) SELECT * FROM unnest(%(a)b::T[], %(b)b::U[]): binary arrays
     binds: tuple[str, ...]  # the single-row statement's bind names, in the order of its columns
 
 
