@@ -8,7 +8,7 @@ rows only), a read seeing the writes before it, foreign keys and an UPDATE of a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from pipeline_desk import Desk, build_desk, make_mail
 from servers.tcp_proxy import TcpProxy
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.engine import Engine, make_url
+from sqlmodel import Session
 
 from engine.mail.message import parse_message
 from engine.outgoing.outbox import look_up_recent_replies
@@ -161,17 +162,25 @@ def _emails(engine: Engine) -> list[str]:
         return sorted(session.exec(select(Person.email)).scalars())  # type: ignore[call-overload]
 
 
-def test_a_failed_message_of_an_optimistic_batch_loses_only_its_own_held_rows(engine: Engine) -> None:
+def _second_of_three_fails(engine: Engine, work: Callable[[Session], None]) -> None:
+    """Three messages in an optimistic batch, each adding a person; the second does ``work`` and fails."""
     with batch_transaction(engine, optimistic=True):
         with transaction(engine) as session:
             insert_row(session, Person, _person(1))
         with pytest.raises(OwnFailure), transaction(engine) as session:
             insert_row(session, Person, _person(2))
-            batch = pipelined_batch()
-            assert batch is not None and batch.deferred is not None and len(batch.deferred.held) == 2
+            work(session)
             raise OwnFailure
         with transaction(engine) as session:
             insert_row(session, Person, _person(3))
+
+
+def test_a_failed_message_of_an_optimistic_batch_loses_only_its_own_held_rows(engine: Engine) -> None:
+    def nothing_sent(session: Session) -> None:
+        batch = pipelined_batch()
+        assert batch is not None and batch.deferred is not None and len(batch.deferred.held) == 2
+
+    _second_of_three_fails(engine, nothing_sent)
     assert _emails(engine) == ["p1@example.com", "p3@example.com"]
 
 
@@ -179,16 +188,11 @@ _RENAME = update(Person).where(Person.email == "p1@example.com").values(name="re
 
 
 def test_a_failed_message_whose_savepoint_was_sent_rolls_back_its_own_work_alone(engine: Engine) -> None:
-    with batch_transaction(engine, optimistic=True):
-        with transaction(engine) as session:
-            insert_row(session, Person, _person(1))
-        with pytest.raises(OwnFailure), transaction(engine) as session:
-            insert_row(session, Person, _person(2))
-            run_statement(session, _RENAME, {})  # sends what is held, and this message's savepoint
-            insert_row(session, Person, _person(4))  # held again after it
-            raise OwnFailure
-        with transaction(engine) as session:
-            insert_row(session, Person, _person(3))
+    def sent_and_held_again(session: Session) -> None:
+        run_statement(session, _RENAME, {})  # sends what is held, and this message's savepoint
+        insert_row(session, Person, _person(4))  # held again after it
+
+    _second_of_three_fails(engine, sent_and_held_again)
     assert _emails(engine) == ["p1@example.com", "p3@example.com"]
     with transaction(engine) as session:
         assert session.exec(select(Person.name).where(Person.email == "p1@example.com")).one()[0] == "P1"
