@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import Column, ForeignKey, Integer, LargeBinary, MetaData, String, Table, func, insert, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from engine.storage import deferred
 from engine.storage.deferred import DeferredWrites, HeldInsert, held_insert
 
 DIALECT = postgresql.psycopg.dialect()  # type: ignore[attr-defined,no-untyped-call]
@@ -121,3 +123,13 @@ def test_a_released_savepoints_rows_stay_held_for_the_batch() -> None:
     writes.hold(PERSON, "INSERT INTO person (one)", {"id": 2, "email": "b@x"})
     writes.send(writes=True)  # a write of sa_2's follows: sa_1's row, then sa_2, then its row
     assert _kinds(recorder) == ["INSERT INTO person", "SAVEPOINT sa_2", "INSERT INTO person"]
+
+
+def test_held_rows_go_at_once_when_their_values_pass_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(deferred, "HELD_BYTES_AT_MOST", 1000)
+    writes, recorder = _writes()
+    writes.hold(CALL, "INSERT INTO call (one)", {"id": 1, "user_id": 10, "data": b"x" * 600})
+    assert recorder.sent == []
+    writes.hold(CALL, "INSERT INTO call (one)", {"id": 2, "user_id": 10, "data": b"y" * 600})
+    assert _kinds(recorder) == ["many INSERT INTO call"]  # a batch of large mails holds no more
+    assert writes.held == [] and writes.held_bytes == 0
