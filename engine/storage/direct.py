@@ -24,6 +24,7 @@ reads it.
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -55,6 +56,7 @@ class _Compiled:
     expanding: bool  # has an IN (...) list whose length is known only per call
     row_type: Any  # a named tuple class for the returned columns, or None
     readers: tuple[Processor | None, ...]  # per returned column: the type's result processor
+    held: HeldInsert | None  # on PostgreSQL, its rows sent together when held (engine.storage.deferred)
 
 
 _CACHE: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Compiled]] = {}
@@ -81,6 +83,7 @@ def _compile(statement: Executable, dialect: Dialect, keys: tuple[str, ...]) -> 
         expanding=any(bind.expanding for bind in compiled.binds.values()),
         row_type=row_type,
         readers=tuple(readers),
+        held=held_insert(statement, compiled.string, dialect) if dialect.name == "postgresql" else None,
     )
 
 
@@ -210,6 +213,7 @@ def send_deferred(batch: Pipelined, *, writes: bool) -> None:
             raise driver_error(batch.connection.dialect, "(held writes)", exc) from None
 
 
+@functools.cache
 def _table_order() -> dict[str, int]:
     return {table.name: index for index, table in enumerate(SQLModel.metadata.sorted_tables)}
 
@@ -247,11 +251,10 @@ def run_statement_on(
     found = _PIPELINE.get()
     try:
         if found is not None and found.deferred is not None and found.driver is driver:
-            if entry.row_type is None and not entry.expanding:
-                held = _held_form(statement, entry, dialect)
-                if held is not None or is_deferrable(statement):
-                    found.deferred.hold(held, sql, values)
-                    return DirectResult([], -1)
+            writes_only = entry.row_type is None and not entry.expanding
+            if writes_only and (entry.held is not None or is_deferrable(statement)):
+                found.deferred.hold(entry.held, sql, values)
+                return DirectResult([], -1)
             send_deferred(found, writes=entry.row_type is None)
         if (
             found is not None
@@ -282,16 +285,6 @@ def run_statement_on(
                 )
             )
     return DirectResult(rows, rowcount)
-
-
-_HELD_FORMS: dict[int, HeldInsert | None] = {}
-
-
-def _held_form(statement: Executable, entry: _Compiled, dialect: Dialect) -> HeldInsert | None:
-    form = _HELD_FORMS.get(id(entry), _HELD_FORMS)
-    if form is _HELD_FORMS:  # entries live as long as the process (``_CACHE``)
-        form = _HELD_FORMS[id(entry)] = held_insert(statement, entry.sql, dialect)
-    return form  # type: ignore[return-value]
 
 
 _CONNECTION = "mailgate.direct.connection"
