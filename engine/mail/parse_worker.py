@@ -6,8 +6,8 @@ writes it frames on stdin and reads the answers, in the same order, on stdout.
 
 Contract (the wire): each frame is an 8-byte big-endian length and that many bytes of pickle.
 A request is ``(our_addresses, time_limit_seconds, keep_originals, [raw, ...], keywords)`` (the
-last may be left out); it is answered by one frame per raw, in order, each written as soon as that
-message is read: a triple of what reading gave, an ``IncomingMessage`` or a str (the ``MailError``
+last may be left out); it is answered by one frame per raw, in order (when each is written: see
+the progress, below): a triple of what reading gave, an ``IncomingMessage`` or a str (the ``MailError``
 reason; reading longer than the time limit gives a reason saying so); its subject read with
 ``keywords`` (the account's pack's, engine.rules.subject.parse_subject), or None when none were
 given or it could not be read in time (the service reads it then); and, for a message that was
@@ -23,11 +23,21 @@ which is the busier one. End of stdin
 ends the worker. It ignores SIGINT (Ctrl-C reaches the whole process group; the service stops it)
 and never outlives the service. A message that holds the worker past its time limit anyway (in
 code no signal interrupts) is the service's to notice: it stops the worker (engine/service/parsing.py).
+
+Contract (the progress): given a second argument, the descriptor of a file of ``Progress.SIZE``
+bytes, the worker shares it with the service (``Progress``): before each message it writes which
+message of which request it reads and since when, and it sends its answers together, at the end
+of each request and whenever the service has said there that it waits for one (then at once,
+and after each message while it waits). So a backlog costs a write and a wake-up of the service
+per request instead of per message, a waiting service gets each answer as soon as it is read,
+and a stuck worker shows which message holds it. Without that argument each answer is sent as
+soon as it is read.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import pickle
 import signal
@@ -190,6 +200,97 @@ def read_frame(stream: IO[bytes]) -> object | None:
     return value
 
 
+class Progress:
+    """What the worker reads now, and whether the service waits for an answer (see the module).
+
+    Contract: one file shared by the service (``create``) and its worker (``attach``): the worker
+    writes ``reading`` before each message and ``idle`` after each request, the service writes
+    ``want``. A value is a few aligned words, each read or written whole.
+    """
+
+    SIZE = 32
+    _WANTED = struct.Struct("<q")  # at 0: nonzero while the service waits for an answer
+    _READING = struct.Struct("<qqd")  # at 8: the request's number (from 1), the message's index, since
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._map = mmap.mmap(fd, self.SIZE)
+
+    @classmethod
+    def create(cls) -> Progress:
+        """A new shared file (the service's); its ``fd`` is to be passed to the worker."""
+        fd = os.memfd_create("mailgate-parse-progress") if hasattr(os, "memfd_create") else _temporary_fd()
+        os.ftruncate(fd, cls.SIZE)
+        return cls(fd)
+
+    @classmethod
+    def attach(cls, fd: int) -> Progress:
+        """The file the service created, by the descriptor it passed (the worker's)."""
+        return cls(fd)
+
+    def reading(self, request: int, index: int) -> None:
+        """The worker starts to read message ``index`` of its ``request``-th request (-1: none)."""
+        self._READING.pack_into(self._map, 8, request, index, time.monotonic() if index >= 0 else 0.0)
+
+    def now_reading(self) -> tuple[int, int, float]:
+        """The request, the message's index (-1: between requests) and since when (``time.monotonic``)."""
+        if self._map.closed:  # the worker was stopped
+            return 0, -1, 0.0
+        request, index, since = self._READING.unpack_from(self._map, 8)
+        return int(request), int(index), float(since)
+
+    def want(self, waiting: bool) -> None:
+        """Say whether the service waits for an answer (the worker then sends what it holds)."""
+        if not self._map.closed:
+            self._WANTED.pack_into(self._map, 0, 1 if waiting else 0)
+
+    def wanted(self) -> bool:
+        """Whether the service waits for an answer."""
+        return bool(self._WANTED.unpack_from(self._map, 0)[0])
+
+    def close(self) -> None:
+        """Unmap and close the file (either side)."""
+        with contextlib.suppress(Exception):
+            self._map.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _temporary_fd() -> int:
+    """A descriptor of an unnamed temporary file, where there is no ``memfd_create``."""
+    import tempfile  # here: Linux has memfd_create
+
+    with tempfile.TemporaryFile() as file:
+        return os.dup(file.fileno())
+
+
+class _Answers:
+    """Answers written to the service: sent together (``send``), or each at once without progress."""
+
+    def __init__(self, stream: IO[bytes], progress: Progress | None) -> None:
+        self.stream, self.progress = stream, progress
+        self._held: list[bytes] = []
+
+    def add(self, value: object, *, last: bool) -> None:
+        """Hold one answer; send it now if it is the request's last, or the service waits for one."""
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        self._held += (FRAME_HEADER.pack(len(data)), data)
+        if last or self.progress is None or self.progress.wanted():
+            self.send()
+
+    def send_if_wanted(self) -> None:
+        """Send what is held if the service waits for it."""
+        if self._held and self.progress is not None and self.progress.wanted():
+            self.send()
+
+    def send(self) -> None:
+        """Write every answer held, in one write, and flush."""
+        if self._held:
+            self.stream.write(b"".join(self._held))
+            self._held.clear()
+        self.stream.flush()
+
+
 def _never_outlive(service_pid: int) -> None:
     """Leave Ctrl-C to the service, and end with it (the kernel's death signal, and a watchdog)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -210,12 +311,15 @@ def _never_outlive(service_pid: int) -> None:
 def main() -> None:
     """Answer requests from stdin until it ends; on a broken stream, one line to stderr and exit 1."""
     _never_outlive(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
-    requests, answers = sys.stdin.buffer, sys.stdout.buffer
+    progress = Progress.attach(int(sys.argv[2])) if len(sys.argv) > 2 else None
+    requests, answers = sys.stdin.buffer, _Answers(sys.stdout.buffer, progress)
     try:
+        number = 0
         while True:
             request = read_frame(requests)
             if request is None:
                 return
+            number += 1
             ours, seconds, keep, raws, *rest = cast(tuple[Any, ...], request)
             keywords = cast("Keywords | None", rest[0] if rest else None)
             # the first batch is answered before the subject parser is loaded (a few dozen ms):
@@ -223,8 +327,14 @@ def main() -> None:
             ready = "engine.rules.subject" in sys.modules
             raws = cast(list[bytes], raws)
             for index, raw in enumerate(raws):
+                if progress is not None:
+                    progress.reading(number, index)
+                    answers.send_if_wanted()
                 answer = answer_one(raw, ours, seconds, keep, keywords if ready else None)
-                write_frame(answers, _last_answer(answer) if index == len(raws) - 1 else answer)
+                last = index == len(raws) - 1
+                answers.add(_last_answer(answer) if last else answer, last=last)
+            if progress is not None:
+                progress.reading(number, -1)
             if keywords is not None and not ready:
                 read_subject("", keywords, seconds)  # loads the parser for the next batches
     except Exception as exc:  # the service parses in its own process from now on, and says so

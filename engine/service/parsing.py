@@ -15,14 +15,19 @@ cannot be started, or dies (killed, out of memory), the service parses in its ow
 then on, as it always does for a mailbox with little waiting. Requests are written and answers
 read by two threads of the service, so that the event loop never waits on the worker's pipes.
 
+The worker shares a small file with the service (``engine.mail.parse_worker.Progress``): it says
+there which message it reads and since when, and sends a batch's answers together, unless the
+service says there that it waits for one. So the service's reader thread wakes once a batch, not
+once a message, while the service processes the batch before.
+
 The time limit (``processing.time_limit_seconds``) covers reading a message in the worker too: the
-worker gives up on a message at the limit by itself, and answers each message as soon as it is
-read. If the next answer is still missing ``STALL_GRACE_SECONDS`` after the limit (the worker is
-stuck in code no signal interrupts), that message is quarantined as over the time limit, the
-worker is killed, and the rest of the batch is read in the service's process (``process_message``,
-under the same limit); the next backlog batch starts a new worker. Messages parsed in the
-service's process are left to ``process_message`` (``None`` in ``results``), which reads each
-under the time limit.
+worker gives up on a message at the limit by itself. If the service waits for an answer and the
+worker has been reading the same message for ``STALL_GRACE_SECONDS`` past the limit (it is stuck
+in code no signal interrupts), that message is quarantined as over the time limit, the worker is
+killed, and the batch's other messages without an answer are read in the service's process
+(``process_message``, under the same limit); the next backlog batch starts a new worker.
+Messages parsed in the service's process are left to ``process_message`` (``None`` in
+``results``), which reads each under the time limit.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from pathlib import Path
 
 from engine.errors import MailError
 from engine.mail.message import IncomingMessage
-from engine.mail.parse_worker import Answer, Keep, read_frame, write_frame
+from engine.mail.parse_worker import Answer, Keep, Progress, read_frame, write_frame
 from engine.rules.subject import ParsedSubject
 from engine.rules.vocabulary import Keywords
 
@@ -78,6 +83,7 @@ class Parsing:
         self.keywords = keywords  # those the worker read the subjects with (Parsing.subjects)
         self.answers: list[Future[Answer]] = [Future() for _ in range(count)]
         self.state = "queued"  # queued -> written | skipped (cancelled before it was written)
+        self.number = 0  # once written: which of the worker's requests it is (from 1; Progress)
         self.received = 0  # answers set so far (by the reader thread)
         # each message's original as stored when the worker compressed it, True when it kept it
         # in the originals' file (set by ``results``)
@@ -105,12 +111,19 @@ class _Worker:
     """One ``engine.mail.parse_worker`` process and the two threads that talk to it."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.mail.parse_worker", str(os.getpid())],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        self.progress = Progress.create()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "engine.mail.parse_worker", str(os.getpid()), str(self.progress.fd)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                close_fds=True,
+                pass_fds=(self.progress.fd,),
+            )
+        except BaseException:
+            self.progress.close()
+            raise
+        self.written = 0  # requests written to the worker
         self.lock = threading.Lock()
         self._requests: queue.SimpleQueue[tuple[Parsing, object] | None] = queue.SimpleQueue()
         self._waiting: deque[Parsing] = deque()  # answered in the order asked
@@ -150,6 +163,9 @@ class _Worker:
                         break
                     skipped = parsing.state == "skipped"
                     parsing.state = "skipped" if skipped else "written"
+                    if not skipped:
+                        self.written += 1
+                        parsing.number = self.written
                 if not skipped:
                     write_frame(stream, request)
         except (OSError, ValueError):  # the worker has ended: the reader fails what waits
@@ -194,12 +210,18 @@ class _Worker:
                     with contextlib.suppress(Exception):
                         future.set_exception(WorkerGone(reason))
 
+    def stuck_at(self, parsing: Parsing) -> int | None:
+        """The index of the message of ``parsing`` the worker reads now, if it reads one of it."""
+        number, index, _ = self.progress.now_reading()
+        return index if parsing.number and number == parsing.number and index >= 0 else None
+
     def stop(self) -> None:
         self.stopped = True
         self._requests.put(None)
         with contextlib.suppress(Exception):
             self.process.kill()
             self.process.wait(5)
+        self.progress.close()
 
 
 class ParseAhead:
@@ -305,6 +327,10 @@ class ParseAhead:
             try:
                 value, subject, original = await self._answer(worker, answer, waiting_since)
             except TimeoutError:
+                # the message the worker is stuck in; those before it, read but not yet sent, are
+                # read again here (None), as are those after it
+                stuck = worker.stuck_at(parsing)
+                found += [None] * max((stuck or 0) - len(found), 0)
                 limit = self.time_limit_seconds
                 log.warning("the parse worker was stopped: a message held it past the time limit")
                 found.append(MailError(f"time limit of {limit:g} s exceeded while reading the message"))
@@ -322,18 +348,24 @@ class ParseAhead:
         return found + unparsed[len(found) :]
 
     async def _answer(self, worker: _Worker, answer: Future[Answer], waiting_since: float) -> Answer:
-        """One answer; TimeoutError once none has come for the time limit and its grace."""
+        """One answer; TimeoutError once the worker has read no message to its end (nor begun
+        another) for the time limit and its grace."""
         if answer.done():  # the worker is ahead, as on most of a backlog: no wait, no wake-up of the loop
             return answer.result()
-        waiting = asyncio.wrap_future(answer)
-        while True:
-            deadline = max(worker.last_answer_at, waiting_since) + self.time_limit_seconds
-            left = deadline + STALL_GRACE_SECONDS - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            done, _ = await asyncio.wait({waiting}, timeout=left)
-            if done:
-                return waiting.result()
+        worker.progress.want(True)  # the worker sends what it holds, and each answer from now on
+        try:
+            waiting = asyncio.wrap_future(answer)
+            while True:
+                _, _, reading_since = worker.progress.now_reading()
+                deadline = max(worker.last_answer_at, waiting_since, reading_since) + self.time_limit_seconds
+                left = deadline + STALL_GRACE_SECONDS - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                done, _ = await asyncio.wait({waiting}, timeout=left)
+                if done:
+                    return waiting.result()
+        finally:
+            worker.progress.want(False)
 
     def _stop(self, worker: _Worker) -> None:
         """Kill a stuck worker; the next batch starts a new one."""

@@ -18,6 +18,7 @@ import time
 import zlib
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from servers.dovecot import Dovecot
@@ -320,6 +321,90 @@ def test_a_parse_worker_stuck_on_a_message_is_killed_that_message_quarantined_an
     with pytest.raises(ProcessLookupError):
         os.kill(stuck_pid, 0)  # killed and reaped
     assert [getattr(m, "message_id", None) for m in after] == [f"m{n}@example.com" for n in (1, 2, 3)]
+
+
+def _many_parts(parts: int) -> bytes:
+    """A mail that takes long to read (its parts are counted, then refused as too many)."""
+    return b"From: a@example.org\nContent-Type: multipart/mixed; boundary=B\n\n" + b"--B\n\nx\n" * parts
+
+
+def test_a_parse_worker_stuck_inside_a_batch_quarantines_the_message_it_is_stuck_in_not_the_first() -> None:
+    ours = frozenset({"helpdesk@example.com"})
+    raws = [make_mail(1), make_mail(2), _many_parts(300_000), make_mail(4)]
+    ahead = ParseAhead(ours, time_limit_seconds=5)
+
+    async def scenario() -> tuple[list[object], list[object]]:
+        first = ahead.submit(raws[:2])
+        assert first is not None
+        first.result(timeout=120)  # the worker is up and has answered
+        worker = ahead._worker
+        assert worker is not None
+        parsing = ahead.submit(raws)
+        assert parsing is not None
+        waited_until = time.monotonic() + 60
+        while worker.progress.now_reading()[:2] != (parsing.number or -1, 2):  # reading the third
+            assert time.monotonic() < waited_until, "the worker never began the third message"
+            time.sleep(0.001)
+        os.kill(worker.process.pid, signal.SIGSTOP)  # stuck there, as in code no signal interrupts
+        # the first two were read, but the worker held their answers: nobody waited for them yet
+        held = [answer.done() for answer in parsing.answers]
+        return held, list(await ahead.results(parsing, raws))
+
+    try:
+        held, stuck = run_async(scenario())
+    finally:
+        ahead.close()
+
+    assert held == [False, False, False, False]
+    assert stuck[:2] == [None, None]  # read again here, by process_message, under the limit
+    assert isinstance(stuck[2], MailError)
+    assert stuck[2].reason == "time limit of 5 s exceeded while reading the message"
+    assert stuck[3] is None
+
+
+def test_a_parse_worker_sends_a_batchs_answers_together_unless_the_service_waits_for_one() -> None:
+    ours = frozenset({"helpdesk@example.com"})
+    raws = [make_mail(1), make_mail(2), _many_parts(150_000), make_mail(4)]
+    ahead = ParseAhead(ours, time_limit_seconds=30)
+
+    def done_while_reading_the_third(worker: Any, parsing: Parsing) -> list[bool]:
+        waited_until = time.monotonic() + 60
+        while worker.progress.now_reading()[:2] != (parsing.number or -1, 2):
+            assert time.monotonic() < waited_until, "the worker never began the third message"
+            time.sleep(0.001)
+        time.sleep(0.2)  # time enough for an answer sent to reach the service
+        return [answer.done() for answer in parsing.answers]
+
+    async def scenario() -> tuple[list[bool], list[bool], list[object]]:
+        first = ahead.submit(raws[:1])
+        assert first is not None
+        first.result(timeout=120)
+        worker = ahead._worker
+        assert worker is not None
+        ahead_of_the_service = ahead.submit(raws)
+        assert ahead_of_the_service is not None
+        held = done_while_reading_the_third(worker, ahead_of_the_service)
+        await ahead.results(ahead_of_the_service, raws)
+        worker.progress.want(True)  # as the service says it while it waits for an answer
+        waited_for = ahead.submit(raws)
+        assert waited_for is not None
+        sent = done_while_reading_the_third(worker, waited_for)
+        return held, sent, list(await ahead.results(waited_for, raws))
+
+    try:
+        held, sent, found = run_async(scenario())
+    finally:
+        ahead.close()
+
+    assert held == [False, False, False, False]  # read, and held back: nobody waited for them
+    assert sent == [True, True, False, False]  # each sent as soon as it was read
+    assert [getattr(m, "message_id", None) for m in found] == [
+        "m1@example.com",
+        "m2@example.com",
+        None,
+        "m4@example.com",
+    ]
+    assert isinstance(found[2], MailError) and "MIME parts" in found[2].reason
 
 
 def test_a_batch_is_bounded_by_count_and_listed_size_and_ends_before_an_unknown_size() -> None:
