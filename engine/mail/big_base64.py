@@ -27,6 +27,9 @@ __all__ = ["SET_ASIDE_BYTES", "SetAside", "set_aside"]
 SET_ASIDE_BYTES = 32 * 1024  # below this the standard parser is as quick; above, it reads line by line
 _BASE64_RUN = re.compile(rb"(?m)^(?:[A-Za-z0-9+/=]++\r?\n){2,}+")
 _TOKEN_PREFIX = b"MAILGATEBIG"
+_NONCE_BYTES = 8
+# any token of any message: each message's own are those in its spans (a mail may hold look-alikes)
+_ANY_TOKEN = re.compile(re.escape(_TOKEN_PREFIX) + rb"[0-9a-f]{%d}N[0-9]+" % (2 * _NONCE_BYTES))
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class SetAside:
         """``payload`` with every token replaced by the original lines it stands for."""
         if not self.holds_token(payload):
             return payload
-        return self._token.sub(lambda m: self._original(m.group(0)), payload)
+        return self._token.sub(self._original, payload)
 
     def restore_text(self, text: str) -> str:
         """The same as ``restore`` for text the parser decoded (as ASCII with surrogate escapes)."""
@@ -66,8 +69,12 @@ class SetAside:
         encoded = text.encode("utf-8", "surrogateescape")
         return self.restore(encoded).decode("utf-8", "surrogateescape")
 
-    def _original(self, token: bytes) -> bytes:
-        start, end = self.spans[token]
+    def _original(self, match: re.Match[bytes]) -> bytes:
+        """The original lines of a token found, or the text found if it is not one of this message's."""
+        span = self.spans.get(match.group(0))
+        if span is None:
+            return match.group(0)
+        start, end = span
         return self.data[start:end].rstrip(b"\r\n")
 
 
@@ -75,7 +82,7 @@ def set_aside(data: bytes) -> tuple[bytes, SetAside | None]:
     """``data`` with its big base64 runs replaced by tokens, and what undoes it (None if nothing was)."""
     if len(data) < SET_ASIDE_BYTES:
         return data, None
-    nonce = secrets.token_hex(8).encode()
+    nonce = secrets.token_hex(_NONCE_BYTES).encode()
     spans: dict[bytes, tuple[int, int]] = {}
     pieces: list[bytes] = []
     kept = 0
@@ -91,5 +98,4 @@ def set_aside(data: bytes) -> tuple[bytes, SetAside | None]:
     if not spans:
         return data, None
     pieces.append(data[kept:])
-    pattern = re.compile(re.escape(_TOKEN_PREFIX + nonce) + rb"N[0-9]+")
-    return b"".join(pieces), SetAside(data, spans, pattern)
+    return b"".join(pieces), SetAside(data, spans, _ANY_TOKEN)  # compiled once, not per message
