@@ -11,15 +11,14 @@ import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import policy
 from email.message import Message
-from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 from engine.errors import MailError
 from engine.mail.big_base64 import set_aside
 from engine.mail.header_bounds import address_elements, check_header_block, check_part_headers, ledger_key
 from engine.mail.machine_mail import auto_submitted_reason, detect_bounce, mail_system_sender
+from engine.mail.mime_parser import parse_mime
 from engine.mail.parts import MAX_MIME_DEPTH, Attachment, Problems, read_parts
 from engine.mail.sender import sender_ambiguity
 from engine.mail.text import (
@@ -240,7 +239,7 @@ def _parse(raw: bytes, our_addresses: Collection[str], max_header_bytes: int) ->
     # each header is read on its own, after check_part_headers measured them all.
     # Big base64 bodies are set aside first and decoded from ``data`` itself (engine/mail/big_base64.py).
     parsed_data, aside = set_aside(data)
-    msg = BytesParser(policy=policy.compat32).parsebytes(parsed_data)
+    msg = parse_mime(parsed_data)  # BytesParser(policy=policy.compat32), without a pattern per boundary
     del parsed_data
     if not msg.keys():
         raise MailError("not an email: no header lines found")
