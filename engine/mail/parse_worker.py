@@ -71,15 +71,30 @@ Answer = tuple[IncomingMessage | str, "ParsedSubject | None", bytes | bool | Non
 Keep = bool | tuple[str, str]  # keep no original, return it compressed, or (originals' file, account)
 
 
-def parse_one(raw: bytes, our_addresses: frozenset[str], seconds: float) -> IncomingMessage | str:
-    """The message parsed within ``seconds``, or the reason it cannot be read."""
+def parse_one(
+    raw: bytes, our_addresses: frozenset[str], seconds: float, keywords: Keywords | None = None
+) -> tuple[IncomingMessage | str, ParsedSubject | None]:
+    """The message parsed, or the reason it cannot be read, and with ``keywords`` its subject read
+    (None if it cannot be: the service reads it again), both within ``seconds`` (one timer)."""
+    parsed: IncomingMessage | None = None
     try:
         with time_limit(seconds):
-            return parse_message(raw, our_addresses=our_addresses)
+            parsed = parse_message(raw, our_addresses=our_addresses)
+            return parsed, None if keywords is None else _subject_or_none(parsed.subject, keywords)
     except MailError as exc:
-        return exc.reason
+        return exc.reason, None
     except ProcessingTimeout as exc:
-        return f"{exc} while reading the message"
+        return (f"{exc} while reading the message", None) if parsed is None else (parsed, None)
+
+
+def _subject_or_none(subject: str, keywords: Keywords) -> ParsedSubject | None:
+    """The subject as ``keywords`` read it; None where reading it fails (the service meets why)."""
+    from engine.rules.subject import parse_subject  # here: only a worker given keywords needs the parser
+
+    try:
+        return parse_subject(subject, keywords)
+    except Exception:
+        return None
 
 
 _FILES: dict[str, OriginalsFile] = {}  # the originals' files written to, each opened once
@@ -89,12 +104,10 @@ _OPEN: dict[str, bool] = {}  # the files with a transaction open in this request
 
 def read_subject(subject: str, keywords: Keywords, seconds: float) -> ParsedSubject | None:
     """The subject as the pack's ``keywords`` read it, within ``seconds``; None if it cannot be."""
-    from engine.rules.subject import parse_subject  # here: only a worker given keywords needs the parser
-
     try:
         with time_limit(seconds):
-            return parse_subject(subject, keywords)
-    except Exception:  # the service reads it again, and meets what went wrong there
+            return _subject_or_none(subject, keywords)
+    except ProcessingTimeout:  # the service reads it again
         return None
 
 
@@ -106,13 +119,9 @@ def answer_one(
     keywords: Keywords | None = None,
 ) -> Answer:
     """The answer for one message (see the module): what reading gave, its subject, its original."""
-    started = time.monotonic()
-    parsed = parse_one(raw, our_addresses, seconds)
+    parsed, subject = parse_one(raw, our_addresses, seconds, keywords)
     if isinstance(parsed, str):  # a quarantined mail is kept whole instead of as an original
         return parsed, None, None
-    subject = None
-    if keywords is not None:
-        subject = read_subject(parsed.subject, keywords, max(seconds - (time.monotonic() - started), 0.001))
     if not keep_originals:
         return parsed, subject, None
     compressed = compress_original(raw)

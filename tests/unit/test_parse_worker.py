@@ -7,6 +7,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -167,3 +168,19 @@ def test_a_new_originals_file_has_pages_of_16_kb_and_an_older_one_keeps_its_own(
     keep = (str(older_path), "helpdesk")
     assert parse_worker._last_answer(parse_worker.answer_one(_second(9), frozenset(), 30.0, keep))[2] is True
     assert _rows_in(older_path) == 1
+
+
+def test_a_subject_read_past_the_time_limit_leaves_the_message_read_and_the_subject_to_the_service(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.rules.subject
+
+    def slow(subject: str, keywords: object) -> object:
+        for _ in range(6000):  # as a subject the parser could not read in the time left
+            time.sleep(0.01)
+        return "read after all"  # only if the limit never came
+
+    monkeypatch.setattr(engine.rules.subject, "parse_subject", slow)
+    parsed, subject = parse_worker.parse_one(GOOD, frozenset(), 0.2, default_keywords())
+    assert isinstance(parsed, IncomingMessage) and parsed.message_id == "w1@example.com"
+    assert subject is None  # the service reads it again
