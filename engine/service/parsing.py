@@ -9,7 +9,8 @@ tenth of a second; it only turns bytes into ``IncomingMessage`` values. Everythi
 stays in the service's process, in order, each message acknowledged after its batch's commit.
 
 The worker is started at a backlog and stopped when no account has one left. Until it has answered
-once, batches are parsed in the service's process, never waited for; so are batches of more than
+once, a batch it has not begun to read is parsed in the service's process, never waited for (the
+worker is still starting); so are batches of more than
 ``MAX_BATCH_BYTES`` (a big attachment is not copied to another process and back). If the worker
 cannot be started, or dies (killed, out of memory), the service parses in its own process from
 then on, as it always does for a mailbox with little waiting. Requests are written and answers
@@ -210,6 +211,11 @@ class _Worker:
                     with contextlib.suppress(Exception):
                         future.set_exception(WorkerGone(reason))
 
+    def has_begun(self, parsing: Parsing) -> bool:
+        """Whether the worker has begun to read ``parsing`` (it is up: its answers come soon)."""
+        number, index, _ = self.progress.now_reading()
+        return bool(parsing.number) and (number > parsing.number or (number == parsing.number and index >= 0))
+
     def stuck_at(self, parsing: Parsing) -> int | None:
         """The index of the message of ``parsing`` the worker reads now, if it reads one of it."""
         number, index, _ = self.progress.now_reading()
@@ -318,7 +324,7 @@ class ParseAhead:
         if parsing is None or len(parsing.answers) != len(raws):
             return unparsed
         worker = parsing.worker
-        if not (worker.answered or parsing.done()):
+        if not (worker.answered or parsing.done() or worker.has_begun(parsing)):
             parsing.cancel()  # the worker is still starting: never wait for it
             return unparsed
         found: list[Parsed | None] = []

@@ -407,6 +407,32 @@ def test_a_parse_worker_sends_a_batchs_answers_together_unless_the_service_waits
     assert isinstance(found[2], MailError) and "MIME parts" in found[2].reason
 
 
+def test_a_batch_a_new_parse_worker_has_begun_to_read_is_waited_for_not_parsed_here() -> None:
+    ours = frozenset({"helpdesk@example.com"})
+    raws = [_many_parts(150_000), make_mail(2)]
+    ahead = ParseAhead(ours, time_limit_seconds=30)
+
+    async def scenario() -> tuple[bool, list[object]]:
+        parsing = ahead.submit(raws)
+        assert parsing is not None
+        worker = ahead._worker
+        assert worker is not None
+        waited_until = time.monotonic() + 60
+        while worker.progress.now_reading()[:2] != (parsing.number or -1, 0):  # reading the first
+            assert time.monotonic() < waited_until, "the worker never began the batch"
+            time.sleep(0.001)
+        return worker.answered, list(await ahead.results(parsing, raws))
+
+    try:
+        answered_before, found = run_async(scenario())
+    finally:
+        ahead.close()
+
+    assert answered_before is False  # a new worker, that has not answered yet
+    assert isinstance(found[0], MailError) and "MIME parts" in found[0].reason  # the worker's answers
+    assert getattr(found[1], "message_id", None) == "m2@example.com"
+
+
 def test_a_batch_is_bounded_by_count_and_listed_size_and_ends_before_an_unknown_size() -> None:
     small = [MessageRef(f"s{n}", 1000) for n in range(BATCH_MESSAGES + 5)]
     assert next_batch(small, 0) == small[:BATCH_MESSAGES]
