@@ -213,8 +213,8 @@ class Progress:
     """What the worker reads now, and whether the service waits for an answer (see the module).
 
     Contract: one file shared by the service (``create``) and its worker (``attach``): the worker
-    writes ``reading`` before each message and ``idle`` after each request, the service writes
-    ``want``. A value is a few aligned words, each read or written whole.
+    writes ``reading`` before each message and ``reading(request, -1)`` after each request, the
+    service writes ``want``. A value is a few aligned words, each read or written whole.
     """
 
     SIZE = 32
