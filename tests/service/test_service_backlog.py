@@ -372,8 +372,15 @@ def test_a_parse_worker_sends_a_batchs_answers_together_unless_the_service_waits
         while worker.progress.now_reading()[:2] != (parsing.number or -1, 2):
             assert time.monotonic() < waited_until, "the worker never began the third message"
             time.sleep(0.001)
-        time.sleep(0.2)  # time enough for an answer sent to reach the service
-        return [answer.done() for answer in parsing.answers]
+        # look for the first two answers while the worker still reads the third: an answer sent
+        # arrives within moments; one held never does
+        looked_until = time.monotonic() + 0.5
+        while True:
+            done = [answer.done() for answer in parsing.answers]
+            assert worker.progress.now_reading()[:2] == (parsing.number, 2), "the third was read too soon"
+            if all(done[:2]) or time.monotonic() > looked_until:
+                return done
+            time.sleep(0.005)
 
     async def scenario() -> tuple[list[bool], list[bool], list[object]]:
         first = ahead.submit(raws[:1])
